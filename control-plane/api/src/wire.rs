@@ -1,0 +1,103 @@
+//! Request and response bodies of the control plane's HTTP API.
+//!
+//! | method and path            | authenticated by                 | body in → out                         |
+//! |----------------------------|----------------------------------|---------------------------------------|
+//! | `POST /v1/svid`            | join token (first issuance) or the caller's current SVID over mTLS (renewal) | [`IssueRequest`] → [`IssueResponse`] |
+//! | `POST /v1/admin/tokens`    | the admin credential over mTLS   | [`TokenRequest`] → [`TokenResponse`]  |
+//! | `POST /v1/register`        | the caller's SVID over mTLS      | [`Registration`] → [`Registered`]     |
+//! | `GET /v1/watch?service=S`  | the caller's SVID over mTLS      | a stream of [`ConfigSnapshot`] lines  |
+//!
+//! Every error answer carries an [`ErrorBody`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const PATH_SVID: &str = "/v1/svid";
+pub const PATH_ADMIN_TOKENS: &str = "/v1/admin/tokens";
+pub const PATH_REGISTER: &str = "/v1/register";
+pub const PATH_WATCH: &str = "/v1/watch";
+
+/// A certificate signing request. The identity in the CSR is ignored: the control plane
+/// decides the identity from the credential (join token or current SVID), and refuses a
+/// CSR whose subject alternative names ask for any other identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    /// PKCS#10 CSR, PEM.
+    pub csr_pem: String,
+    /// The bootstrap credential for the first issuance; absent on renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueResponse {
+    pub spiffe_id: String,
+    /// The leaf first, then any intermediates, PEM.
+    pub chain_pem: String,
+    /// The current trust bundle (every root in force), PEM.
+    pub bundle_pem: String,
+    /// The leaf's `notAfter`, seconds since the Unix epoch.
+    pub not_after_unix: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub namespace: String,
+    pub service_account: String,
+    /// Lifetime in seconds; the control plane applies its default and caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// Shown once; the control plane keeps only its hash.
+    pub token: String,
+    pub spiffe_id: String,
+    pub expires_at_unix: i64,
+}
+
+/// A proxy announcing the service it fronts and where its inbound listener is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub service: String,
+    /// `host:port` of the proxy's inbound (mTLS) listener.
+    pub inbound_addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The identity the registration was recorded under (the caller's SPIFFE ID).
+    pub spiffe_id: String,
+}
+
+/// One endpoint of a service: where to connect, and the only identity it may present.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub addr: String,
+    pub spiffe_id: String,
+}
+
+/// Everything a proxy needs from the control plane, sent whole on every change so that a
+/// proxy that reconnects is never left with a partial view.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    /// Increases with every change the control plane makes.
+    pub version: u64,
+    /// The current trust bundle, PEM.
+    pub bundle_pem: String,
+    /// Endpoints of every registered service, by service name.
+    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable reason, such as `token_expired`.
+    pub code: String,
+    /// What was wrong and what to do, for a person.
+    pub error: String,
+}

@@ -1,0 +1,5 @@
+//! `palisadectl`: operate a Palisade mesh.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("palisadectl has no commands yet")
+}

@@ -1,0 +1,2 @@
+//! Palisade's control plane: certificate authority and SVID issuance, policy store, and
+//! config distribution to proxies.
