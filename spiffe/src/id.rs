@@ -235,7 +235,11 @@ mod tests {
             "spiffe://td/ns/a/sa/b/extra",
             "spiffe://td/x/a/sa/b",
         ] {
-            assert_eq!(SpiffeId::parse(uri).unwrap().workload_parts(), None, "{uri}");
+            assert_eq!(
+                SpiffeId::parse(uri).unwrap().workload_parts(),
+                None,
+                "{uri}"
+            );
         }
     }
 

@@ -30,7 +30,9 @@ pub enum SvidError {
     MultipleUriSans(usize),
     #[error("the leaf's URI SAN `{uri}` is not a valid SPIFFE ID: {reason}")]
     InvalidSpiffeId { uri: String, reason: IdError },
-    #[error("the SPIFFE ID `{id}` is in trust domain `{found}`, but only `{expected}` is accepted")]
+    #[error(
+        "the SPIFFE ID `{id}` is in trust domain `{found}`, but only `{expected}` is accepted"
+    )]
     WrongTrustDomain {
         id: String,
         found: String,

@@ -248,7 +248,10 @@ impl SvidStore {
     }
 
     pub fn info(&self) -> Option<SvidInfo> {
-        self.current.load().as_ref().map(|current| current.info.clone())
+        self.current
+            .load()
+            .as_ref()
+            .map(|current| current.info.clone())
     }
 
     /// The current chain, leaf first.

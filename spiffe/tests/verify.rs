@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use palisade_spiffe::svid::shared_bundle;
 use palisade_spiffe::tls::{client_config, peer_spiffe_id, server_config};
 use palisade_spiffe::{
-    ClientAuth, PeerRole, ServerIdentity, SpiffeId, SvidError, SvidStore, TrustBundle,
-    TrustDomain,
+    ClientAuth, PeerRole, ServerIdentity, SpiffeId, SvidError, SvidStore, TrustBundle, TrustDomain,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -152,7 +151,8 @@ fn rejects_hostile_and_broken_certificates() {
         ),
         (
             "leaf that can sign certificates",
-            ca.leaf(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign]).chain,
+            ca.leaf(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign])
+                .chain,
             SvidError::LeafCanSign,
         ),
         (
@@ -235,10 +235,8 @@ fn handshake(
     client: rustls::ClientConfig,
     server: rustls::ServerConfig,
 ) -> Result<(rustls::ClientConnection, rustls::ServerConnection), rustls::Error> {
-    let mut client = rustls::ClientConnection::new(
-        Arc::new(client),
-        "workload.invalid".try_into().unwrap(),
-    )?;
+    let mut client =
+        rustls::ClientConnection::new(Arc::new(client), "workload.invalid".try_into().unwrap())?;
     let mut server = rustls::ServerConnection::new(Arc::new(server))?;
     for _ in 0..10 {
         let mut buf = Vec::new();
@@ -272,9 +270,9 @@ fn store_with(leaf: Leaf) -> Arc<SvidStore> {
 fn mutual_tls_yields_both_spiffe_ids() {
     let ca = TestCa::new("root");
     let bundle = shared_bundle(ca.bundle("td.test"));
-    let server_svids = store_with(ca.leaf(|p| {
-        p.subject_alt_names = vec![uri("spiffe://td.test/ns/shop/sa/payments")]
-    }));
+    let server_svids = store_with(
+        ca.leaf(|p| p.subject_alt_names = vec![uri("spiffe://td.test/ns/shop/sa/payments")]),
+    );
     let client_svids = store_with(ca.leaf(|_| {}));
     let payments = SpiffeId::parse("spiffe://td.test/ns/shop/sa/payments").unwrap();
     let (client, server) = handshake(
@@ -299,16 +297,24 @@ fn server_refuses_clients_without_an_svid_or_from_another_ca() {
     let ca = TestCa::new("root");
     let other = TestCa::new("other");
     let bundle = shared_bundle(ca.bundle("td.test"));
-    let server = || server_config(store_with(ca.leaf(|_| {})), bundle.clone(), ClientAuth::Required);
+    let server = || {
+        server_config(
+            store_with(ca.leaf(|_| {})),
+            bundle.clone(),
+            ClientAuth::Required,
+        )
+    };
 
     let no_cert = client_config(None, bundle.clone(), ServerIdentity::AnyInTrustDomain);
     assert!(handshake(no_cert, server()).is_err());
 
-    let foreign_bundle = shared_bundle(TrustBundle::new(
-        TrustDomain::new("td.test").unwrap(),
-        vec![ca.cert.clone(), other.cert.clone()],
-    )
-    .unwrap());
+    let foreign_bundle = shared_bundle(
+        TrustBundle::new(
+            TrustDomain::new("td.test").unwrap(),
+            vec![ca.cert.clone(), other.cert.clone()],
+        )
+        .unwrap(),
+    );
     let foreign = client_config(
         Some(store_with(other.leaf(|_| {}))),
         foreign_bundle,
@@ -336,7 +342,10 @@ fn client_refuses_a_server_with_an_unexpected_id() {
     );
     let impostor = server_config(store_with(ca.leaf(|_| {})), bundle, ClientAuth::Required);
     let error = handshake(client, impostor).unwrap_err();
-    assert!(error.to_string().contains("not one this client expects"), "{error}");
+    assert!(
+        error.to_string().contains("not one this client expects"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -355,13 +364,19 @@ fn a_store_without_an_svid_fails_closed_and_rotation_applies_to_the_next_handsha
     assert!(handshake(client(), config.clone()).is_err());
 
     let first = ca.leaf(|_| {});
-    let first_serial = server_svids.install(first.chain, first.key).unwrap().serial_hex;
+    let first_serial = server_svids
+        .install(first.chain, first.key)
+        .unwrap()
+        .serial_hex;
     let (c, _) = handshake(client(), config.clone()).unwrap();
     let seen = palisade_spiffe::tls::svid_info(&c.peer_certificates().unwrap()[0]).unwrap();
     assert_eq!(seen.serial_hex, first_serial);
 
     let second = ca.leaf(|_| {});
-    let second_serial = server_svids.install(second.chain, second.key).unwrap().serial_hex;
+    let second_serial = server_svids
+        .install(second.chain, second.key)
+        .unwrap()
+        .serial_hex;
     let (c, _) = handshake(client(), config).unwrap();
     let seen = palisade_spiffe::tls::svid_info(&c.peer_certificates().unwrap()[0]).unwrap();
     assert_eq!(seen.serial_hex, second_serial);
