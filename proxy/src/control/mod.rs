@@ -11,6 +11,8 @@
 pub mod backoff;
 mod connection;
 pub mod ndjson;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod watch;
 
 use std::fmt;

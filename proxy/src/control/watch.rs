@@ -246,3 +246,198 @@ async fn try_stream_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::control::test_support::{
+        bootstrap_from, eventually, FakeControlPlane, Step, TestCa,
+    };
+
+    fn fast(config: WatchConfig) -> WatchConfig {
+        WatchConfig {
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+            ..config
+        }
+    }
+
+    struct Seen(Arc<Mutex<Vec<u64>>>);
+
+    impl Seen {
+        fn new() -> (Self, impl Fn(Arc<ConfigSnapshot>) + Send + Sync + 'static) {
+            let versions = Arc::new(Mutex::new(Vec::new()));
+            let sink = versions.clone();
+            (Self(versions), move |snapshot: Arc<ConfigSnapshot>| {
+                sink.lock().unwrap().push(snapshot.version)
+            })
+        }
+
+        fn versions(&self) -> Vec<u64> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn line(snapshot: &ConfigSnapshot) -> Step {
+        let mut bytes = serde_json::to_vec(snapshot).unwrap();
+        bytes.push(b'\n');
+        Step::Send(bytes.into())
+    }
+
+    #[tokio::test]
+    async fn delivers_snapshots_registers_and_applies_bundles() {
+        let fake = FakeControlPlane::start().await;
+        let identity = bootstrap_from(&fake, "orders").await.unwrap();
+        let rotated = TestCa::new("next root");
+        let two_roots = fake.bundle_pem() + &palisade_spiffe::svid::cert_to_pem(&rotated.cert);
+        let snapshot = |version, bundle_pem: &str| ConfigSnapshot {
+            version,
+            bundle_pem: bundle_pem.to_owned(),
+            endpoints: Default::default(),
+        };
+        fake.script_watch(vec![
+            Step::Send(fake.snapshot_line(1)),
+            Step::Send(Bytes::from_static(b"\n")),
+            line(&snapshot(2, &two_roots)),
+            line(&snapshot(3, "-----BEGIN CERTIFICATE-----\nnot base64\n")),
+        ]);
+        let (seen, on_snapshot) = Seen::new();
+        let config = WatchConfig::new("orders", Some("127.0.0.1:15006".into())).unwrap();
+        let handle = spawn_watch(
+            identity.control_plane().clone(),
+            fast(config),
+            on_snapshot,
+            std::future::pending(),
+        );
+        assert!(eventually(Duration::from_secs(3), || seen.versions() == [1, 2, 3]).await);
+        let first = handle.latest().unwrap();
+        assert_eq!(first.version, 3);
+        assert_eq!(*handle.status().borrow(), WatchStatus::Connected);
+        // The two-root bundle was applied; the broken one after it was not.
+        assert_eq!(identity.bundle.load().roots().len(), 2);
+        let registrations = fake.state.registrations.lock().unwrap().clone();
+        assert_eq!(registrations.len(), 1);
+        assert_eq!(registrations[0].0, identity.id);
+        assert_eq!(registrations[0].1.inbound_addr, "127.0.0.1:15006");
+        handle.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_garbled_line_reconnects_reregisters_and_keeps_the_last_snapshot() {
+        let fake = FakeControlPlane::start().await;
+        let identity = bootstrap_from(&fake, "orders").await.unwrap();
+        fake.script_watch(vec![
+            Step::Send(fake.snapshot_line(1)),
+            Step::Send(Bytes::from_static(b"{\"version\": \"garbled\n")),
+        ]);
+        let (seen, on_snapshot) = Seen::new();
+        let config = WatchConfig::new("orders", Some("127.0.0.1:15006".into())).unwrap();
+        let handle = spawn_watch(
+            identity.control_plane().clone(),
+            WatchConfig {
+                backoff_initial: Duration::from_millis(300),
+                ..fast(config)
+            },
+            on_snapshot,
+            std::future::pending(),
+        );
+        let status = handle.status();
+        assert!(
+            eventually(Duration::from_secs(3), || matches!(
+                &*status.borrow(),
+                WatchStatus::Disconnected { error } if error.contains("not a config snapshot")
+            ))
+            .await
+        );
+        assert_eq!(handle.latest().unwrap().version, 1, "last snapshot kept");
+        assert!(
+            eventually(Duration::from_secs(3), || seen.versions().len() == 2).await,
+            "no snapshot after reconnecting"
+        );
+        assert_eq!(handle.latest().unwrap().version, 1001);
+        handle.task.abort();
+        assert_eq!(fake.state.registrations.lock().unwrap().len(), 2);
+        assert_eq!(
+            fake.state
+                .watch_connections
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_line_is_refused_without_buffering_it() {
+        let fake = FakeControlPlane::start().await;
+        let identity = bootstrap_from(&fake, "orders").await.unwrap();
+        fake.script_watch(vec![Step::Send(Bytes::from(vec![b'{'; 4096]))]);
+        let (seen, on_snapshot) = Seen::new();
+        let config = WatchConfig {
+            max_line: 1024,
+            backoff_initial: Duration::from_millis(300),
+            ..fast(WatchConfig::new("orders", None).unwrap())
+        };
+        let handle = spawn_watch(
+            identity.control_plane().clone(),
+            config,
+            on_snapshot,
+            std::future::pending(),
+        );
+        let status = handle.status();
+        assert!(
+            eventually(Duration::from_secs(3), || matches!(
+                &*status.borrow(),
+                WatchStatus::Disconnected { error } if error.contains("longer than 1024 bytes")
+            ))
+            .await
+        );
+        assert!(eventually(Duration::from_secs(3), || seen.versions() == [1001]).await);
+        assert!(fake.state.registrations.lock().unwrap().is_empty());
+        handle.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_ended_stream_is_reconnected_and_shutdown_stops_the_task() {
+        let fake = FakeControlPlane::start().await;
+        let identity = bootstrap_from(&fake, "orders").await.unwrap();
+        fake.script_watch(vec![Step::Send(fake.snapshot_line(1)), Step::End]);
+        fake.script_watch(vec![Step::Send(fake.snapshot_line(2))]);
+        let (seen, on_snapshot) = Seen::new();
+        let config = WatchConfig {
+            idle_timeout: Duration::from_millis(300),
+            ..fast(WatchConfig::new("orders", None).unwrap())
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = spawn_watch(
+            identity.control_plane().clone(),
+            config,
+            on_snapshot,
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        // 1 then the end of the stream; 2 then silence past the idle timeout; then 1002.
+        assert!(
+            eventually(Duration::from_secs(4), || seen.versions() == [1, 2, 1002]).await,
+            "saw {:?}",
+            seen.versions()
+        );
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(1), handle.task)
+            .await
+            .expect("the watch stops on shutdown")
+            .unwrap();
+    }
+
+    #[test]
+    fn service_names_are_validated() {
+        assert!(WatchConfig::new("payments-v2.shop", None).is_ok());
+        for bad in ["", "a b", "a/b", "a?x=1", "é"] {
+            let error = WatchConfig::new(bad, None).unwrap_err().to_string();
+            assert!(error.contains("service name"), "{bad}: {error}");
+        }
+    }
+}

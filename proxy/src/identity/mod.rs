@@ -11,6 +11,8 @@
 mod bundle;
 mod csr;
 pub mod schedule;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::future::Future;
