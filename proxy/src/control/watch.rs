@@ -115,7 +115,8 @@ enum WatchError {
     Garbled(serde_json::Error),
 }
 
-/// Starts watching. `on_snapshot` runs on the watch task for every snapshot, after any
+/// Starts watching. `on_snapshot` runs on the watch task for every snapshot that differs
+/// from the previous one (the control plane repeats the current one as a keep-alive), after any
 /// trust bundle it carries has been applied to the client's shared bundle; it should
 /// only swap state in, not block. The task ends when `shutdown` completes.
 pub fn spawn_watch<F, S>(
@@ -132,6 +133,11 @@ where
     let (status_tx, status) = watch::channel(WatchStatus::Connecting);
     let task = tokio::spawn(async move {
         let deliver = |snapshot: ConfigSnapshot| {
+            // The control plane repeats the current snapshot as its keep-alive; only a
+            // change is worth applying and announcing.
+            if latest_tx.borrow().as_deref() == Some(&snapshot) {
+                return;
+            }
             if let Err(error) = apply_bundle_pem(client.bundle(), &snapshot.bundle_pem) {
                 tracing::error!(
                     control_plane = %client.addr(),
@@ -302,6 +308,7 @@ mod tests {
         fake.script_watch(vec![
             Step::Send(fake.snapshot_line(1)),
             Step::Send(Bytes::from_static(b"\n")),
+            Step::Send(fake.snapshot_line(1)),
             line(&snapshot(2, &two_roots)),
             line(&snapshot(3, "-----BEGIN CERTIFICATE-----\nnot base64\n")),
         ]);
