@@ -16,16 +16,24 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 #[tokio::test]
 async fn first_issuance_yields_a_leaf_with_exactly_the_svid_properties() {
     let dir = tempfile::tempdir().unwrap();
-    let cp = start(config(dir.path(), Duration::from_secs(600))).await.unwrap();
+    let cp = start(config(dir.path(), Duration::from_secs(600)))
+        .await
+        .unwrap();
     let svid = first_svid(&cp, "shop", "web").await;
 
     let id = bundle_of(&cp)
         .verify(&svid.chain, PeerRole::Server, UnixTime::now())
         .unwrap();
     assert_eq!(id, workload("shop", "web"));
-    assert_eq!(svid.response.spiffe_id, "spiffe://example.org/ns/shop/sa/web");
+    assert_eq!(
+        svid.response.spiffe_id,
+        "spiffe://example.org/ns/shop/sa/web"
+    );
     assert_eq!(svid.chain.len(), 1, "leaf only; the root is in the bundle");
-    assert_eq!(svid.response.bundle_pem, std::fs::read_to_string(cp.bundle_path()).unwrap());
+    assert_eq!(
+        svid.response.bundle_pem,
+        std::fs::read_to_string(cp.bundle_path()).unwrap()
+    );
 
     let (_, leaf) = X509Certificate::from_der(svid.chain[0].as_ref()).unwrap();
     let sans = leaf.subject_alternative_name().unwrap().unwrap();
@@ -44,14 +52,19 @@ async fn first_issuance_yields_a_leaf_with_exactly_the_svid_properties() {
     assert!(eku.server_auth && eku.client_auth);
     let lifetime = leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp();
     assert_eq!(lifetime, 600 + 60, "ttl plus the 60 s backdate");
-    assert_eq!(leaf.validity().not_after.timestamp(), svid.response.not_after_unix);
+    assert_eq!(
+        leaf.validity().not_after.timestamp(),
+        svid.response.not_after_unix
+    );
     cp.shutdown().await;
 }
 
 #[tokio::test]
 async fn renewal_over_mtls_needs_no_token_and_keeps_the_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let cp = start(config(dir.path(), Duration::from_secs(2))).await.unwrap();
+    let cp = start(config(dir.path(), Duration::from_secs(2)))
+        .await
+        .unwrap();
     let first = first_svid(&cp, "shop", "web").await;
     let second = renew(&cp, &first).await.unwrap();
     assert_eq!(second.response.spiffe_id, first.response.spiffe_id);
@@ -59,7 +72,10 @@ async fn renewal_over_mtls_needs_no_token_and_keeps_the_identity() {
     // The renewed SVID renews in turn, a second later.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let third = renew(&cp, &second).await.unwrap();
-    assert_eq!(third.response.spiffe_id, "spiffe://example.org/ns/shop/sa/web");
+    assert_eq!(
+        third.response.spiffe_id,
+        "spiffe://example.org/ns/shop/sa/web"
+    );
 
     // A renewal CSR asking for another identity is refused.
     let key = KeyPair::generate().unwrap();
@@ -72,7 +88,11 @@ async fn renewal_over_mtls_needs_no_token_and_keeps_the_identity() {
         },
     )
     .await;
-    assert_error(&answer, StatusCode::BAD_REQUEST, codes::CSR_IDENTITY_MISMATCH);
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        codes::CSR_IDENTITY_MISMATCH,
+    );
     cp.shutdown().await;
 }
 
@@ -131,7 +151,9 @@ async fn malformed_csr_and_csr_for_another_identity_are_refused_without_spending
         &client,
         PATH_SVID,
         &IssueRequest {
-            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into(),
+            csr_pem:
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
             join_token: Some(token.clone()),
         },
     )
@@ -140,7 +162,11 @@ async fn malformed_csr_and_csr_for_another_identity_are_refused_without_spending
     assert!(msg.contains("CSR"), "{msg}");
 
     let not_json = client
-        .call(http::Method::POST, PATH_SVID, bytes::Bytes::from_static(b"{nope"))
+        .call(
+            http::Method::POST,
+            PATH_SVID,
+            bytes::Bytes::from_static(b"{nope"),
+        )
         .await
         .unwrap();
     assert_eq!(not_json.0, StatusCode::BAD_REQUEST);
@@ -148,7 +174,10 @@ async fn malformed_csr_and_csr_for_another_identity_are_refused_without_spending
     let key = KeyPair::generate().unwrap();
     for sans in [
         vec![uri_san("spiffe://example.org/ns/bank/sa/vault")],
-        vec![uri_san("spiffe://example.org/ns/shop/sa/web"), uri_san("spiffe://example.org/ns/bank/sa/vault")],
+        vec![
+            uri_san("spiffe://example.org/ns/shop/sa/web"),
+            uri_san("spiffe://example.org/ns/bank/sa/vault"),
+        ],
         vec![SanType::DnsName("web.shop.svc".try_into().unwrap())],
     ] {
         let other = post(
@@ -160,7 +189,11 @@ async fn malformed_csr_and_csr_for_another_identity_are_refused_without_spending
             },
         )
         .await;
-        let msg = assert_error(&other, StatusCode::BAD_REQUEST, codes::CSR_IDENTITY_MISMATCH);
+        let msg = assert_error(
+            &other,
+            StatusCode::BAD_REQUEST,
+            codes::CSR_IDENTITY_MISMATCH,
+        );
         assert!(msg.contains("spiffe://example.org/ns/shop/sa/web"), "{msg}");
     }
 
@@ -197,17 +230,26 @@ async fn renewal_with_an_svid_of_another_ca_or_trust_domain_is_refused() {
     let mut td_config = config(td_dir.path(), Duration::from_secs(3600));
     td_config.trust_domain = "other.org".into();
     let other_td = palisade_control_plane::start(td_config).await.unwrap();
-    let token = other_td.create_join_token("shop", "web", None).unwrap().token;
+    let token = other_td
+        .create_join_token("shop", "web", None)
+        .unwrap()
+        .token;
     let key = KeyPair::generate().unwrap();
     let tls = palisade_spiffe::tls::client_config(
         None,
         palisade_spiffe::svid::shared_bundle(
-            palisade_spiffe::TrustBundle::from_pem(other_td.trust_domain().clone(), other_td.bundle_pem().as_bytes()).unwrap(),
+            palisade_spiffe::TrustBundle::from_pem(
+                other_td.trust_domain().clone(),
+                other_td.bundle_pem().as_bytes(),
+            )
+            .unwrap(),
         ),
         palisade_spiffe::ServerIdentity::OneOf(vec![other_td.spiffe_id().clone()]),
     );
     let client = palisade_control_plane::client::ApiClient::new(&other_td.url(), tls).unwrap();
-    let response = issue_with(&client, csr(&key, vec![]), Some(token)).await.unwrap();
+    let response = issue_with(&client, csr(&key, vec![]), Some(token))
+        .await
+        .unwrap();
     let alien = Svid {
         chain: palisade_spiffe::svid::certs_from_pem(response.chain_pem.as_bytes()).unwrap(),
         key,
@@ -230,7 +272,9 @@ async fn renewal_with_an_svid_of_another_ca_or_trust_domain_is_refused() {
 #[tokio::test]
 async fn the_serving_certificate_renews_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let cp = start(config(dir.path(), Duration::from_secs(2))).await.unwrap();
+    let cp = start(config(dir.path(), Duration::from_secs(2)))
+        .await
+        .unwrap();
     let serial = || async {
         let tls = palisade_spiffe::tls::client_config(
             None,
@@ -238,7 +282,9 @@ async fn the_serving_certificate_renews_itself() {
             palisade_spiffe::ServerIdentity::OneOf(vec![cp.spiffe_id().clone()]),
         );
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
-        let tcp = tokio::net::TcpStream::connect(cp.local_addr()).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(cp.local_addr())
+            .await
+            .unwrap();
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         let stream = connector.connect(name, tcp).await.unwrap();
         let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
@@ -248,6 +294,9 @@ async fn the_serving_certificate_renews_itself() {
     assert_eq!(before.id, *cp.spiffe_id());
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let after = serial().await;
-    assert_ne!(before.serial_hex, after.serial_hex, "renewed at half its life");
+    assert_ne!(
+        before.serial_hex, after.serial_hex,
+        "renewed at half its life"
+    );
     cp.shutdown().await;
 }

@@ -90,7 +90,11 @@ pub fn uri_san(id: &str) -> SanType {
 }
 
 /// POSTs `body` and returns the status with the parsed body (JSON value).
-pub async fn post(client: &ApiClient, path: &str, body: &impl serde::Serialize) -> (StatusCode, serde_json::Value) {
+pub async fn post(
+    client: &ApiClient,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> (StatusCode, serde_json::Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let (status, answer) = client
         .call(Method::POST, path, Bytes::from(bytes))
@@ -101,7 +105,11 @@ pub async fn post(client: &ApiClient, path: &str, body: &impl serde::Serialize) 
 }
 
 /// Asserts an error answer with `status` and `code`, and returns its message.
-pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode, code: &str) -> String {
+pub fn assert_error(
+    answer: &(StatusCode, serde_json::Value),
+    status: StatusCode,
+    code: &str,
+) -> String {
     let body: ErrorBody = serde_json::from_value(answer.1.clone())
         .unwrap_or_else(|e| panic!("not an ErrorBody ({e}): {answer:?}"));
     assert_eq!(answer.0, status, "{body:?}");
@@ -109,7 +117,11 @@ pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode
     body.error
 }
 
-pub async fn issue_with(client: &ApiClient, csr_pem: String, token: Option<String>) -> Result<IssueResponse, ClientError> {
+pub async fn issue_with(
+    client: &ApiClient,
+    csr_pem: String,
+    token: Option<String>,
+) -> Result<IssueResponse, ClientError> {
     client
         .post_json(
             PATH_SVID,
