@@ -9,12 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use palisade_control_plane::{start, RunningControlPlane, ServeConfig};
 use palisade_proxy::control::{ControlPlaneAddr, Timeouts};
-use palisade_proxy::identity::{bootstrap, Identity, IdentityConfig, RetryPolicy};
-use palisade_spiffe::svid::shared_bundle;
-use palisade_spiffe::tls::{client_config, peer_spiffe_id, server_config};
-use palisade_spiffe::{
-    ClientAuth, ServerIdentity, SharedBundle, SpiffeId, TrustBundle, TrustDomain,
+use palisade_proxy::identity::{
+    bootstrap, load_bundle_file, Identity, IdentityConfig, RetryPolicy,
 };
+use palisade_spiffe::tls::{client_config, peer_spiffe_id, server_config};
+use palisade_spiffe::{ClientAuth, ServerIdentity, SharedBundle, SpiffeId, TrustDomain};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -84,13 +83,15 @@ impl TestControlPlane {
         TrustDomain::new(TRUST_DOMAIN).expect("the test trust domain is valid")
     }
 
-    /// The trust bundle as a proxy reads it: from the control plane's `bundle.pem`.
+    /// The trust bundle as `palisade-proxy --trust-bundle` reads it: from the control
+    /// plane's `bundle.pem`, its trust domain named by the roots.
     pub fn bundle(&self) -> anyhow::Result<SharedBundle> {
-        let path = self.running().bundle_path();
-        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let bundle = TrustBundle::from_pem(self.trust_domain(), &pem)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        Ok(shared_bundle(bundle))
+        let (trust_domain, bundle) = load_bundle_file(&self.running().bundle_path(), None)?;
+        anyhow::ensure!(
+            trust_domain == self.trust_domain(),
+            "bundle.pem names trust domain `{trust_domain}`, not `{TRUST_DOMAIN}`"
+        );
+        Ok(bundle)
     }
 
     pub fn bundle_pem(&self) -> String {

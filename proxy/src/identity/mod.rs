@@ -33,7 +33,7 @@ use crate::control::backoff::Backoff;
 use crate::control::{ControlError, ControlPlaneAddr, ControlPlaneClient, Timeouts};
 use schedule::Urgency;
 
-pub use bundle::apply_bundle_pem;
+pub use bundle::{apply_bundle_pem, load_bundle_file, BundleFileError};
 
 /// Everything needed to obtain the first SVID.
 #[derive(Clone)]
@@ -48,6 +48,29 @@ pub struct IdentityConfig {
     pub join_token: String,
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
+}
+
+impl IdentityConfig {
+    /// A config with the default timeouts and retry policy.
+    pub fn new(
+        control_plane: ControlPlaneAddr,
+        trust_domain: TrustDomain,
+        bundle: SharedBundle,
+        namespace: &str,
+        service_account: &str,
+        join_token: String,
+    ) -> Self {
+        Self {
+            control_plane,
+            trust_domain,
+            bundle,
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            join_token,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
 }
 
 impl fmt::Debug for IdentityConfig {
