@@ -28,7 +28,7 @@ pub struct TestControlPlane {
     running: Option<RunningControlPlane>,
     config: ServeConfig,
     // Declared last: removed after the control plane has stopped.
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl TestControlPlane {
@@ -56,7 +56,7 @@ impl TestControlPlane {
         Ok(Self {
             running: Some(running),
             config,
-            dir,
+            _dir: dir,
         })
     }
 
@@ -66,8 +66,9 @@ impl TestControlPlane {
             .expect("the control plane is running (between stop and restart it is not)")
     }
 
+    /// The control plane's `--data-dir`.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.dir.path()
+        &self.config.data_dir
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -275,3 +275,109 @@ async fn the_watch_delivers_registrations_and_reconnects_after_a_restart() {
     watch.task.abort();
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_ca_rotation_under_load_loses_no_handshake() {
+    use palisade_control_plane::state::{self, DataDir};
+
+    let cp = TestControlPlane::with_svid_ttl(Duration::from_secs(3))
+        .await
+        .unwrap();
+    let server = cp.identity("shop", "payments").await.unwrap();
+    let client = cp.identity("shop", "orders").await.unwrap();
+    let mut tasks = vec![
+        server.spawn_renewal(std::future::pending()),
+        client.spawn_renewal(std::future::pending()),
+    ];
+    // The watch is how a proxy learns a new bundle between renewals.
+    let watches = [
+        spawn_watch(
+            server.control_plane().clone(),
+            WatchConfig::new("payments", Some("127.0.0.1:15006".into())).unwrap(),
+            |_| {},
+            std::future::pending(),
+        ),
+        spawn_watch(
+            client.control_plane().clone(),
+            WatchConfig::new("orders", None).unwrap(),
+            |_| {},
+            std::future::pending(),
+        ),
+    ];
+    let probe = MtlsProbeServer::start(&server).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, server_id, stop) = (client.clone(), server.id.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match mtls_probe(&client, probe.addr, &server_id).await {
+                    Ok(_) => ok += 1,
+                    Err(error) => failures.push(format!("{error:#}")),
+                }
+            }
+            (ok, failures, probe.failed_handshakes.load(Ordering::SeqCst))
+        })
+    };
+    let roots =
+        |identity: &palisade_proxy::identity::Identity| identity.bundle.load().roots().len();
+    let data = DataDir::new(cp.data_dir());
+
+    // 1. The new root joins the bundle; both proxies get it from the watch.
+    state::prepare_rotation(&data, None).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || roots(&server) == 2
+            && roots(&client) == 2)
+        .await,
+        "the proxies did not receive the two-root bundle"
+    );
+    // 2. Signing moves to the new root; 3. once every old SVID has expired (renewals
+    // moved the proxies onto the new root), the old root leaves the bundle.
+    state::rotate(&data).unwrap();
+    let mut retired = false;
+    for _ in 0..60 {
+        if state::retire_old(&data, false).is_ok() {
+            retired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(retired, "the old root could not be retired within 12 s");
+    assert!(
+        eventually(Duration::from_secs(5), || roots(&server) == 1
+            && roots(&client) == 1)
+        .await,
+        "the proxies did not drop the retired root"
+    );
+    // Handshakes keep flowing on the new root alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failures, server_failures) = load.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} handshakes failed: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(server_failures, 0);
+    assert!(ok >= 50, "only {ok} handshakes ran");
+    let bundle = TrustBundle::from_pem(cp.trust_domain(), cp.bundle_pem().as_bytes()).unwrap();
+    for identity in [&server, &client] {
+        let chain = identity.svids.chain().unwrap();
+        assert_eq!(
+            bundle
+                .verify(&chain, PeerRole::Client, UnixTime::now())
+                .unwrap(),
+            identity.id
+        );
+    }
+    tasks.extend(watches.into_iter().map(|w| w.task));
+    for task in tasks {
+        task.abort();
+    }
+    cp.shutdown().await;
+}
