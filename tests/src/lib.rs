@@ -1,1 +1,3 @@
-//! End-to-end tests live in `tests/`.
+//! End-to-end tests live in `tests/`; [`test_helpers`] is the harness they share.
+
+pub mod test_helpers;

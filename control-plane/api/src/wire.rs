@@ -7,7 +7,12 @@
 //! | `POST /v1/register`        | the caller's SVID over mTLS      | [`Registration`] → [`Registered`]     |
 //! | `GET /v1/watch?service=S`  | the caller's SVID over mTLS      | a stream of [`ConfigSnapshot`] lines  |
 //!
-//! Every error answer carries an [`ErrorBody`].
+//! Every error answer carries an [`ErrorBody`] whose `code` is one of [`codes`].
+//!
+//! The watch stream sends one snapshot at once, one on every change, and the current one
+//! again every ~15 s as a keep-alive: a proxy that hears nothing for ~45 s should treat
+//! the stream as dead and reconnect. An endpoint whose proxy neither keeps a watch open
+//! nor re-registers for the control plane's grace period (45 s by default) is dropped.
 
 use std::collections::BTreeMap;
 
@@ -100,4 +105,33 @@ pub struct ErrorBody {
     pub code: String,
     /// What was wrong and what to do, for a person.
     pub error: String,
+}
+
+/// The stable `code` values of [`ErrorBody`].
+pub mod codes {
+    /// The body is not the expected JSON, or a query parameter is missing.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// The body is larger than the endpoint accepts.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// The CSR does not parse, its self-signature fails, or its key type is unsupported.
+    pub const CSR_MALFORMED: &str = "csr_malformed";
+    /// The CSR's SANs ask for an identity other than the credential's.
+    pub const CSR_IDENTITY_MISMATCH: &str = "csr_identity_mismatch";
+    /// Neither a client SVID nor a join token was presented.
+    pub const CREDENTIAL_MISSING: &str = "credential_missing";
+    pub const TOKEN_UNKNOWN: &str = "token_unknown";
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    pub const TOKEN_USED: &str = "token_used";
+    /// The endpoint needs a client SVID over mTLS.
+    pub const SVID_REQUIRED: &str = "svid_required";
+    /// The endpoint needs the admin credential.
+    pub const ADMIN_REQUIRED: &str = "admin_required";
+    /// A token was asked for the reserved `palisade-system` namespace.
+    pub const RESERVED_NAMESPACE: &str = "reserved_namespace";
+    /// A namespace, service account, service name, address or TTL is invalid.
+    pub const INVALID_ARGUMENT: &str = "invalid_argument";
+    /// The control plane could not sign or persist; retry later.
+    pub const INTERNAL: &str = "internal";
 }

@@ -3,17 +3,22 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use palisade_control_plane::ctl;
+use palisade_control_plane::ctl::{self, ConnectArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "palisadectl", version, about = "Operate a Palisade mesh")]
 struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Join tokens: the one-time credential of a workload's first SVID.
+    #[command(subcommand)]
+    Token(ctl::token::TokenCommand),
     /// Runs the local mesh demo on embedded defaults (control plane, two services, sidecars).
     Demo(ctl::demo::DemoArgs),
 }
@@ -22,6 +27,9 @@ enum Command {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Token(command) => ctl::token::run(&cli.connect, command)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => ctl::demo::run(args).await,
     }
 }

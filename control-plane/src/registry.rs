@@ -1,0 +1,282 @@
+//! The service registry and the config snapshots proxies watch.
+//!
+//! An endpoint stays registered while it is alive: a registration refreshes it, and so
+//! does every sweep while a watch stream of the same SPIFFE ID is open. When neither has
+//! happened for the grace period, the endpoint is dropped and a new snapshot published,
+//! so a dead proxy stops receiving traffic without any operator action.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use palisade_api::wire::{ConfigSnapshot, Endpoint};
+use palisade_spiffe::SpiffeId;
+use tokio::sync::watch;
+
+/// How long an endpoint outlives its last sign of life, by default.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(45);
+/// Longest service name accepted (a DNS name's limit).
+const MAX_SERVICE_LEN: usize = 253;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error(
+        "the service name `{0}` is invalid: use 1-253 lower-case letters, digits, `-` and `.`"
+    )]
+    BadService(String),
+    #[error("the inbound address `{0}` is invalid: use host:port, for example 10.0.0.7:15006")]
+    BadAddr(String),
+}
+
+#[derive(Debug)]
+struct Inner {
+    version: u64,
+    bundle_pem: String,
+    /// service -> (addr, spiffe id) -> last sign of life
+    endpoints: BTreeMap<String, BTreeMap<(String, String), Instant>>,
+    /// open watch streams per SPIFFE ID
+    watchers: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    tx: watch::Sender<Arc<ConfigSnapshot>>,
+    grace: Duration,
+}
+
+impl Registry {
+    pub fn new(bundle_pem: String, grace: Duration) -> Arc<Self> {
+        let mut inner = Inner {
+            version: 0,
+            bundle_pem,
+            endpoints: BTreeMap::new(),
+            watchers: HashMap::new(),
+        };
+        let first = snapshot(&mut inner);
+        let (tx, _) = watch::channel(Arc::new(first));
+        Arc::new(Self {
+            inner: Mutex::new(inner),
+            tx,
+            grace,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigSnapshot>> {
+        self.tx.subscribe()
+    }
+
+    pub fn current(&self) -> Arc<ConfigSnapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Records (or refreshes) `service` served at `addr` by the proxy holding `id`.
+    pub fn register(
+        &self,
+        service: &str,
+        addr: &str,
+        id: &SpiffeId,
+    ) -> Result<(), RegistrationError> {
+        validate_service(service)?;
+        validate_addr(addr)?;
+        let mut inner = self.lock();
+        let key = (addr.to_owned(), id.to_string());
+        let is_new = inner
+            .endpoints
+            .entry(service.to_owned())
+            .or_default()
+            .insert(key, Instant::now())
+            .is_none();
+        if is_new {
+            self.publish(&mut inner);
+        }
+        Ok(())
+    }
+
+    /// Replaces the trust bundle in the snapshots (after a CA rotation step).
+    pub fn set_bundle(&self, bundle_pem: String) {
+        let mut inner = self.lock();
+        if inner.bundle_pem != bundle_pem {
+            inner.bundle_pem = bundle_pem;
+            self.publish(&mut inner);
+        }
+    }
+
+    /// Marks a watch stream of `id` open until the returned guard drops.
+    pub fn watching(self: &Arc<Self>, id: &SpiffeId) -> WatchGuard {
+        *self.lock().watchers.entry(id.to_string()).or_default() += 1;
+        WatchGuard {
+            registry: Arc::clone(self),
+            id: id.to_string(),
+        }
+    }
+
+    /// Refreshes endpoints whose proxy is watching and drops those silent past the grace.
+    pub fn sweep(&self, now: Instant) {
+        let mut inner = self.lock();
+        let Inner {
+            endpoints,
+            watchers,
+            ..
+        } = &mut *inner;
+        let mut removed = false;
+        for by_key in endpoints.values_mut() {
+            by_key.retain(|(addr, id), last| {
+                if watchers.contains_key(id) {
+                    *last = now;
+                }
+                let keep = now.saturating_duration_since(*last) <= self.grace;
+                if !keep {
+                    tracing::info!(event = "endpoint_expired", spiffe_id = %id, addr = %addr, "endpoint removed after its grace period");
+                }
+                removed |= !keep;
+                keep
+            });
+        }
+        endpoints.retain(|_, by_key| !by_key.is_empty());
+        if removed {
+            self.publish(&mut inner);
+        }
+    }
+
+    fn publish(&self, inner: &mut Inner) {
+        let next = snapshot(inner);
+        self.tx.send_replace(Arc::new(next));
+    }
+}
+
+/// Keeps a watcher counted while its stream is open.
+#[derive(Debug)]
+pub struct WatchGuard {
+    registry: Arc<Registry>,
+    id: String,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        if let Some(count) = inner.watchers.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                inner.watchers.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// Builds the next snapshot. Versions are milliseconds since the epoch (or the last
+/// version plus one), so that they also increase across control-plane restarts.
+fn snapshot(inner: &mut Inner) -> ConfigSnapshot {
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let millis = u64::try_from(millis).unwrap_or(0);
+    inner.version = millis.max(inner.version + 1);
+    ConfigSnapshot {
+        version: inner.version,
+        bundle_pem: inner.bundle_pem.clone(),
+        endpoints: inner
+            .endpoints
+            .iter()
+            .map(|(service, by_key)| {
+                let list = by_key
+                    .keys()
+                    .map(|(addr, id)| Endpoint {
+                        addr: addr.clone(),
+                        spiffe_id: id.clone(),
+                    })
+                    .collect();
+                (service.clone(), list)
+            })
+            .collect(),
+    }
+}
+
+fn validate_service(service: &str) -> Result<(), RegistrationError> {
+    let ok = !service.is_empty()
+        && service.len() <= MAX_SERVICE_LEN
+        && service
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistrationError::BadService(
+            service.chars().take(64).collect(),
+        ))
+    }
+}
+
+fn validate_addr(addr: &str) -> Result<(), RegistrationError> {
+    let bad = || RegistrationError::BadAddr(addr.chars().take(64).collect());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_ok = host.parse::<std::net::IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_spiffe::TrustDomain;
+
+    fn id(sa: &str) -> SpiffeId {
+        SpiffeId::workload(&TrustDomain::new("example.org").unwrap(), "shop", sa).unwrap()
+    }
+
+    #[test]
+    fn registration_publishes_and_silence_expires() {
+        let registry = Registry::new("PEM".into(), Duration::from_secs(10));
+        let mut rx = registry.subscribe();
+        let first = rx.borrow_and_update().version;
+        registry
+            .register("web", "127.0.0.1:15006", &id("web"))
+            .unwrap();
+        let snap = rx.borrow_and_update().clone();
+        assert!(snap.version > first);
+        assert_eq!(snap.endpoints["web"][0].spiffe_id, id("web").to_string());
+        registry.sweep(Instant::now() + Duration::from_secs(5));
+        assert!(!registry.current().endpoints.is_empty());
+        registry.sweep(Instant::now() + Duration::from_secs(11));
+        assert!(registry.current().endpoints.is_empty());
+    }
+
+    #[test]
+    fn an_open_watch_keeps_the_endpoint_alive() {
+        let registry = Registry::new("PEM".into(), Duration::from_secs(10));
+        registry
+            .register("web", "127.0.0.1:15006", &id("web"))
+            .unwrap();
+        let guard = registry.watching(&id("web"));
+        let later = Instant::now() + Duration::from_secs(30);
+        registry.sweep(later);
+        assert!(!registry.current().endpoints.is_empty());
+        drop(guard);
+        registry.sweep(later + Duration::from_secs(11));
+        assert!(registry.current().endpoints.is_empty());
+    }
+
+    #[test]
+    fn bad_names_and_addresses_are_refused() {
+        let registry = Registry::new("PEM".into(), DEFAULT_GRACE);
+        assert!(registry.register("Web!", "127.0.0.1:1", &id("a")).is_err());
+        assert!(registry.register("web", "127.0.0.1", &id("a")).is_err());
+        assert!(registry.register("web", "bad host:80", &id("a")).is_err());
+        assert!(registry.register("web", "[::1]:80", &id("a")).is_ok());
+    }
+}
