@@ -166,7 +166,7 @@ impl Connection {
         }
         let status = response.status();
         let bytes = self.read_body(path, response.into_body()).await?;
-        Err(self.refusal(path, status, &bytes))
+        Err(refusal(&self.addr, path, status, &bytes))
     }
 
     async fn read_body(&self, path: &'static str, body: Incoming) -> Result<Bytes, ControlError> {
@@ -180,25 +180,68 @@ impl Connection {
                 reason: e.to_string(),
             })
     }
+}
 
-    fn refusal(&self, path: &'static str, status: StatusCode, body: &[u8]) -> ControlError {
-        match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(ErrorBody { code, error }) => ControlError::Refused {
-                addr: self.addr.clone(),
+/// The error for a non-success answer: the server's [`ErrorBody`] when it sent one, else
+/// the status and the start of whatever it sent.
+fn refusal(
+    addr: &ControlPlaneAddr,
+    path: &'static str,
+    status: StatusCode,
+    body: &[u8],
+) -> ControlError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { code, error }) => ControlError::Refused {
+            addr: addr.clone(),
+            path,
+            status,
+            code,
+            message: error,
+        },
+        Err(_) => {
+            let quoted = &body[..body.len().min(MAX_QUOTED_BODY)];
+            ControlError::UnexpectedStatus {
+                addr: addr.clone(),
                 path,
                 status,
-                code,
-                message: error,
-            },
-            Err(_) => {
-                let quoted = &body[..body.len().min(MAX_QUOTED_BODY)];
-                ControlError::UnexpectedStatus {
-                    addr: self.addr.clone(),
-                    path,
-                    status,
-                    body: String::from_utf8_lossy(quoted).into_owned(),
-                }
+                body: String::from_utf8_lossy(quoted).into_owned(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_quote_the_servers_reason_or_the_start_of_its_body() {
+        let addr = ControlPlaneAddr::parse("127.0.0.1:8443").unwrap();
+        let body =
+            br#"{"code":"token_expired","error":"the join token expired; create a new one"}"#;
+        let error = refusal(&addr, "/v1/svid", StatusCode::UNAUTHORIZED, body);
+        assert_eq!(error.refusal_code(), Some("token_expired"));
+        assert_eq!(
+            error.to_string(),
+            "the control plane at https://127.0.0.1:8443 refused `/v1/svid` (401 Unauthorized, token_expired): the join token expired; create a new one"
+        );
+
+        let html = format!("<html>{}</html>", "x".repeat(10_000));
+        let error = refusal(&addr, "/v1/svid", StatusCode::BAD_GATEWAY, html.as_bytes());
+        assert_eq!(error.refusal_code(), None);
+        let message = error.to_string();
+        assert!(
+            message.contains("502 Bad Gateway and no error body: <html>xxx"),
+            "{message}"
+        );
+        assert!(message.len() < 700, "the quoted body is bounded");
+
+        let error = refusal(
+            &addr,
+            "/v1/svid",
+            StatusCode::BAD_REQUEST,
+            &[0xff, 0xfe, b'{'],
+        );
+        assert!(error.to_string().contains("400 Bad Request"));
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct FakeState {
     /// When set, every issuance is for this identity instead (a misbehaving CA).
     pub issue_as: Mutex<Option<SpiffeId>>,
     pub fail_renewals: AtomicBool,
+    /// When set, SVIDs are signed by a CA outside the bundle (a forged answer).
+    pub sign_with_rogue_ca: AtomicBool,
     /// One script per watch connection, in order; after they run out, each watch
     /// sends one valid snapshot and stays open.
     pub watch_scripts: Mutex<VecDeque<Vec<Step>>>,
@@ -193,6 +195,7 @@ impl FakeControlPlane {
             tokens: Mutex::new(HashMap::new()),
             issue_as: Mutex::new(None),
             fail_renewals: AtomicBool::new(false),
+            sign_with_rogue_ca: AtomicBool::new(false),
             watch_scripts: Mutex::new(VecDeque::new()),
             watch_connections: AtomicUsize::new(0),
             registrations: Mutex::new(Vec::new()),
@@ -332,7 +335,11 @@ async fn handle(
             };
             let id = state.issue_as.lock().unwrap().clone().unwrap_or(id);
             let ttl = *state.ttl.lock().unwrap();
-            let signed = state.ca.sign(&id, Some(&request.csr_pem), ttl);
+            let signed = if state.sign_with_rogue_ca.load(Ordering::SeqCst) {
+                TestCa::new("rogue").sign(&id, Some(&request.csr_pem), ttl)
+            } else {
+                state.ca.sign(&id, Some(&request.csr_pem), ttl)
+            };
             let not_after = SystemTime::now() + ttl;
             json(
                 StatusCode::OK,

@@ -129,8 +129,6 @@ pub enum IdentityError {
     Unverified(SvidError),
     #[error("the issued SVID could not be installed: {0}")]
     Install(SvidError),
-    #[error("no SVID is installed")]
-    NoSvid,
 }
 
 /// What the rest of the proxy (admin `/ready`, metrics) needs to know about the SVID.
@@ -161,7 +159,7 @@ pub struct Identity {
     pub id: SpiffeId,
     client: ControlPlaneClient,
     status: Arc<watch::Sender<SvidStatus>>,
-    /// Serialises renewals so that two never race to install.
+    /// Serialises installing a renewed SVID with publishing its status.
     renewing: Arc<Mutex<()>>,
     retry: RetryPolicy,
 }
@@ -230,7 +228,8 @@ pub async fn bootstrap(config: IdentityConfig) -> Result<Identity, IdentityError
 /// Checks an issuance answer and installs it: the ID is the one we asked for, the chain
 /// verifies against the bundle the answer carries (it came over a channel our current
 /// bundle authenticated, and may add a rotated root) for both client and server use,
-/// and the key fits. Only then are the bundle and the SVID swapped in.
+/// and the key fits. Only then are the SVID and the bundle swapped in; on any error
+/// both stay as they were.
 fn install(
     svids: &SvidStore,
     bundle: &SharedBundle,
@@ -263,6 +262,7 @@ fn install(
             });
         }
     }
+    let info = svids.install(chain, key).map_err(IdentityError::Install)?;
     if candidate.roots() != current.roots() {
         tracing::info!(
             roots = candidate.roots().len(),
@@ -270,7 +270,7 @@ fn install(
         );
         bundle.store(Arc::new(candidate));
     }
-    svids.install(chain, key).map_err(IdentityError::Install)
+    Ok(info)
 }
 
 impl Identity {
@@ -297,19 +297,19 @@ impl Identity {
     pub async fn renew_now(&self) -> Result<SvidInfo, IdentityError> {
         let fresh = csr::generate(&self.id)?;
         let response = self.client.renew(fresh.csr_pem).await?;
-        let info = {
-            let _serial = self
-                .renewing
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            install(
-                &self.svids,
-                &self.bundle,
-                &self.id,
-                response,
-                fresh.key.into(),
-            )?
-        };
+        // Installing and publishing the status happen together, so that two renewals
+        // racing each other leave the store and the status agreeing.
+        let _serial = self
+            .renewing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let info = install(
+            &self.svids,
+            &self.bundle,
+            &self.id,
+            response,
+            fresh.key.into(),
+        )?;
         self.status.send_modify(|status| {
             status.info = info.clone();
             status.installed_at = SystemTime::now();

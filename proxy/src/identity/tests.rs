@@ -153,3 +153,25 @@ fn the_join_token_never_shows_in_debug_output() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("s3cret-token"), "{debug}");
 }
+
+#[tokio::test]
+async fn a_forged_renewal_is_refused_and_the_current_svid_stays() {
+    let fake = FakeControlPlane::start().await;
+    let identity = bootstrap_from(&fake, "orders").await.unwrap();
+    let before = identity.svids.info().unwrap();
+    fake.state.sign_with_rogue_ca.store(true, Ordering::SeqCst);
+    let error = identity.renew_now().await.unwrap_err();
+    assert!(
+        matches!(error, IdentityError::Unverified(SvidError::UntrustedIssuer)),
+        "{error}"
+    );
+    assert!(error
+        .to_string()
+        .contains("does not verify against the trust bundle"));
+    assert_eq!(identity.svids.info().unwrap(), before);
+    assert_eq!(identity.status().renewals, 0);
+    fake.state.sign_with_rogue_ca.store(false, Ordering::SeqCst);
+    let renewed = identity.renew_now().await.unwrap();
+    assert_ne!(renewed.serial_hex, before.serial_hex);
+    assert_eq!(identity.status().renewals, 1);
+}
