@@ -52,6 +52,13 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(err("cannot set permissions of", dir))
 }
 
+/// Restricts an existing directory to its owner (a data directory the operator made
+/// beforehand may have been created world-readable).
+pub fn restrict_dir(dir: &Path) -> Result<(), FsError> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))
+        .map_err(err("cannot set permissions of", dir))
+}
+
 /// Replaces `path` with `contents` atomically, with the given permission bits.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));

@@ -19,7 +19,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use palisade_api::wire::{
     codes, ErrorBody, IssueRequest, IssueResponse, Registered, Registration, TokenRequest,
     TokenResponse, PATH_ADMIN_TOKENS, PATH_REGISTER, PATH_SVID, PATH_WATCH,
@@ -52,6 +52,12 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 const MAX_BODY: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections served at once; more wait in the accept queue, so a flood of idle
+/// connections cannot exhaust memory.
+const MAX_CONNECTIONS: usize = 4096;
 /// How often the maintenance task sweeps the registry, renews the serving certificate
 /// and looks for a CA rotation step in `state.json`.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
@@ -357,7 +363,7 @@ async fn accept_loop(
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => match accepted {
                 Ok((tcp, addr)) => {
                     connections.spawn(serve_connection(Arc::clone(&shared), acceptor.clone(), tcp, addr));
                 }
@@ -414,8 +420,17 @@ async fn serve_connection(
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // HTTP/2 pings find dead peers, so that a vanished proxy's watch stream (and with it
+    // its registration) ends instead of lingering.
+    builder
         .http2()
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
         tracing::debug!(event = "connection_closed", peer_addr = %addr, error = %e, "connection ended with an error");
     }

@@ -46,6 +46,8 @@ pub enum StateError {
         dir: PathBuf,
         found: String,
     },
+    #[error("{} is not an initialised data directory (no {}); start `palisade-control-plane serve --data-dir {}` once first", dir.display(), path.display(), dir.display())]
+    NotInitialised { path: PathBuf, dir: PathBuf },
     #[error("the state file {} is corrupted ({reason}); refusing to start and never creating a new CA over it. Restore it from a backup", path.display())]
     StateCorrupt { path: PathBuf, reason: String },
     #[error("{} is missing; the CA state in {} refers to it. Restore it from a backup", path.display(), state.display())]
@@ -209,6 +211,7 @@ pub fn open(
             found: found.join(", "),
         });
     }
+    fsio::restrict_dir(dir.path())?;
     let (root, origin) = match operator_ca {
         Some((cert, key)) => (read_operator_root(cert, key, "root-1")?, "operator"),
         None => (Root::generate("root-1", trust_domain)?, "generated"),
@@ -262,11 +265,17 @@ fn read_state(dir: &DataDir) -> Result<StateFile, StateError> {
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StateError::StateMissing {
-                path,
-                dir: dir.path().to_path_buf(),
-                found: dir.leftovers().join(", "),
-            })
+            let found = dir.leftovers();
+            let dir = dir.path().to_path_buf();
+            return Err(if found.is_empty() {
+                StateError::NotInitialised { path, dir }
+            } else {
+                StateError::StateMissing {
+                    path,
+                    dir,
+                    found: found.join(", "),
+                }
+            });
         }
         Err(source) => {
             return Err(FsError {
