@@ -1,0 +1,169 @@
+//! Connections to other proxies: TCP, then TLS 1.3 presenting our SVID, then a check that
+//! the server's SPIFFE ID is the one registered for the endpoint, then HTTP/2.
+//!
+//! The TLS verifier accepts any SVID of the trust domain; which identity is acceptable
+//! depends on the endpoint, so it is checked right after the handshake and before a
+//! single request byte is sent. A mismatch (a misrouted address, or someone else
+//! listening on it) refuses the connection. Connections are pooled per
+//! (address, identity) and multiplexed, whatever protocol the app spoke.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use palisade_spiffe::tls::{client_config, peer_spiffe_id};
+use palisade_spiffe::{ServerIdentity, SpiffeId};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::body::ProxyBody;
+use crate::config::Timeouts;
+use crate::metrics::{Direction, HandshakeFailure, Metrics};
+use crate::run::ProxyIdentity;
+use crate::state::Endpoint;
+
+/// Why no connection to an endpoint could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("TCP connect to {addr} failed: {source}")]
+    Tcp { addr: String, source: std::io::Error },
+    #[error("TCP connect to {addr} timed out")]
+    TcpTimeout { addr: String },
+    #[error("TLS handshake with {addr} failed ({}): {source}", .failure.reason())]
+    Tls {
+        addr: String,
+        failure: HandshakeFailure,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} timed out")]
+    TlsTimeout { addr: String },
+    #[error("{addr} presented `{found}`, but only `{expected}` is registered there; connection refused")]
+    PeerIdMismatch {
+        addr: String,
+        expected: SpiffeId,
+        found: String,
+    },
+    #[error("HTTP/2 handshake with {addr} failed: {source}")]
+    Http { addr: String, source: hyper::Error },
+}
+
+type PoolKey = (String, SpiffeId);
+
+/// The pool of mTLS HTTP/2 connections to other proxies.
+pub struct MeshClient {
+    tls: TlsConnector,
+    http: http2::Builder<TokioExecutor>,
+    pool: Mutex<HashMap<PoolKey, SendRequest<ProxyBody>>>,
+    timeouts: Timeouts,
+    metrics: Arc<Metrics>,
+}
+
+impl MeshClient {
+    pub fn new(identity: &ProxyIdentity, timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
+        let mut tls = client_config(
+            Some(identity.svids.clone()),
+            identity.bundle.clone(),
+            ServerIdentity::AnyInTrustDomain,
+        );
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let mut http = http2::Builder::new(TokioExecutor::new());
+        http.timer(TokioTimer::new())
+            .keep_alive_interval(timeouts.idle / 4)
+            .keep_alive_timeout(timeouts.tls_handshake);
+        Self {
+            tls: TlsConnector::from(Arc::new(tls)),
+            http,
+            pool: Mutex::new(HashMap::new()),
+            timeouts,
+            metrics,
+        }
+    }
+
+    /// A ready connection to `endpoint`, pooled or new.
+    pub async fn connection(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
+        let key = (endpoint.addr.clone(), endpoint.spiffe_id.clone());
+        if let Some(sender) = self.pooled(&key) {
+            return Ok(sender);
+        }
+        let sender = self.connect(endpoint).await?;
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.retain(|_, sender| !sender.is_closed());
+            pool.insert(key, sender.clone());
+        }
+        Ok(sender)
+    }
+
+    fn pooled(&self, key: &PoolKey) -> Option<SendRequest<ProxyBody>> {
+        let pool = self.pool.lock().ok()?;
+        pool.get(key).filter(|sender| sender.is_ready()).cloned()
+    }
+
+    /// Drops the pooled connection to `endpoint` (it failed to take a request).
+    pub fn forget(&self, endpoint: &Endpoint) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.remove(&(endpoint.addr.clone(), endpoint.spiffe_id.clone()));
+        }
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
+        let addr = &endpoint.addr;
+        let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => return Err(ConnectError::Tcp { addr: addr.clone(), source }),
+            Err(_) => return Err(ConnectError::TcpTimeout { addr: addr.clone() }),
+        };
+        let _ = tcp.set_nodelay(true);
+        // SPIFFE servers are named by their SVID, not by DNS; the IP is a harmless SNI.
+        let name = match tcp.peer_addr() {
+            Ok(peer) => ServerName::IpAddress(peer.ip().into()),
+            Err(source) => return Err(ConnectError::Tcp { addr: addr.clone(), source }),
+        };
+        let tls = match tokio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(source)) => {
+                let failure = HandshakeFailure::classify(&source);
+                self.metrics.handshake(Direction::Outbound, Err(failure));
+                return Err(ConnectError::Tls { addr: addr.clone(), failure, source });
+            }
+            Err(_) => {
+                self.metrics.handshake(Direction::Outbound, Err(HandshakeFailure::Timeout));
+                return Err(ConnectError::TlsTimeout { addr: addr.clone() });
+            }
+        };
+        let found = peer_spiffe_id(tls.get_ref().1.peer_certificates());
+        if found.as_ref() != Some(&endpoint.spiffe_id) {
+            self.metrics.handshake(Direction::Outbound, Err(HandshakeFailure::PeerIdMismatch));
+            let found = found.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string());
+            tracing::warn!(
+                event = "tls_failure",
+                reason = "peer_id_mismatch",
+                %addr,
+                expected = %endpoint.spiffe_id,
+                %found,
+                "refused a destination proxy presenting an identity not registered for it"
+            );
+            return Err(ConnectError::PeerIdMismatch {
+                addr: addr.clone(),
+                expected: endpoint.spiffe_id.clone(),
+                found,
+            });
+        }
+        self.metrics.handshake(Direction::Outbound, Ok(()));
+        let (sender, connection) = self
+            .http
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|source| ConnectError::Http { addr: addr.clone(), source })?;
+        let peer = addr.clone();
+        let open = self.metrics.open_connection(Direction::Outbound);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection to a mesh peer ended");
+            }
+            drop(open);
+        });
+        Ok(sender)
+    }
+}
