@@ -52,30 +52,42 @@ impl Admin {
 
     fn answer(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
         if request.method() != Method::GET {
-            return local_response(StatusCode::METHOD_NOT_ALLOWED, "the admin endpoints answer GET only");
+            return local_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the admin endpoints answer GET only",
+            );
         }
         match request.uri().path() {
             "/live" => local_response(StatusCode::OK, "live"),
             "/ready" => match self.readiness() {
                 Ok(()) => local_response(StatusCode::OK, "ready"),
-                Err(reason) => local_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")),
+                Err(reason) => local_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {reason}"),
+                ),
             },
             "/metrics" => {
-                let mut response = Response::new(body::boxed(Full::new(Bytes::from(self.metrics.encode(&self.svids)))));
+                let mut response = Response::new(body::boxed(Full::new(Bytes::from(
+                    self.metrics.encode(&self.svids),
+                ))));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
                 response
             }
-            _ => local_response(StatusCode::NOT_FOUND, "unknown admin endpoint; try /live, /ready or /metrics"),
+            _ => local_response(
+                StatusCode::NOT_FOUND,
+                "unknown admin endpoint; try /live, /ready or /metrics",
+            ),
         }
     }
 }
 
 /// Serves the admin endpoints until shutdown is signaled.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, watch: Watch) {
-    let http: Arc<auto::Builder<TokioExecutor>> = Arc::new(http_builder(&Limits::default(), &Timeouts::default()));
+    let http: Arc<auto::Builder<TokioExecutor>> =
+        Arc::new(http_builder(&Limits::default(), &Timeouts::default()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

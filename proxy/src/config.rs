@@ -25,7 +25,12 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// A config with the default limits and timeouts.
-    pub fn new(inbound: SocketAddr, outbound: SocketAddr, admin: SocketAddr, app: SocketAddr) -> Self {
+    pub fn new(
+        inbound: SocketAddr,
+        outbound: SocketAddr,
+        admin: SocketAddr,
+        app: SocketAddr,
+    ) -> Self {
         Self {
             inbound,
             outbound,

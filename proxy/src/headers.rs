@@ -37,10 +37,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|value| value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+    let te_trailers = headers.get_all(header::TE).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     headers.remove(header::TE);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -70,10 +72,16 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_named_fields_but_keeps_te_trailers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
         headers.insert("x-kept", HeaderValue::from_static("yes"));
         strip_hop_by_hop(&mut headers);
@@ -92,10 +100,14 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_sane() {
-        assert!(is_sane_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(is_sane_request_id(&HeaderValue::from_static(
+            "abc-123_x.y:z"
+        )));
         assert!(!is_sane_request_id(&HeaderValue::from_static("")));
         assert!(!is_sane_request_id(&HeaderValue::from_static("a b")));
-        assert!(!is_sane_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()));
+        assert!(!is_sane_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
         assert!(is_sane_request_id(&new_request_id()));
         assert_ne!(new_request_id(), new_request_id());
     }

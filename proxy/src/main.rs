@@ -101,12 +101,24 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = cli.config();
-    let trust_domain = TrustDomain::new(&cli.trust_domain)
-        .with_context(|| format!("--trust-domain `{}` is not a valid trust domain", cli.trust_domain))?;
-    let pem = std::fs::read(&cli.trust_bundle)
-        .with_context(|| format!("cannot read the trust bundle {}", cli.trust_bundle.display()))?;
-    let bundle = TrustBundle::from_pem(trust_domain, &pem)
-        .with_context(|| format!("the trust bundle {} is not usable", cli.trust_bundle.display()))?;
+    let trust_domain = TrustDomain::new(&cli.trust_domain).with_context(|| {
+        format!(
+            "--trust-domain `{}` is not a valid trust domain",
+            cli.trust_domain
+        )
+    })?;
+    let pem = std::fs::read(&cli.trust_bundle).with_context(|| {
+        format!(
+            "cannot read the trust bundle {}",
+            cli.trust_bundle.display()
+        )
+    })?;
+    let bundle = TrustBundle::from_pem(trust_domain, &pem).with_context(|| {
+        format!(
+            "the trust bundle {} is not usable",
+            cli.trust_bundle.display()
+        )
+    })?;
     // The identity client installs the SVID here and keeps it renewed; until one is
     // installed every handshake fails and /ready says why (fail closed).
     let identity = ProxyIdentity {

@@ -237,17 +237,25 @@ mod tests {
     #[test]
     fn renders_bounded_series() {
         let metrics = Metrics::new();
-        metrics.request(Direction::Inbound, http::StatusCode::OK, "spiffe://td/ns/a/sa/b");
+        metrics.request(
+            Direction::Inbound,
+            http::StatusCode::OK,
+            "spiffe://td/ns/a/sa/b",
+        );
         metrics.handshake(Direction::Inbound, Err(HandshakeFailure::UnknownIssuer));
         let guard = metrics.open_connection(Direction::Outbound);
         let text = metrics.encode(&SvidStore::default());
         assert!(text.contains(
             r#"palisade_proxy_requests_total{direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b"} 1"#
         ), "{text}");
-        assert!(text.contains(r#"palisade_proxy_tls_handshakes_total{direction="inbound",result="unknown_issuer"} 1"#));
+        assert!(text.contains(
+            r#"palisade_proxy_tls_handshakes_total{direction="inbound",result="unknown_issuer"} 1"#
+        ));
         assert!(text.contains(r#"palisade_proxy_open_connections{direction="outbound"} 1"#));
         assert!(text.contains("palisade_proxy_svid_not_after_seconds 0"));
         drop(guard);
-        assert!(metrics.encode(&SvidStore::default()).contains(r#"palisade_proxy_open_connections{direction="outbound"} 0"#));
+        assert!(metrics
+            .encode(&SvidStore::default())
+            .contains(r#"palisade_proxy_open_connections{direction="outbound"} 0"#));
     }
 }

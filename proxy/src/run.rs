@@ -47,7 +47,11 @@ pub async fn run(
     let bind = |listener: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
-            .map_err(|source| ProxyError::Bind { listener, addr, source })
+            .map_err(|source| ProxyError::Bind {
+                listener,
+                addr,
+                source,
+            })
     };
     let inbound_listener = bind("inbound", config.inbound).await?;
     let outbound_listener = bind("outbound", config.outbound).await?;

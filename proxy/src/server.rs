@@ -67,7 +67,8 @@ pub async fn serve_connection<I, S, F>(
         .serve_connection_with_upgrades(TokioIo::new(io), hyper::service::service_fn(service));
     tokio::pin!(connection);
     let mut closing = false;
-    let mut ticker = tokio::time::interval((idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
+    let mut ticker =
+        tokio::time::interval((idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -133,7 +134,11 @@ impl<I> IdleIo<I> {
 }
 
 impl<I: AsyncRead> AsyncRead for IdleIo<I> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
@@ -145,7 +150,11 @@ impl<I: AsyncRead> AsyncRead for IdleIo<I> {
 }
 
 impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {

@@ -77,7 +77,8 @@ impl Endpoint {
 
     /// Leaves the endpoint out of balancing for `duration`.
     pub fn eject(&self, duration: Duration) {
-        let until = now_millis().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let until =
+            now_millis().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         self.ejected_until.store(until, Ordering::Relaxed);
     }
 
@@ -129,8 +130,12 @@ impl MeshState {
                         continue;
                     }
                 };
-                let reused = known.get(&(endpoint.addr.as_str(), &id)).map(|e| Arc::clone(e));
-                kept.push(reused.unwrap_or_else(|| Arc::new(Endpoint::new(endpoint.addr.clone(), id))));
+                let reused = known
+                    .get(&(endpoint.addr.as_str(), &id))
+                    .map(|e| Arc::clone(e));
+                kept.push(
+                    reused.unwrap_or_else(|| Arc::new(Endpoint::new(endpoint.addr.clone(), id))),
+                );
             }
             let name = name.to_ascii_lowercase();
             services.insert(

@@ -43,7 +43,9 @@ impl TestCa {
             .push(DnType::CommonName, format!("{trust_domain} test root"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let root = params.self_signed(&key).expect("self-signing the test root");
+        let root = params
+            .self_signed(&key)
+            .expect("self-signing the test root");
         Self {
             trust_domain: trust_domain.to_owned(),
             root: root.der().clone(),
@@ -61,7 +63,11 @@ impl TestCa {
     }
 
     /// An SVID for `spiffe://TD/ns/NS/sa/SA` (both EKUs), chain and key.
-    pub fn issue(&self, ns: &str, sa: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    pub fn issue(
+        &self,
+        ns: &str,
+        sa: &str,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         self.issue_uri(&format!("spiffe://{}/ns/{ns}/sa/{sa}", self.trust_domain))
     }
 
@@ -75,7 +81,9 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params.signed_by(&key, &self.issuer).expect("signing the SVID");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("signing the SVID");
         (
             vec![cert.der().clone()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -103,7 +111,7 @@ impl TestCa {
 /// - `/slow?ms=N`: answers after N milliseconds (default 500).
 /// - `/count`: counts request body bytes as they arrive (see [`TestApp::bytes_seen`]) and
 ///   answers with the total.
-/// - `/grpc`: echoes every request data frame as soon as it arrives, then the trailers
+/// - `/grpc…` (any path starting so): echoes every request data frame as soon as it arrives, then the trailers
 ///   `grpc-status: 0` and `grpc-message: ok`: a bidirectional streaming RPC.
 /// - anything else: a JSON echo of method, path, version, headers and body length.
 pub struct TestApp {
@@ -120,7 +128,9 @@ struct AppStats {
 
 impl TestApp {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the test app");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the test app");
         let addr = listener.local_addr().expect("the test app's address");
         let stats = Arc::new(AppStats::default());
         let shared = stats.clone();
@@ -128,7 +138,8 @@ impl TestApp {
             while let Ok((tcp, _)) = listener.accept().await {
                 let stats = shared.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| handle(request, stats.clone()));
+                    let service =
+                        hyper::service::service_fn(move |request| handle(request, stats.clone()));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .await;
@@ -163,7 +174,10 @@ impl TestApp {
     }
 }
 
-async fn handle(request: Request<Incoming>, stats: Arc<AppStats>) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    stats: Arc<AppStats>,
+) -> Result<Response<ProxyBody>, Infallible> {
     stats.requests.fetch_add(1, Ordering::SeqCst);
     let response = match request.uri().path() {
         "/slow" => {
@@ -183,13 +197,15 @@ async fn handle(request: Request<Incoming>, stats: Arc<AppStats>) -> Result<Resp
                 let Ok(frame) = frame else { break };
                 if let Some(data) = frame.data_ref() {
                     total += data.len() as u64;
-                    stats.bytes_seen.fetch_add(data.len() as u64, Ordering::SeqCst);
+                    stats
+                        .bytes_seen
+                        .fetch_add(data.len() as u64, Ordering::SeqCst);
                     stats.progress.notify_waiters();
                 }
             }
             Response::new(body::boxed(Full::new(Bytes::from(total.to_string()))))
         }
-        "/grpc" => grpc_echo(request.into_body()),
+        path if path.starts_with("/grpc") => grpc_echo(request.into_body()),
         _ => echo(request).await,
     };
     Ok(response)
@@ -211,9 +227,10 @@ fn grpc_echo(mut body: Incoming) -> Response<ProxyBody> {
         let _ = sender.send_trailers(trailers).await;
     });
     let mut response = Response::new(body::boxed(channel));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     response
 }
 
@@ -221,7 +238,10 @@ async fn echo(request: Request<Incoming>) -> Response<ProxyBody> {
     let (parts, body) = request.into_parts();
     let mut headers = BTreeMap::new();
     for (name, value) in &parts.headers {
-        headers.insert(name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned());
+        headers.insert(
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        );
     }
     let body_len = match body.collect().await {
         Ok(collected) => collected.to_bytes().len(),
@@ -239,8 +259,9 @@ async fn echo(request: Request<Incoming>) -> Response<ProxyBody> {
         "body_len": body_len,
     });
     let mut response = Response::new(body::boxed(Full::new(Bytes::from(echo.to_string()))));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -59,10 +59,14 @@ fn snapshot(endpoints: &[(&str, SocketAddr, &str)]) -> ConfigSnapshot {
         ..Default::default()
     };
     for (service, addr, id) in endpoints {
-        snapshot.endpoints.entry(service.to_string()).or_default().push(Endpoint {
-            addr: addr.to_string(),
-            spiffe_id: id.to_string(),
-        });
+        snapshot
+            .endpoints
+            .entry(service.to_string())
+            .or_default()
+            .push(Endpoint {
+                addr: addr.to_string(),
+                spiffe_id: id.to_string(),
+            });
     }
     snapshot
 }
@@ -84,7 +88,12 @@ async fn mesh_with(permissive: bool) -> Mesh {
     let state = MeshState::new();
     state.apply(&snapshot(&[("payments", inbound_addr, PAYMENTS_ID)]));
     let (outbound_listener, outbound_addr) = listener().await;
-    let outbound = Outbound::new(&config(app.addr, false), &orders, state.clone(), metrics.clone());
+    let outbound = Outbound::new(
+        &config(app.addr, false),
+        &orders,
+        state.clone(),
+        metrics.clone(),
+    );
     tokio::spawn(outbound::serve(outbound_listener, outbound, watch.clone()));
 
     let (admin_listener, admin_addr) = listener().await;
@@ -117,7 +126,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
     tokio::spawn(connection);
     sender.send_request(request).await.unwrap()
 }
@@ -129,15 +140,19 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(connection);
     sender.send_request(request).await.unwrap()
 }
 
 fn get(host: &str, path: &str) -> Request<Empty<Bytes>> {
-    Request::get(path).header(header::HOST, host).body(Empty::new()).unwrap()
+    Request::get(path)
+        .header(header::HOST, host)
+        .body(Empty::new())
+        .unwrap()
 }
 
 async fn text(response: Response<Incoming>) -> String {
@@ -161,7 +176,9 @@ async fn http1_and_http2_reach_the_app_through_both_proxies() {
     assert_eq!(echo["version"], "HTTP/1.1");
     assert_eq!(echo["headers"]["x-palisade-peer-id"], ORDERS_ID);
     assert_eq!(echo["headers"]["host"], "payments");
-    assert!(echo["headers"]["x-request-id"].as_str().is_some_and(|id| id.len() == 32));
+    assert!(echo["headers"]["x-request-id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 32));
 
     let request = Request::post("http://payments.shop.svc.cluster.local/upload")
         .body(Full::new(Bytes::from_static(b"hello")))
@@ -198,24 +215,31 @@ async fn the_peer_id_header_cannot_be_spoofed() {
     let response = h1(mesh.inbound, request).await;
     assert_eq!(response.status(), StatusCode::OK);
     let echo = json(response).await;
-    assert!(echo["headers"].get("x-palisade-peer-id").is_none(), "{echo}");
+    assert!(
+        echo["headers"].get("x-palisade-peer-id").is_none(),
+        "{echo}"
+    );
 }
 
 #[tokio::test]
 async fn grpc_unary_and_bidirectional_streaming_keep_trailers() {
     let mesh = mesh().await;
     let tcp = TcpStream::connect(mesh.outbound).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake::<_, _, ProxyBody>(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, ProxyBody>(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
     tokio::spawn(connection);
 
     // Unary.
     let request = Request::post("http://payments/grpc.Payments/Charge")
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers")
-        .body(proxy_body::boxed(Full::new(Bytes::from_static(b"\0\0\0\0\x02hi"))))
+        .body(proxy_body::boxed(Full::new(Bytes::from_static(
+            b"\0\0\0\0\x02hi",
+        ))))
         .unwrap();
     let mut unary = sender.clone();
     let response = unary.send_request(request).await.unwrap();
@@ -226,7 +250,8 @@ async fn grpc_unary_and_bidirectional_streaming_keep_trailers() {
 
     // Streaming: each message is echoed back before the next one is sent, so nothing
     // on the way may wait for the end of the request.
-    let (mut tx, channel) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+    let (mut tx, channel) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
     let request = Request::post("http://payments/grpc.Payments/Stream")
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers")
@@ -234,7 +259,9 @@ async fn grpc_unary_and_bidirectional_streaming_keep_trailers() {
         .unwrap();
     let mut streaming = sender.clone();
     let response = tokio::spawn(async move { streaming.send_request(request).await.unwrap() });
-    tx.send_data(Bytes::from_static(b"message-0")).await.unwrap();
+    tx.send_data(Bytes::from_static(b"message-0"))
+        .await
+        .unwrap();
     let mut body = response.await.unwrap().into_body();
     for i in 0..3 {
         let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
@@ -242,9 +269,14 @@ async fn grpc_unary_and_bidirectional_streaming_keep_trailers() {
             .expect("a streamed message must come back before the request ends")
             .unwrap()
             .unwrap();
-        assert_eq!(frame.into_data().unwrap(), format!("message-{i}").as_bytes());
+        assert_eq!(
+            frame.into_data().unwrap(),
+            format!("message-{i}").as_bytes()
+        );
         if i < 2 {
-            tx.send_data(Bytes::from(format!("message-{}", i + 1))).await.unwrap();
+            tx.send_data(Bytes::from(format!("message-{}", i + 1)))
+                .await
+                .unwrap();
         }
     }
     drop(tx);
@@ -263,8 +295,12 @@ async fn a_10_mb_body_streams_without_being_buffered_whole() {
     let mesh = mesh().await;
     const CHUNK: usize = 64 * 1024;
     const TOTAL: usize = 10 * 1024 * 1024;
-    let (mut tx, channel) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(2);
-    let request = Request::post("/count").header(header::HOST, "payments").body(channel).unwrap();
+    let (mut tx, channel) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(2);
+    let request = Request::post("/count")
+        .header(header::HOST, "payments")
+        .body(channel)
+        .unwrap();
     let outbound = mesh.outbound;
     let response = tokio::spawn(async move { h1(outbound, request).await });
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
@@ -289,7 +325,9 @@ async fn a_10_mb_body_streams_without_being_buffered_whole() {
 async fn plaintext_to_the_inbound_port_is_refused() {
     let mesh = mesh().await;
     let mut tcp = TcpStream::connect(mesh.inbound).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: payments\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: payments\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
@@ -297,7 +335,10 @@ async fn plaintext_to_the_inbound_port_is_refused() {
     assert!(answer.contains("mutual TLS"), "{answer}");
     assert_eq!(mesh.app.requests(), 0);
     let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
-    assert!(metrics.contains(r#"tls_handshakes_total{direction="inbound",result="plaintext"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"tls_handshakes_total{direction="inbound",result="plaintext"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -317,34 +358,67 @@ async fn a_client_certificate_from_another_ca_is_refused() {
     let name = rustls_pki_types::ServerName::try_from("payments").unwrap();
     let refused = async {
         let tls = connector.connect(name, tcp).await?;
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(std::io::Error::other)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
         tokio::spawn(connection);
         sender
             .send_request(get("payments", "/"))
             .await
             .map_err(std::io::Error::other)
     };
-    let result = tokio::time::timeout(Duration::from_secs(5), refused).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), refused)
+        .await
+        .unwrap();
     assert!(result.is_err(), "a foreign client certificate was accepted");
     assert_eq!(mesh.app.requests(), 0);
+    let expected = r#"tls_handshakes_total{direction="inbound",result="unknown_issuer"} 1"#;
+    assert!(
+        metrics_soon_contain(mesh.admin, expected).await,
+        "{expected}"
+    );
+}
+
+/// The server records a failed handshake just after the client saw it fail.
+async fn metrics_soon_contain(admin: SocketAddr, expected: &str) -> bool {
+    for _ in 0..50 {
+        if text(h1(admin, get("admin", "/metrics")).await)
+            .await
+            .contains(expected)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[tokio::test]
 async fn outbound_refuses_a_destination_whose_identity_is_not_registered() {
     let mesh = mesh().await;
     // payments' real proxy listens there, but the registry says a different workload does.
-    mesh.state.apply(&snapshot(&[("payments", mesh.inbound, "spiffe://td/ns/shop/sa/impostor-check")]));
+    mesh.state.apply(&snapshot(&[(
+        "payments",
+        mesh.inbound,
+        "spiffe://td/ns/shop/sa/impostor-check",
+    )]));
     let response = h1(mesh.outbound, get("payments", "/")).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("x-request-id"));
     let body = text(response).await;
-    assert!(body.contains("only `spiffe://td/ns/shop/sa/impostor-check` is registered"), "{body}");
+    assert!(
+        body.contains("only `spiffe://td/ns/shop/sa/impostor-check` is registered"),
+        "{body}"
+    );
     assert!(body.contains(PAYMENTS_ID), "{body}");
     assert_eq!(mesh.app.requests(), 0);
     let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
-    assert!(metrics.contains(r#"tls_handshakes_total{direction="outbound",result="peer_id_mismatch"} 1"#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"tls_handshakes_total{direction="outbound",result="peer_id_mismatch"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +429,10 @@ async fn a_request_with_200_kb_of_headers_gets_431() {
     let request = format!("GET / HTTP/1.1\r\nhost: payments\r\nx-big: {big}\r\n\r\n");
     let _ = tcp.write_all(request.as_bytes()).await;
     let mut answer = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
     let first = String::from_utf8_lossy(&answer[..n]).into_owned();
     assert!(first.starts_with("HTTP/1.1 431"), "{first}");
 
@@ -364,11 +441,17 @@ async fn a_request_with_200_kb_of_headers_gets_431() {
     let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
     let request = format!("GET / HTTP/1.1\r\nhost: payments\r\n{many}\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 431"));
 
     // The proxy still serves.
-    assert_eq!(h1(mesh.outbound, get("payments", "/")).await.status(), StatusCode::OK);
+    assert_eq!(
+        h1(mesh.outbound, get("payments", "/")).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(mesh.app.requests(), 1);
 }
 
@@ -376,15 +459,22 @@ async fn a_request_with_200_kb_of_headers_gets_431() {
 async fn drain_completes_an_in_flight_request_then_stops_accepting() {
     let mesh = mesh().await;
     let outbound = mesh.outbound;
-    let in_flight = tokio::spawn(async move { h1(outbound, get("payments", "/slow?ms=400")).await });
+    let in_flight =
+        tokio::spawn(async move { h1(outbound, get("payments", "/slow?ms=400")).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
-    mesh.signal.drain(Duration::from_secs(5)).await.expect("drained before the deadline");
+    mesh.signal
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drained before the deadline");
     let response = in_flight.await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(text(response).await, "slow done");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(TcpStream::connect(mesh.outbound).await.is_err(), "still accepting after drain");
+    assert!(
+        TcpStream::connect(mesh.outbound).await.is_err(),
+        "still accepting after drain"
+    );
 }
 
 #[tokio::test]
@@ -399,7 +489,10 @@ async fn an_unknown_service_gets_503_with_a_request_id() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["x-request-id"], "client-id-1");
     let body = text(response).await;
-    assert!(body.contains("no mesh service is named `nowhere`"), "{body}");
+    assert!(
+        body.contains("no mesh service is named `nowhere`"),
+        "{body}"
+    );
 
     let request = Request::get("/")
         .header(header::HOST, "nowhere")
@@ -426,25 +519,45 @@ async fn a_failing_endpoint_is_skipped_and_ejected() {
     }
     assert_eq!(mesh.app.requests(), 10);
     let service = mesh.state.service("payments").unwrap();
-    let dead = service.endpoints.iter().find(|e| e.addr == dead_addr.to_string()).unwrap();
+    let dead = service
+        .endpoints
+        .iter()
+        .find(|e| e.addr == dead_addr.to_string())
+        .unwrap();
     assert!(dead.is_ejected());
 }
 
 #[tokio::test]
 async fn admin_reports_liveness_readiness_and_metrics() {
     let mesh = mesh().await;
-    assert_eq!(h1(mesh.admin, get("admin", "/live")).await.status(), StatusCode::OK);
-    assert_eq!(h1(mesh.admin, get("admin", "/ready")).await.status(), StatusCode::OK);
-    assert_eq!(h1(mesh.outbound, get("payments", "/")).await.status(), StatusCode::OK);
+    assert_eq!(
+        h1(mesh.admin, get("admin", "/live")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        h1(mesh.admin, get("admin", "/ready")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        h1(mesh.outbound, get("payments", "/")).await.status(),
+        StatusCode::OK
+    );
     let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
     for expected in [
-        format!(r#"palisade_proxy_requests_total{{direction="inbound",status_class="2xx",peer="{ORDERS_ID}"}} 1"#),
-        format!(r#"palisade_proxy_requests_total{{direction="outbound",status_class="2xx",peer="{PAYMENTS_ID}"}} 1"#),
+        format!(
+            r#"palisade_proxy_requests_total{{direction="inbound",status_class="2xx",peer="{ORDERS_ID}"}} 1"#
+        ),
+        format!(
+            r#"palisade_proxy_requests_total{{direction="outbound",status_class="2xx",peer="{PAYMENTS_ID}"}} 1"#
+        ),
         r#"palisade_proxy_tls_handshakes_total{direction="inbound",result="ok"} 1"#.to_owned(),
         r#"palisade_proxy_tls_handshakes_total{direction="outbound",result="ok"} 1"#.to_owned(),
         "palisade_proxy_svid_not_after_seconds ".to_owned(),
     ] {
-        assert!(metrics.contains(&expected), "missing {expected} in\n{metrics}");
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected} in\n{metrics}"
+        );
     }
     assert!(!metrics.contains("palisade_proxy_svid_not_after_seconds 0\n"));
 
@@ -454,7 +567,10 @@ async fn admin_reports_liveness_readiness_and_metrics() {
         svids: mesh.ca.svid_store("shop", "orders"),
         state: MeshState::new(),
     });
-    assert!(unconfigured.readiness().unwrap_err().contains("no configuration"));
+    assert!(unconfigured
+        .readiness()
+        .unwrap_err()
+        .contains("no configuration"));
     let no_svid = Admin {
         metrics: Metrics::new(),
         svids: palisade_spiffe::SvidStore::new(),

@@ -78,7 +78,11 @@ impl Service<Request<ProxyBody>> for AppForwarder {
         strip_hop_by_hop(&mut parts.headers);
         // The app sees the host the caller asked for, not the app's loopback address.
         if !parts.headers.contains_key(header::HOST) {
-            if let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
                 parts.headers.insert(header::HOST, host);
             }
         }
@@ -90,7 +94,10 @@ impl Service<Request<ProxyBody>> for AppForwarder {
             Ok(uri) => uri,
             Err(error) => {
                 return Box::pin(async move {
-                    Ok(local_response(StatusCode::BAD_REQUEST, format!("the request target is not usable: {error}")))
+                    Ok(local_response(
+                        StatusCode::BAD_REQUEST,
+                        format!("the request target is not usable: {error}"),
+                    ))
                 })
             }
         };

@@ -29,7 +29,9 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::body;
 use crate::config::ProxyConfig;
 use crate::drain::Watch;
-use crate::layers::{HttpService, PeerIdentity, PeerIdentityLayer, RequestIdLayer, RequestMetricsLayer};
+use crate::layers::{
+    HttpService, PeerIdentity, PeerIdentityLayer, RequestIdLayer, RequestMetricsLayer,
+};
 use crate::metrics::{Direction, HandshakeFailure, Metrics};
 use crate::run::ProxyIdentity;
 use crate::server::{http_builder, serve_connection};
@@ -87,7 +89,11 @@ impl Inbound {
         metrics: Arc<Metrics>,
         stack: HttpService,
     ) -> Arc<Self> {
-        let tls = server_config(identity.svids.clone(), identity.bundle.clone(), ClientAuth::Required);
+        let tls = server_config(
+            identity.svids.clone(),
+            identity.bundle.clone(),
+            ClientAuth::Required,
+        );
         Arc::new(Self {
             tls: TlsAcceptor::from(Arc::new(tls)),
             http: http_builder(&config.limits, &config.timeouts),
@@ -134,7 +140,9 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
         Ok(Ok(1)) => first[0] == TLS_HANDSHAKE_RECORD,
         Ok(_) => return,
         Err(_) => {
-            inbound.metrics.handshake(Direction::Inbound, Err(HandshakeFailure::Timeout));
+            inbound
+                .metrics
+                .handshake(Direction::Inbound, Err(HandshakeFailure::Timeout));
             return;
         }
     };
@@ -143,7 +151,9 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
             tracing::debug!(%remote, "plaintext connection accepted (permissive mode)");
             serve_http(tcp, PeerIdentity::Unauthenticated, &inbound, watch).await;
         } else {
-            inbound.metrics.handshake(Direction::Inbound, Err(HandshakeFailure::Plaintext));
+            inbound
+                .metrics
+                .handshake(Direction::Inbound, Err(HandshakeFailure::Plaintext));
             tracing::warn!(%remote, event = "tls_failure", reason = "plaintext", "refused a plaintext connection on the mTLS port");
             let mut tcp = tcp;
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -164,14 +174,18 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
             return;
         }
         Err(_) => {
-            inbound.metrics.handshake(Direction::Inbound, Err(HandshakeFailure::Timeout));
+            inbound
+                .metrics
+                .handshake(Direction::Inbound, Err(HandshakeFailure::Timeout));
             tracing::warn!(%remote, event = "tls_failure", reason = "timeout", "inbound TLS handshake timed out");
             return;
         }
     };
     // The verifier already checked the chain; no ID here would be a verifier bug: refuse.
     let Some(peer) = peer_spiffe_id(tls.get_ref().1.peer_certificates()) else {
-        inbound.metrics.handshake(Direction::Inbound, Err(HandshakeFailure::BadCertificate));
+        inbound
+            .metrics
+            .handshake(Direction::Inbound, Err(HandshakeFailure::BadCertificate));
         return;
     };
     inbound.metrics.handshake(Direction::Inbound, Ok(()));

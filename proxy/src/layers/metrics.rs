@@ -49,7 +49,11 @@ pub struct RequestMetrics<S> {
 
 impl<S> Service<Request<ProxyBody>> for RequestMetrics<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = std::convert::Infallible>,
+    S: Service<
+        Request<ProxyBody>,
+        Response = Response<ProxyBody>,
+        Error = std::convert::Infallible,
+    >,
     S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
@@ -68,7 +72,9 @@ where
         Box::pin(async move {
             let response = response.await?;
             let peer = match direction {
-                Direction::Inbound => caller.as_ref().map_or("unauthenticated", PeerIdentity::label),
+                Direction::Inbound => caller
+                    .as_ref()
+                    .map_or("unauthenticated", PeerIdentity::label),
                 Direction::Outbound => response
                     .extensions()
                     .get::<Upstream>()

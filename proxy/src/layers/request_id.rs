@@ -34,7 +34,11 @@ pub struct RequestIdService<S> {
 
 impl<S> Service<Request<ProxyBody>> for RequestIdService<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = std::convert::Infallible>,
+    S: Service<
+        Request<ProxyBody>,
+        Response = Response<ProxyBody>,
+        Error = std::convert::Infallible,
+    >,
     S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;

@@ -20,7 +20,11 @@ pub fn key(endpoint: &Arc<Endpoint>) -> usize {
 /// Picks an endpoint that is not in `tried`, or `None` when all were tried.
 pub fn pick(endpoints: &[Arc<Endpoint>], tried: &[usize]) -> Option<Arc<Endpoint>> {
     let untried = |e: &&Arc<Endpoint>| !tried.contains(&key(e));
-    let mut candidates: Vec<&Arc<Endpoint>> = endpoints.iter().filter(untried).filter(|e| !e.is_ejected()).collect();
+    let mut candidates: Vec<&Arc<Endpoint>> = endpoints
+        .iter()
+        .filter(untried)
+        .filter(|e| !e.is_ejected())
+        .collect();
     if candidates.is_empty() {
         candidates = endpoints.iter().filter(untried).collect();
     }

@@ -28,7 +28,10 @@ use crate::state::Endpoint;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("TCP connect to {addr} failed: {source}")]
-    Tcp { addr: String, source: std::io::Error },
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("TCP connect to {addr} timed out")]
     TcpTimeout { addr: String },
     #[error("TLS handshake with {addr} failed ({}): {source}", .failure.reason())]
@@ -39,7 +42,9 @@ pub enum ConnectError {
     },
     #[error("TLS handshake with {addr} timed out")]
     TlsTimeout { addr: String },
-    #[error("{addr} presented `{found}`, but only `{expected}` is registered there; connection refused")]
+    #[error(
+        "{addr} presented `{found}`, but only `{expected}` is registered there; connection refused"
+    )]
     PeerIdMismatch {
         addr: String,
         expected: SpiffeId,
@@ -82,7 +87,10 @@ impl MeshClient {
     }
 
     /// A ready connection to `endpoint`, pooled or new.
-    pub async fn connection(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
+    pub async fn connection(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<SendRequest<ProxyBody>, ConnectError> {
         let key = (endpoint.addr.clone(), endpoint.spiffe_id.clone());
         if let Some(sender) = self.pooled(&key) {
             return Ok(sender);
@@ -109,32 +117,52 @@ impl MeshClient {
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
         let addr = &endpoint.addr;
-        let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await
+        {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(source)) => return Err(ConnectError::Tcp { addr: addr.clone(), source }),
+            Ok(Err(source)) => {
+                return Err(ConnectError::Tcp {
+                    addr: addr.clone(),
+                    source,
+                })
+            }
             Err(_) => return Err(ConnectError::TcpTimeout { addr: addr.clone() }),
         };
         let _ = tcp.set_nodelay(true);
         // SPIFFE servers are named by their SVID, not by DNS; the IP is a harmless SNI.
         let name = match tcp.peer_addr() {
             Ok(peer) => ServerName::IpAddress(peer.ip().into()),
-            Err(source) => return Err(ConnectError::Tcp { addr: addr.clone(), source }),
-        };
-        let tls = match tokio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(source)) => {
-                let failure = HandshakeFailure::classify(&source);
-                self.metrics.handshake(Direction::Outbound, Err(failure));
-                return Err(ConnectError::Tls { addr: addr.clone(), failure, source });
-            }
-            Err(_) => {
-                self.metrics.handshake(Direction::Outbound, Err(HandshakeFailure::Timeout));
-                return Err(ConnectError::TlsTimeout { addr: addr.clone() });
+            Err(source) => {
+                return Err(ConnectError::Tcp {
+                    addr: addr.clone(),
+                    source,
+                })
             }
         };
+        let tls =
+            match tokio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(source)) => {
+                    let failure = HandshakeFailure::classify(&source);
+                    self.metrics.handshake(Direction::Outbound, Err(failure));
+                    return Err(ConnectError::Tls {
+                        addr: addr.clone(),
+                        failure,
+                        source,
+                    });
+                }
+                Err(_) => {
+                    self.metrics
+                        .handshake(Direction::Outbound, Err(HandshakeFailure::Timeout));
+                    return Err(ConnectError::TlsTimeout { addr: addr.clone() });
+                }
+            };
         let found = peer_spiffe_id(tls.get_ref().1.peer_certificates());
         if found.as_ref() != Some(&endpoint.spiffe_id) {
-            self.metrics.handshake(Direction::Outbound, Err(HandshakeFailure::PeerIdMismatch));
+            self.metrics
+                .handshake(Direction::Outbound, Err(HandshakeFailure::PeerIdMismatch));
             let found = found.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string());
             tracing::warn!(
                 event = "tls_failure",
@@ -151,11 +179,14 @@ impl MeshClient {
             });
         }
         self.metrics.handshake(Direction::Outbound, Ok(()));
-        let (sender, connection) = self
-            .http
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(|source| ConnectError::Http { addr: addr.clone(), source })?;
+        let (sender, connection) =
+            self.http
+                .handshake(TokioIo::new(tls))
+                .await
+                .map_err(|source| ConnectError::Http {
+                    addr: addr.clone(),
+                    source,
+                })?;
         let peer = addr.clone();
         let open = self.metrics.open_connection(Direction::Outbound);
         tokio::spawn(async move {

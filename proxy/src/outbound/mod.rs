@@ -104,15 +104,16 @@ impl Service<Request<ProxyBody>> for Forwarder {
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = authority.parse().ok();
         uri.path_and_query = parts.uri.path_and_query().cloned();
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(error) => {
-                return ready(local_response(
+        parts.uri =
+            match Uri::from_parts(uri) {
+                Ok(uri) => uri,
+                Err(error) => return ready(local_response(
                     StatusCode::BAD_REQUEST,
-                    format!("the request's destination `{authority}` is not a valid authority: {error}"),
-                ))
-            }
-        };
+                    format!(
+                        "the request's destination `{authority}` is not a valid authority: {error}"
+                    ),
+                )),
+            };
         parts.version = Version::HTTP_2;
         let mut request = Request::from_parts(parts, body);
         let client = self.client.clone();
@@ -139,7 +140,9 @@ impl Service<Request<ProxyBody>> for Forwarder {
                     Ok(response) => {
                         let (mut parts, incoming) = response.into_parts();
                         strip_hop_by_hop(&mut parts.headers);
-                        parts.extensions.insert(Upstream(endpoint.spiffe_id.clone()));
+                        parts
+                            .extensions
+                            .insert(Upstream(endpoint.spiffe_id.clone()));
                         // The endpoint counts as loaded until the response body is done.
                         let body = incoming.map_frame(move |frame| {
                             let _ = &outstanding;
@@ -157,7 +160,11 @@ impl Service<Request<ProxyBody>> for Forwarder {
                             tracing::warn!(service = %service.name, addr = %endpoint.addr, error = %error.error(), "the destination proxy failed the request");
                             return Ok(local_response(
                                 StatusCode::BAD_GATEWAY,
-                                format!("the destination proxy of `{}` failed the request: {}", service.name, error.error()),
+                                format!(
+                                    "the destination proxy of `{}` failed the request: {}",
+                                    service.name,
+                                    error.error()
+                                ),
                             ));
                         }
                     },
@@ -165,7 +172,10 @@ impl Service<Request<ProxyBody>> for Forwarder {
             }
             Ok(local_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("no endpoint of service `{}` could be reached; last error: {last_error}", service.name),
+                format!(
+                    "no endpoint of service `{}` could be reached; last error: {last_error}",
+                    service.name
+                ),
             ))
         })
     }
@@ -217,8 +227,11 @@ pub async fn serve(listener: TcpListener, outbound: Arc<Outbound>, watch: Watch)
                 tokio::spawn(async move {
                     let _open = outbound.metrics.open_connection(Direction::Outbound);
                     let stack = outbound.stack.clone();
-                    let service = move |request: Request<Incoming>| stack.clone().oneshot(request.map(body::boxed));
-                    serve_connection(&outbound.http, tcp, service, watch, outbound.idle_timeout).await;
+                    let service = move |request: Request<Incoming>| {
+                        stack.clone().oneshot(request.map(body::boxed))
+                    };
+                    serve_connection(&outbound.http, tcp, service, watch, outbound.idle_timeout)
+                        .await;
                 });
             }
             Err(error) => {

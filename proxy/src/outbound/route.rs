@@ -24,11 +24,15 @@ pub fn authority<B>(request: &Request<B>) -> Option<&str> {
 
 /// The host part of an authority, without port or IPv6 brackets.
 pub fn host_of(authority: &str) -> &str {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split_once(']').map_or(rest, |(host, _)| host);
     }
-    authority.split_once(':').map_or(authority, |(host, _)| host)
+    authority
+        .split_once(':')
+        .map_or(authority, |(host, _)| host)
 }
 
 /// Resolves `host` to a service, as described in the module documentation.
@@ -63,8 +67,17 @@ mod tests {
             );
         }
         state.apply(&snapshot);
-        for host in ["payments", "PAYMENTS", "payments.shop", "payments.shop.svc.cluster.local."] {
-            assert_eq!(resolve(&state, host).map(|s| s.name.clone()).as_deref(), Some("payments"), "{host}");
+        for host in [
+            "payments",
+            "PAYMENTS",
+            "payments.shop",
+            "payments.shop.svc.cluster.local.",
+        ] {
+            assert_eq!(
+                resolve(&state, host).map(|s| s.name.clone()).as_deref(),
+                Some("payments"),
+                "{host}"
+            );
         }
         assert_eq!(resolve(&state, "web.v2").unwrap().name, "web.v2");
         for host in ["", "orders", "127.0.0.1", "::1", "shop.payments"] {
