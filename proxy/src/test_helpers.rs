@@ -38,9 +38,10 @@ impl TestCa {
     pub fn new(trust_domain: &str) -> Self {
         let key = KeyPair::generate().expect("generating a P-256 key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{trust_domain} test root"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("{trust_domain} test root {:08x}", rand::random::<u32>()),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let root = params

@@ -104,16 +104,17 @@ impl Service<Request<ProxyBody>> for Forwarder {
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = authority.parse().ok();
         uri.path_and_query = parts.uri.path_and_query().cloned();
-        parts.uri =
-            match Uri::from_parts(uri) {
-                Ok(uri) => uri,
-                Err(error) => return ready(local_response(
+        parts.uri = match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            Err(error) => {
+                return ready(local_response(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "the request's destination `{authority}` is not a valid authority: {error}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         parts.version = Version::HTTP_2;
         let mut request = Request::from_parts(parts, body);
         let client = self.client.clone();
