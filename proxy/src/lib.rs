@@ -21,6 +21,7 @@ pub mod server;
 pub mod state;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod test_helpers;
+pub mod upgrade;
 
 pub use config::{Limits, ProxyConfig, Timeouts};
 pub use run::{run, ProxyError, ProxyIdentity};

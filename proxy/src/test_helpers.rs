@@ -114,6 +114,7 @@ impl TestCa {
 ///   answers with the total.
 /// - `/grpc…` (any path starting so): echoes every request data frame as soon as it arrives, then the trailers
 ///   `grpc-status: 0` and `grpc-message: ok`: a bidirectional streaming RPC.
+/// - `/ws`: accepts an HTTP/1.1 upgrade (any protocol) and echoes the upgraded bytes.
 /// - anything else: a JSON echo of method, path, version, headers and body length.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -176,7 +177,7 @@ impl TestApp {
 }
 
 async fn handle(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     stats: Arc<AppStats>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     stats.requests.fetch_add(1, Ordering::SeqCst);
@@ -207,9 +208,32 @@ async fn handle(
             Response::new(body::boxed(Full::new(Bytes::from(total.to_string()))))
         }
         path if path.starts_with("/grpc") => grpc_echo(request.into_body()),
+        "/ws" => upgrade_echo(&mut request),
         _ => echo(request).await,
     };
     Ok(response)
+}
+
+fn upgrade_echo(request: &mut Request<Incoming>) -> Response<ProxyBody> {
+    let Some(protocol) = request.headers().get(header::UPGRADE).cloned() else {
+        let mut response = Response::new(body::empty());
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let on_upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+    });
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response.headers_mut().insert(header::UPGRADE, protocol);
+    response
 }
 
 fn grpc_echo(mut body: Incoming) -> Response<ProxyBody> {

@@ -578,3 +578,36 @@ async fn admin_reports_liveness_readiness_and_metrics() {
     };
     assert!(no_svid.readiness().unwrap_err().contains("no SVID"));
 }
+
+#[tokio::test]
+async fn an_http1_upgrade_passes_through_both_proxies() {
+    let mesh = mesh().await;
+    let mut tcp = TcpStream::connect(mesh.outbound).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nhost: payments\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed inside the response head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for message in [&b"ping"[..], b"second message"] {
+        tcp.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut echoed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+}

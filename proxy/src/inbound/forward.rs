@@ -4,7 +4,8 @@
 //! Proxy-to-proxy traffic is always HTTP/2, so the protocol towards the app cannot be
 //! copied from the wire. It is chosen per request: gRPC (`content-type: application/grpc…`)
 //! needs HTTP/2 and its trailers, so it goes over h2c (prior knowledge); everything else
-//! goes over HTTP/1.1, which every app speaks.
+//! goes over HTTP/1.1, which every app speaks. HTTP/1.1 upgrades go over HTTP/1.1 and
+//! become a byte stream after the app's `101` (see [`crate::upgrade`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::body::{self, local_response, ProxyBody};
 use crate::config::Timeouts;
 use crate::headers::strip_hop_by_hop;
 use crate::layers::ResponseFuture;
+use crate::upgrade;
 
 /// Forwards requests to the local app.
 #[derive(Debug, Clone)]
@@ -73,9 +75,14 @@ impl Service<Request<ProxyBody>> for AppForwarder {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
+        let protocol = upgrade::requested(&request);
+        let downstream = protocol.as_ref().map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = protocol {
+            upgrade::restore(&mut parts.headers, protocol);
+        }
         // The app sees the host the caller asked for, not the app's loopback address.
         if !parts.headers.contains_key(header::HOST) {
             if let Some(host) = parts
@@ -102,7 +109,7 @@ impl Service<Request<ProxyBody>> for AppForwarder {
             }
         };
         let request = Request::from_parts(parts, body);
-        let (client, version) = if is_grpc(&request) {
+        let (client, version) = if is_grpc(&request) && downstream.is_none() {
             (self.h2c.clone(), Version::HTTP_2)
         } else {
             (self.http1.clone(), Version::HTTP_11)
@@ -112,9 +119,20 @@ impl Service<Request<ProxyBody>> for AppForwarder {
         let app = self.app;
         Box::pin(async move {
             match client.request(request).await {
-                Ok(response) => {
+                Ok(mut response) => {
+                    let switched = match downstream {
+                        Some(downstream) if upgrade::accepted(&response) => {
+                            let protocol = response.headers().get(header::UPGRADE).cloned();
+                            upgrade::bridge(downstream, hyper::upgrade::on(&mut response));
+                            protocol
+                        }
+                        _ => None,
+                    };
                     let (mut parts, incoming) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
+                    if let Some(protocol) = switched {
+                        upgrade::restore(&mut parts.headers, protocol);
+                    }
                     Ok(Response::from_parts(parts, body::boxed(incoming)))
                 }
                 Err(error) if error.is_connect() => {

@@ -10,12 +10,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use hyper::client::conn::http1;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use palisade_spiffe::tls::{client_config, peer_spiffe_id};
 use palisade_spiffe::{ServerIdentity, SpiffeId};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::body::ProxyBody;
@@ -59,6 +61,8 @@ type PoolKey = (String, SpiffeId);
 /// The pool of mTLS HTTP/2 connections to other proxies.
 pub struct MeshClient {
     tls: TlsConnector,
+    /// ALPN `http/1.1`, for upgrades only.
+    tls_http1: TlsConnector,
     http: http2::Builder<TokioExecutor>,
     pool: Mutex<HashMap<PoolKey, SendRequest<ProxyBody>>>,
     timeouts: Timeouts,
@@ -72,13 +76,16 @@ impl MeshClient {
             identity.bundle.clone(),
             ServerIdentity::AnyInTrustDomain,
         );
+        let mut tls_http1 = tls.clone();
         tls.alpn_protocols = vec![b"h2".to_vec()];
+        tls_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut http = http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
             .keep_alive_interval(timeouts.idle / 4)
             .keep_alive_timeout(timeouts.tls_handshake);
         Self {
             tls: TlsConnector::from(Arc::new(tls)),
+            tls_http1: TlsConnector::from(Arc::new(tls_http1)),
             http,
             pool: Mutex::new(HashMap::new()),
             timeouts,
@@ -115,7 +122,56 @@ impl MeshClient {
         }
     }
 
+    /// A new HTTP/1.1 connection to `endpoint` for one upgrade request; not pooled,
+    /// since the connection becomes the upgraded byte stream.
+    pub async fn upgrade_connection(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
+        let tls = self.secure(endpoint, &self.tls_http1).await?;
+        let addr = &endpoint.addr;
+        let (sender, connection) = http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|source| ConnectError::Http {
+                addr: addr.clone(),
+                source,
+            })?;
+        let open = self.metrics.open_connection(Direction::Outbound);
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+            drop(open);
+        });
+        Ok(sender)
+    }
+
     async fn connect(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
+        let tls = self.secure(endpoint, &self.tls).await?;
+        let addr = &endpoint.addr;
+        let (sender, connection) =
+            self.http
+                .handshake(TokioIo::new(tls))
+                .await
+                .map_err(|source| ConnectError::Http {
+                    addr: addr.clone(),
+                    source,
+                })?;
+        let peer = addr.clone();
+        let open = self.metrics.open_connection(Direction::Outbound);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection to a mesh peer ended");
+            }
+            drop(open);
+        });
+        Ok(sender)
+    }
+
+    /// TCP, TLS, and the check that the peer is the identity registered for `endpoint`.
+    async fn secure(
+        &self,
+        endpoint: &Endpoint,
+        connector: &TlsConnector,
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
         let addr = &endpoint.addr;
         let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await
         {
@@ -140,7 +196,7 @@ impl MeshClient {
             }
         };
         let tls =
-            match tokio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp))
+            match tokio::time::timeout(self.timeouts.tls_handshake, connector.connect(name, tcp))
                 .await
             {
                 Ok(Ok(tls)) => tls,
@@ -179,22 +235,6 @@ impl MeshClient {
             });
         }
         self.metrics.handshake(Direction::Outbound, Ok(()));
-        let (sender, connection) =
-            self.http
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(|source| ConnectError::Http {
-                    addr: addr.clone(),
-                    source,
-                })?;
-        let peer = addr.clone();
-        let open = self.metrics.open_connection(Direction::Outbound);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection to a mesh peer ended");
-            }
-            drop(open);
-        });
-        Ok(sender)
+        Ok(tls)
     }
 }

@@ -1,6 +1,7 @@
 //! The outbound side: the local app calls other services through this listener in plain
 //! HTTP/1.1 or h2c (prior knowledge); the proxy finds the service, picks an endpoint and
-//! carries the request over mTLS + HTTP/2 to that endpoint's proxy.
+//! carries the request over mTLS + HTTP/2 to that endpoint's proxy. HTTP/1.1 upgrades
+//! (WebSocket) are the exception: see [`crate::upgrade`].
 
 mod balance;
 mod client;
@@ -32,6 +33,7 @@ use crate::metrics::{Direction, Metrics};
 use crate::run::ProxyIdentity;
 use crate::server::{http_builder, serve_connection};
 use crate::state::MeshState;
+use crate::upgrade;
 
 /// Endpoints tried per request before giving up. Only requests that were never sent are
 /// retried (connect, TLS or identity failures, or a pooled connection that had closed),
@@ -96,6 +98,15 @@ impl Service<Request<ProxyBody>> for Forwarder {
                 ),
             ));
         };
+        if let Some(protocol) = upgrade::requested(&request) {
+            return Box::pin(forward_upgrade(
+                self.client.clone(),
+                service,
+                request,
+                protocol,
+                self.ejection,
+            ));
+        }
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // HTTP/2 carries the host in `:authority`.
@@ -180,6 +191,90 @@ impl Service<Request<ProxyBody>> for Forwarder {
             ))
         })
     }
+}
+
+/// An HTTP/1.1 upgrade request: its own mTLS connection speaking HTTP/1.1, and after the
+/// destination's `101` a byte stream both ways (see [`crate::upgrade`]).
+async fn forward_upgrade(
+    client: Arc<MeshClient>,
+    service: Arc<crate::state::Service>,
+    mut request: Request<ProxyBody>,
+    protocol: http::HeaderValue,
+    ejection: Duration,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let mut downstream = Some(hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    upgrade::restore(&mut parts.headers, protocol);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let mut request = Some(Request::from_parts(parts, body));
+    let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
+    let mut last_error = String::from("the service has no endpoint");
+    while tried.len() < MAX_ATTEMPTS {
+        let Some(endpoint) = pick(&service.endpoints, &tried) else {
+            break;
+        };
+        tried.push(balance::key(&endpoint));
+        let mut sender = match client.upgrade_connection(&endpoint).await {
+            Ok(sender) => sender,
+            Err(error) => {
+                tracing::warn!(service = %service.name, addr = %endpoint.addr, %error, "endpoint ejected after a connection failure");
+                endpoint.eject(ejection);
+                last_error = error.to_string();
+                continue;
+            }
+        };
+        let (Some(request), Some(downstream)) = (request.take(), downstream.take()) else {
+            break;
+        };
+        let _outstanding = endpoint.start_request();
+        return Ok(match sender.send_request(request).await {
+            Ok(mut response) => {
+                let switched = if upgrade::accepted(&response) {
+                    let protocol = response.headers().get(header::UPGRADE).cloned();
+                    upgrade::bridge(downstream, hyper::upgrade::on(&mut response));
+                    protocol
+                } else {
+                    None
+                };
+                let (mut parts, incoming) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                if let Some(protocol) = switched {
+                    upgrade::restore(&mut parts.headers, protocol);
+                }
+                parts
+                    .extensions
+                    .insert(Upstream(endpoint.spiffe_id.clone()));
+                Response::from_parts(parts, body::boxed(incoming))
+            }
+            Err(error) => local_response(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the destination proxy of `{}` failed the upgrade request: {error}",
+                    service.name
+                ),
+            ),
+        });
+    }
+    Ok(local_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no endpoint of service `{}` could be reached; last error: {last_error}",
+            service.name
+        ),
+    ))
 }
 
 fn ready(response: Response<ProxyBody>) -> ResponseFuture {
