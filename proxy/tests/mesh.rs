@@ -39,11 +39,12 @@ struct Mesh {
     signal: Signal,
 }
 
-fn config(app: SocketAddr, permissive: bool) -> ProxyConfig {
+fn config(app: SocketAddr, permissive: bool, tune: fn(&mut ProxyConfig)) -> ProxyConfig {
     let unused: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut config = ProxyConfig::new(unused, unused, unused, app);
     config.permissive = permissive;
     config.timeouts.endpoint_ejection = Duration::from_secs(30);
+    tune(&mut config);
     config
 }
 
@@ -73,7 +74,7 @@ fn snapshot(endpoints: &[(&str, SocketAddr, &str)]) -> ConfigSnapshot {
 
 /// Starts payments' inbound proxy in front of the test app and orders' outbound proxy,
 /// with payments registered at its inbound address under its own SPIFFE ID.
-async fn mesh_with(permissive: bool) -> Mesh {
+async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
     let ca = TestCa::new("td");
     let app = TestApp::start().await;
     let (signal, watch) = drain::channel();
@@ -81,7 +82,11 @@ async fn mesh_with(permissive: bool) -> Mesh {
 
     let payments = ca.identity("shop", "payments");
     let (inbound_listener, inbound_addr) = listener().await;
-    let inbound = Inbound::new(&config(app.addr, permissive), &payments, metrics.clone());
+    let inbound = Inbound::new(
+        &config(app.addr, permissive, tune),
+        &payments,
+        metrics.clone(),
+    );
     tokio::spawn(inbound::serve(inbound_listener, inbound, watch.clone()));
 
     let orders = ca.identity("shop", "orders");
@@ -89,7 +94,7 @@ async fn mesh_with(permissive: bool) -> Mesh {
     state.apply(&snapshot(&[("payments", inbound_addr, PAYMENTS_ID)]));
     let (outbound_listener, outbound_addr) = listener().await;
     let outbound = Outbound::new(
-        &config(app.addr, false),
+        &config(app.addr, false, tune),
         &orders,
         state.clone(),
         metrics.clone(),
@@ -116,7 +121,7 @@ async fn mesh_with(permissive: bool) -> Mesh {
 }
 
 async fn mesh() -> Mesh {
-    mesh_with(false).await
+    mesh_with(false, |_| {}).await
 }
 
 async fn h1<B>(addr: SocketAddr, request: Request<B>) -> Response<Incoming>
@@ -194,7 +199,7 @@ async fn http1_and_http2_reach_the_app_through_both_proxies() {
 
 #[tokio::test]
 async fn the_peer_id_header_cannot_be_spoofed() {
-    let mesh = mesh_with(true).await;
+    let mesh = mesh_with(true, |_| {}).await;
     let spoofed = "spiffe://td/ns/admin/sa/root";
 
     let request = Request::get("/")
@@ -610,4 +615,87 @@ async fn an_http1_upgrade_passes_through_both_proxies() {
             .unwrap();
         assert_eq!(echoed, message);
     }
+}
+
+/// Reads until the peer closes or `within` passes; true if it closed.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = [0u8; 1024];
+    let reading = async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, reading).await.is_ok()
+}
+
+#[tokio::test]
+async fn slow_silent_and_idle_clients_are_disconnected() {
+    let mesh = mesh_with(false, |config| {
+        config.timeouts.request_header = Duration::from_millis(300);
+        config.timeouts.tls_handshake = Duration::from_millis(300);
+        config.timeouts.idle = Duration::from_millis(300);
+    })
+    .await;
+
+    // A request head that never completes (slowloris).
+    let mut tcp = TcpStream::connect(mesh.outbound).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: payments\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut tcp, Duration::from_secs(3)).await);
+
+    // A client that connects to the mTLS port and never says a word.
+    let mut tcp = TcpStream::connect(mesh.inbound).await.unwrap();
+    assert!(closed_within(&mut tcp, Duration::from_secs(3)).await);
+
+    // A keep-alive connection left idle after a request.
+    let mut tcp = TcpStream::connect(mesh.outbound).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: payments\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    tcp.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut tcp, Duration::from_secs(3)).await);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn http2_limits_are_advertised_and_rapid_reset_closes_the_connection() {
+    let mesh = mesh().await;
+    let tcp = TcpStream::connect(mesh.outbound).await.unwrap();
+    let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut client = client.ready().await.unwrap();
+    let request = Request::get("http://payments/").body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::select! {
+        response = response => response.unwrap(),
+        _ = &mut connection => panic!("the connection ended before the response"),
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(connection.max_concurrent_send_streams(), 100);
+
+    // Open and immediately cancel streams, far past the pending-accept reset limit.
+    for _ in 0..60 {
+        let request = Request::get("http://payments/slow?ms=2000")
+            .body(())
+            .unwrap();
+        match client.send_request(request, false) {
+            Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+            Err(_) => break,
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), &mut connection).await;
+    let error = ended
+        .expect("the server kept a rapid-reset connection open")
+        .unwrap_err();
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error}"
+    );
 }
