@@ -13,7 +13,9 @@ use palisade_spiffe::svid::shared_bundle;
 use palisade_spiffe::{SvidStore, TrustBundle, TrustDomain};
 
 /// Palisade's sidecar proxy: mTLS, layer-7 authorization, WAF and forwarding.
-#[derive(Debug, Parser)]
+///
+/// Deliberately not `Debug`: it holds the join token, which must never reach a log.
+#[derive(Parser)]
 #[command(name = "palisade-proxy", version)]
 struct Cli {
     /// The control plane's URL, such as https://127.0.0.1:7000.
@@ -135,4 +137,47 @@ async fn main() -> anyhow::Result<()> {
     );
     run(config, identity, state, shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_design_flags_into_a_config() {
+        let cli = Cli::try_parse_from([
+            "palisade-proxy",
+            "--control-plane",
+            "https://127.0.0.1:7000",
+            "--trust-bundle",
+            "bundle.pem",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "orders",
+            "--service",
+            "orders",
+            "--join-token",
+            "secret",
+            "--inbound",
+            "127.0.0.1:4143",
+            "--app",
+            "127.0.0.1:8081",
+            "--outbound",
+            "127.0.0.1:4140",
+            "--admin",
+            "127.0.0.1:4191",
+            "--permissive",
+            "--drain-timeout",
+            "3s",
+        ])
+        .unwrap();
+        let config = cli.config();
+        assert_eq!(config.app, "127.0.0.1:8081".parse().unwrap());
+        assert!(config.permissive);
+        assert_eq!(config.drain_timeout, Duration::from_secs(3));
+
+        let missing = Cli::try_parse_from(["palisade-proxy", "--service", "orders"]);
+        assert!(missing.is_err());
+    }
 }
