@@ -195,6 +195,13 @@ async fn http1_and_http2_reach_the_app_through_both_proxies() {
     assert_eq!(echo["body_len"], 5);
     assert_eq!(echo["headers"]["x-palisade-peer-id"], ORDERS_ID);
     assert_eq!(mesh.app.requests(), 2);
+
+    // Both calls shared one pooled, multiplexed mTLS connection between the proxies.
+    let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
+    assert!(
+        metrics.contains(r#"tls_handshakes_total{direction="outbound",result="ok"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -56,7 +56,9 @@ pub enum ConnectError {
     Http { addr: String, source: hyper::Error },
 }
 
-type PoolKey = (String, SpiffeId);
+/// Pooled connections by address, then by the identity verified on them. Keyed by the
+/// address string so that a lookup borrows instead of allocating.
+type Pool = HashMap<String, Vec<(SpiffeId, SendRequest<ProxyBody>)>>;
 
 /// The pool of mTLS HTTP/2 connections to other proxies.
 pub struct MeshClient {
@@ -64,7 +66,7 @@ pub struct MeshClient {
     /// ALPN `http/1.1`, for upgrades only.
     tls_http1: TlsConnector,
     http: http2::Builder<TokioExecutor>,
-    pool: Mutex<HashMap<PoolKey, SendRequest<ProxyBody>>>,
+    pool: Mutex<Pool>,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
 }
@@ -98,27 +100,36 @@ impl MeshClient {
         &self,
         endpoint: &Endpoint,
     ) -> Result<SendRequest<ProxyBody>, ConnectError> {
-        let key = (endpoint.addr.clone(), endpoint.spiffe_id.clone());
-        if let Some(sender) = self.pooled(&key) {
+        if let Some(sender) = self.pooled(endpoint) {
             return Ok(sender);
         }
         let sender = self.connect(endpoint).await?;
         if let Ok(mut pool) = self.pool.lock() {
-            pool.retain(|_, sender| !sender.is_closed());
-            pool.insert(key, sender.clone());
+            for senders in pool.values_mut() {
+                senders.retain(|(_, sender)| !sender.is_closed());
+            }
+            pool.retain(|_, senders| !senders.is_empty());
+            let senders = pool.entry(endpoint.addr.clone()).or_default();
+            senders.retain(|(id, _)| id != &endpoint.spiffe_id);
+            senders.push((endpoint.spiffe_id.clone(), sender.clone()));
         }
         Ok(sender)
     }
 
-    fn pooled(&self, key: &PoolKey) -> Option<SendRequest<ProxyBody>> {
+    fn pooled(&self, endpoint: &Endpoint) -> Option<SendRequest<ProxyBody>> {
         let pool = self.pool.lock().ok()?;
-        pool.get(key).filter(|sender| sender.is_ready()).cloned()
+        pool.get(endpoint.addr.as_str())?
+            .iter()
+            .find(|(id, sender)| id == &endpoint.spiffe_id && sender.is_ready())
+            .map(|(_, sender)| sender.clone())
     }
 
     /// Drops the pooled connection to `endpoint` (it failed to take a request).
     pub fn forget(&self, endpoint: &Endpoint) {
         if let Ok(mut pool) = self.pool.lock() {
-            pool.remove(&(endpoint.addr.clone(), endpoint.spiffe_id.clone()));
+            if let Some(senders) = pool.get_mut(endpoint.addr.as_str()) {
+                senders.retain(|(id, _)| id != &endpoint.spiffe_id);
+            }
         }
     }
 
