@@ -706,3 +706,21 @@ async fn http2_limits_are_advertised_and_rapid_reset_closes_the_connection() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_requests_opens_one_connection_between_the_proxies() {
+    let mesh = mesh().await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let outbound = mesh.outbound;
+        calls.spawn(async move { h1(outbound, get("payments", "/slow?ms=50")).await.status() });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
+    assert!(
+        metrics.contains(r#"tls_handshakes_total{direction="outbound",result="ok"} 1"#),
+        "{metrics}"
+    );
+}

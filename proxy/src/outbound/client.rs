@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use hyper::client::conn::http1;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -52,13 +53,38 @@ pub enum ConnectError {
         expected: SpiffeId,
         found: String,
     },
+    #[error("connecting to {addr} failed a moment ago")]
+    RecentFailure { addr: String },
     #[error("HTTP/2 handshake with {addr} failed: {source}")]
     Http { addr: String, source: hyper::Error },
 }
 
 /// Pooled connections by address, then by the identity verified on them. Keyed by the
 /// address string so that a lookup borrows instead of allocating.
-type Pool = HashMap<String, Vec<(SpiffeId, SendRequest<ProxyBody>)>>;
+type Pool = HashMap<String, Vec<Slot>>;
+
+/// One pooled connection, and the gate that lets only one task connect it at a time:
+/// a burst of requests to a new endpoint opens one connection, not one per request.
+struct Slot {
+    id: SpiffeId,
+    sender: Option<SendRequest<ProxyBody>>,
+    /// Held while connecting; holds the time of the last failed attempt, so that tasks
+    /// that waited behind a failure fail over at once instead of retrying in turn.
+    gate: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
+
+impl Slot {
+    fn ready(&self) -> Option<SendRequest<ProxyBody>> {
+        self.sender
+            .as_ref()
+            .filter(|sender| sender.is_ready())
+            .cloned()
+    }
+
+    fn is_dead(&self) -> bool {
+        Arc::strong_count(&self.gate) == 1 && self.sender.as_ref().is_none_or(|s| s.is_closed())
+    }
+}
 
 /// The pool of mTLS HTTP/2 connections to other proxies.
 pub struct MeshClient {
@@ -100,36 +126,89 @@ impl MeshClient {
         &self,
         endpoint: &Endpoint,
     ) -> Result<SendRequest<ProxyBody>, ConnectError> {
+        let waiting_since = Instant::now();
+        let gate = {
+            let mut pool = self.lock_pool();
+            let slots = match pool.get_mut(endpoint.addr.as_str()) {
+                Some(slots) => slots,
+                None => {
+                    pool.retain(|_, slots| {
+                        slots.retain(|slot| !slot.is_dead());
+                        !slots.is_empty()
+                    });
+                    pool.entry(endpoint.addr.clone()).or_default()
+                }
+            };
+            let slot = match slots.iter().position(|slot| slot.id == endpoint.spiffe_id) {
+                Some(index) => &mut slots[index],
+                None => {
+                    // A new slot is rare (a new endpoint, or one whose connection
+                    // died): the moment to drop slots nobody will use again.
+                    slots.retain(|slot| !slot.is_dead());
+                    slots.push(Slot {
+                        id: endpoint.spiffe_id.clone(),
+                        sender: None,
+                        gate: Arc::default(),
+                    });
+                    let last = slots.len() - 1;
+                    &mut slots[last]
+                }
+            };
+            if let Some(sender) = slot.ready() {
+                return Ok(sender);
+            }
+            slot.gate.clone()
+        };
+        let mut last_failure = gate.lock().await;
         if let Some(sender) = self.pooled(endpoint) {
             return Ok(sender);
         }
-        let sender = self.connect(endpoint).await?;
-        if let Ok(mut pool) = self.pool.lock() {
-            for senders in pool.values_mut() {
-                senders.retain(|(_, sender)| !sender.is_closed());
+        if last_failure.is_some_and(|failed| failed >= waiting_since) {
+            return Err(ConnectError::RecentFailure {
+                addr: endpoint.addr.clone(),
+            });
+        }
+        let sender = match self.connect(endpoint).await {
+            Ok(sender) => sender,
+            Err(error) => {
+                *last_failure = Some(Instant::now());
+                return Err(error);
             }
-            pool.retain(|_, senders| !senders.is_empty());
-            let senders = pool.entry(endpoint.addr.clone()).or_default();
-            senders.retain(|(id, _)| id != &endpoint.spiffe_id);
-            senders.push((endpoint.spiffe_id.clone(), sender.clone()));
+        };
+        let mut pool = self.lock_pool();
+        if let Some(slot) = pool
+            .get_mut(endpoint.addr.as_str())
+            .and_then(|slots| slots.iter_mut().find(|slot| slot.id == endpoint.spiffe_id))
+        {
+            slot.sender = Some(sender.clone());
         }
         Ok(sender)
     }
 
+    /// The pool. Every update is a single field, so a lock poisoned by a panic elsewhere
+    /// cannot leave it inconsistent and is used as is.
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn pooled(&self, endpoint: &Endpoint) -> Option<SendRequest<ProxyBody>> {
-        let pool = self.pool.lock().ok()?;
-        pool.get(endpoint.addr.as_str())?
+        self.lock_pool()
+            .get(endpoint.addr.as_str())?
             .iter()
-            .find(|(id, sender)| id == &endpoint.spiffe_id && sender.is_ready())
-            .map(|(_, sender)| sender.clone())
+            .find(|slot| slot.id == endpoint.spiffe_id)?
+            .ready()
     }
 
     /// Drops the pooled connection to `endpoint` (it failed to take a request).
     pub fn forget(&self, endpoint: &Endpoint) {
-        if let Ok(mut pool) = self.pool.lock() {
-            if let Some(senders) = pool.get_mut(endpoint.addr.as_str()) {
-                senders.retain(|(id, _)| id != &endpoint.spiffe_id);
-            }
+        if let Some(slot) = self
+            .lock_pool()
+            .get_mut(endpoint.addr.as_str())
+            .and_then(|slots| slots.iter_mut().find(|slot| slot.id == endpoint.spiffe_id))
+        {
+            slot.sender = None;
         }
     }
 
