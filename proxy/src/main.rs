@@ -179,5 +179,24 @@ mod tests {
 
         let missing = Cli::try_parse_from(["palisade-proxy", "--service", "orders"]);
         assert!(missing.is_err());
+
+        // Every flag also comes from PALISADE_<FLAG>; this is the only test of this
+        // binary, so setting the process environment races with nothing.
+        for (name, value) in [
+            ("PALISADE_CONTROL_PLANE", "https://127.0.0.1:7000"),
+            ("PALISADE_TRUST_BUNDLE", "bundle.pem"),
+            ("PALISADE_NAMESPACE", "shop"),
+            ("PALISADE_SERVICE_ACCOUNT", "orders"),
+            ("PALISADE_SERVICE", "orders"),
+            ("PALISADE_JOIN_TOKEN", "secret"),
+            ("PALISADE_APP", "127.0.0.1:9090"),
+            ("PALISADE_PERMISSIVE", "true"),
+        ] {
+            std::env::set_var(name, value);
+        }
+        let config = Cli::try_parse_from(["palisade-proxy"]).unwrap().config();
+        assert_eq!(config.app, "127.0.0.1:9090".parse().unwrap());
+        assert!(config.permissive);
+        assert_eq!(config.drain_timeout, Duration::from_secs(10));
     }
 }

@@ -345,6 +345,7 @@ async fn plaintext_to_the_inbound_port_is_refused() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("mutual TLS"), "{answer}");
+    assert!(answer.contains("x-request-id: "), "{answer}");
     assert_eq!(mesh.app.requests(), 0);
     let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
     assert!(

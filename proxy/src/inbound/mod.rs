@@ -29,6 +29,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::body;
 use crate::config::ProxyConfig;
 use crate::drain::Watch;
+use crate::headers::new_request_id;
 use crate::layers::{
     HttpService, PeerIdentity, PeerIdentityLayer, RequestIdLayer, RequestMetricsLayer,
 };
@@ -39,12 +40,20 @@ use crate::server::{http_builder, serve_connection};
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-const PLAINTEXT_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-content-type: text/plain; charset=utf-8\r\n\
-connection: close\r\n\
-content-length: 74\r\n\
-\r\n\
-this port accepts only mutual TLS from a mesh proxy holding a valid SVID.\n";
+const PLAINTEXT_REFUSAL: &str =
+    "this port accepts only mutual TLS from a mesh proxy holding a valid SVID.\n";
+
+/// The answer to a plaintext client: raw HTTP/1.1, since no HTTP server runs for it.
+fn plaintext_refusal() -> Vec<u8> {
+    let id = new_request_id();
+    let id = id.to_str().unwrap_or("0");
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         connection: close\r\nx-request-id: {id}\r\ncontent-length: {}\r\n\r\n{PLAINTEXT_REFUSAL}",
+        PLAINTEXT_REFUSAL.len()
+    )
+    .into_bytes()
+}
 
 /// The inbound request stack, outermost first:
 ///
@@ -157,7 +166,7 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
             tracing::warn!(%remote, event = "tls_failure", reason = "plaintext", "refused a plaintext connection on the mTLS port");
             let mut tcp = tcp;
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                tcp.write_all(PLAINTEXT_REFUSAL).await?;
+                tcp.write_all(&plaintext_refusal()).await?;
                 tcp.shutdown().await
             })
             .await;
