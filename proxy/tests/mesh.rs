@@ -19,7 +19,7 @@ use palisade_proxy::inbound::{self, Inbound};
 use palisade_proxy::metrics::Metrics;
 use palisade_proxy::outbound::{self, Outbound};
 use palisade_proxy::test_helpers::{TestApp, TestCa};
-use palisade_proxy::{MeshState, ProxyConfig};
+use palisade_proxy::{MeshState, ProxyConfig, ProxyIdentity};
 use palisade_spiffe::tls::client_config;
 use palisade_spiffe::ServerIdentity;
 use serde_json::Value;
@@ -31,6 +31,8 @@ const PAYMENTS_ID: &str = "spiffe://td/ns/shop/sa/payments";
 
 struct Mesh {
     ca: TestCa,
+    orders: ProxyIdentity,
+    payments: ProxyIdentity,
     app: TestApp,
     inbound: SocketAddr,
     outbound: SocketAddr,
@@ -111,6 +113,8 @@ async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
 
     Mesh {
         ca,
+        orders,
+        payments,
         app,
         inbound: inbound_addr,
         outbound: outbound_addr,
@@ -723,5 +727,40 @@ async fn a_burst_of_requests_opens_one_connection_between_the_proxies() {
     assert!(
         metrics.contains(r#"tls_handshakes_total{direction="outbound",result="ok"} 1"#),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn svid_rotation_under_load_loses_no_request() {
+    let mesh = mesh().await;
+    let before = mesh.payments.svids.info().unwrap().serial_hex;
+    for i in 0..60 {
+        if i == 20 {
+            let (chain, key) = mesh.ca.issue("shop", "payments");
+            mesh.payments.svids.install(chain, key).unwrap();
+            let (chain, key) = mesh.ca.issue("shop", "orders");
+            mesh.orders.svids.install(chain, key).unwrap();
+        }
+        let response = h1(mesh.outbound, get("payments", "/")).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+    }
+    assert_eq!(mesh.app.requests(), 60);
+
+    // New handshakes present the new SVID, without any config being rebuilt.
+    let after = mesh.payments.svids.info().unwrap().serial_hex;
+    assert_ne!(before, after);
+    let tls = client_config(
+        Some(mesh.orders.svids.clone()),
+        mesh.ca.bundle(),
+        ServerIdentity::AnyInTrustDomain,
+    );
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = TcpStream::connect(mesh.inbound).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("payments").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    let leaf = &stream.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(
+        palisade_spiffe::tls::svid_info(leaf).unwrap().serial_hex,
+        after
     );
 }
