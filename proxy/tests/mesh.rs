@@ -764,3 +764,26 @@ async fn svid_rotation_under_load_loses_no_request() {
         after
     );
 }
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
+    let mesh = mesh_with(false, |config| {
+        config.timeouts.idle = Duration::from_millis(200)
+    })
+    .await;
+    assert_eq!(
+        h1(mesh.outbound, get("payments", "/")).await.status(),
+        StatusCode::OK
+    );
+    // payments' inbound closes the idle mesh connection; the next call reconnects.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        h1(mesh.outbound, get("payments", "/")).await.status(),
+        StatusCode::OK
+    );
+    let metrics = text(h1(mesh.admin, get("admin", "/metrics")).await).await;
+    assert!(
+        metrics.contains(r#"tls_handshakes_total{direction="outbound",result="ok"} 2"#),
+        "{metrics}"
+    );
+}

@@ -133,7 +133,7 @@ impl Service<Request<ProxyBody>> for Forwarder {
         Box::pin(async move {
             let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
             let mut last_error = String::from("the service has no endpoint");
-            while tried.len() < MAX_ATTEMPTS {
+            for _ in 0..MAX_ATTEMPTS {
                 let Some(endpoint) = pick(&service.endpoints, &tried) else {
                     break;
                 };
@@ -164,7 +164,11 @@ impl Service<Request<ProxyBody>> for Forwarder {
                     }
                     Err(mut error) => match error.take_message() {
                         Some(unsent) => {
+                            // A pooled connection that closed (a GOAWAY in flight) says
+                            // nothing about the endpoint: it stays eligible, and the next
+                            // attempt opens a fresh connection.
                             client.forget(&endpoint);
+                            tried.pop();
                             last_error = error.into_error().to_string();
                             request = unsent;
                         }
