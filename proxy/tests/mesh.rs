@@ -787,3 +787,78 @@ async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
         "{metrics}"
     );
 }
+
+/// A stand-in for authorization: denies `/admin…`, passes everything else on.
+#[derive(Clone)]
+struct DenyAdmin<S>(S);
+
+impl<S> tower::Service<Request<ProxyBody>> for DenyAdmin<S>
+where
+    S: tower::Service<
+            Request<ProxyBody>,
+            Response = Response<ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Send,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = std::convert::Infallible;
+    type Future = palisade_proxy::layers::ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+        let peer = request
+            .extensions()
+            .get::<palisade_proxy::layers::PeerIdentity>()
+            .and_then(|peer| peer.spiffe_id())
+            .map(|id| id.to_string());
+        if request.uri().path().starts_with("/admin") {
+            let message = format!("{} may not call this route", peer.unwrap_or_default());
+            return Box::pin(async move {
+                Ok(proxy_body::local_response(StatusCode::FORBIDDEN, message))
+            });
+        }
+        Box::pin(self.0.call(request))
+    }
+}
+
+#[tokio::test]
+async fn filters_plug_in_between_identity_and_the_app() {
+    let ca = TestCa::new("td");
+    let app = TestApp::start().await;
+    let (_signal, watch) = drain::channel();
+    let metrics = Metrics::new();
+    let config = config(app.addr, false, |_| {});
+    let payments = ca.identity("shop", "payments");
+    let stack = inbound::stack_with(
+        inbound::AppForwarder::new(app.addr, &config.timeouts),
+        metrics.clone(),
+        tower::layer::layer_fn(DenyAdmin),
+    );
+    let (inbound_listener, inbound_addr) = listener().await;
+    let inbound = Inbound::with_stack(&config, &payments, metrics.clone(), stack);
+    tokio::spawn(inbound::serve(inbound_listener, inbound, watch.clone()));
+    let state = MeshState::new();
+    state.apply(&snapshot(&[("payments", inbound_addr, PAYMENTS_ID)]));
+    let (outbound_listener, outbound_addr) = listener().await;
+    let outbound = Outbound::new(&config, &ca.identity("shop", "orders"), state, metrics);
+    tokio::spawn(outbound::serve(outbound_listener, outbound, watch));
+
+    let response = h1(outbound_addr, get("payments", "/admin/users")).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(
+        text(response).await,
+        format!("{ORDERS_ID} may not call this route\n")
+    );
+    assert_eq!(app.requests(), 0);
+    let response = h1(outbound_addr, get("payments", "/public")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.requests(), 1);
+}

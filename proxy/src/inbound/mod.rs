@@ -21,12 +21,16 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use palisade_spiffe::tls::{peer_spiffe_id, server_config};
 use palisade_spiffe::ClientAuth;
+use std::convert::Infallible;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tower::{ServiceBuilder, ServiceExt};
 
-use crate::body;
+use http::Response;
+use tower::layer::util::Identity;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::body::{self, ProxyBody};
 use crate::config::ProxyConfig;
 use crate::drain::Watch;
 use crate::headers::new_request_id;
@@ -60,17 +64,33 @@ fn plaintext_refusal() -> Vec<u8> {
 /// 1. [`RequestIdLayer`]: every answer, even a deny, carries an `x-request-id`.
 /// 2. [`RequestMetricsLayer`]: counts what the caller finally saw, denies included.
 /// 3. [`PeerIdentityLayer`]: `x-palisade-peer-id` from the TLS peer only.
-/// 4. Authorization (issue 4) and then the WAF (issue 7) go here, in that order: a
-///    caller that may not call the route is refused before its payload is inspected.
+/// 4. `filters`: authorization (issue 4) and then the WAF (issue 7), in that order, so
+///    that a caller who may not call the route is refused before its payload is
+///    inspected. They answer with [`crate::body::local_response`].
 /// 5. [`AppForwarder`]: the local app.
-pub fn stack(forward: AppForwarder, metrics: Arc<Metrics>) -> HttpService {
+pub fn stack_with<L>(forward: AppForwarder, metrics: Arc<Metrics>, filters: L) -> HttpService
+where
+    L: Layer<AppForwarder>,
+    L::Service: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as Service<Request<ProxyBody>>>::Future: Send + 'static,
+{
     HttpService::new(
         ServiceBuilder::new()
             .layer(RequestIdLayer)
             .layer(RequestMetricsLayer::new(Direction::Inbound, metrics))
             .layer(PeerIdentityLayer)
+            .layer(filters)
             .service(forward),
     )
+}
+
+/// [`stack_with`] without filters.
+pub fn stack(forward: AppForwarder, metrics: Arc<Metrics>) -> HttpService {
+    stack_with(forward, metrics, Identity::new())
 }
 
 /// Everything an inbound listener needs; cheap to share between connections.
@@ -198,7 +218,13 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
         return;
     };
     inbound.metrics.handshake(Direction::Inbound, Ok(()));
-    serve_http(tls, PeerIdentity::Authenticated(peer), &inbound, watch).await;
+    serve_http(
+        tls,
+        PeerIdentity::Authenticated(Arc::new(peer)),
+        &inbound,
+        watch,
+    )
+    .await;
 }
 
 async fn serve_http<I>(io: I, peer: PeerIdentity, inbound: &Inbound, watch: Watch)

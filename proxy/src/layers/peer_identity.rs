@@ -5,6 +5,7 @@
 //! first, on every request, so an app can trust the header exactly as far as it trusts
 //! its own sidecar. A plaintext caller (permissive mode) gets no header at all.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
@@ -18,8 +19,9 @@ use crate::headers::PEER_ID;
 /// request, read by authorization, the WAF, logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerIdentity {
-    /// mTLS with a verified SVID.
-    Authenticated(SpiffeId),
+    /// mTLS with a verified SVID. Shared, because every request of the connection
+    /// carries a copy.
+    Authenticated(Arc<SpiffeId>),
     /// Plaintext, accepted only in permissive mode.
     Unauthenticated,
 }
