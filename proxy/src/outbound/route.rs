@@ -40,7 +40,13 @@ pub fn resolve(state: &MeshState, host: &str) -> Option<Arc<Service>> {
     if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
         return None;
     }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    // Apps send lowercase names almost always: allocate only when they do not.
+    let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    };
     if let Some(service) = state.service(&host) {
         return Some(service);
     }
