@@ -1,0 +1,261 @@
+//! The proxy's Prometheus metrics.
+//!
+//! Every label value comes from a small, bounded set: a direction, a status class, a
+//! handshake failure reason, or a SPIFFE ID of a workload the trust domain issued (one per
+//! service account). Raw paths, hosts or client-sent strings never become label values,
+//! so a hostile client cannot grow the series count.
+
+use std::sync::Arc;
+
+use palisade_spiffe::SvidStore;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub direction: &'static str,
+    /// `2xx`, `4xx`, ...
+    pub status_class: &'static str,
+    /// Inbound: the caller's SPIFFE ID, or `unauthenticated`. Outbound: the destination
+    /// proxy's SPIFFE ID, or `none` when no endpoint was reached.
+    pub peer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub direction: &'static str,
+    /// `ok`, or why the handshake failed (see [`HandshakeFailure::reason`]).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: &'static str,
+}
+
+/// Why a TLS handshake failed, as a bounded label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    Timeout,
+    /// Inbound: the client spoke plaintext and permissive mode is off.
+    Plaintext,
+    NoClientCertificate,
+    UnknownIssuer,
+    Expired,
+    BadCertificate,
+    /// Outbound: the server's SVID is valid but not one registered for the service.
+    PeerIdMismatch,
+    Io,
+    Protocol,
+}
+
+impl HandshakeFailure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Plaintext => "plaintext",
+            Self::NoClientCertificate => "no_client_certificate",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::Expired => "expired",
+            Self::BadCertificate => "bad_certificate",
+            Self::PeerIdMismatch => "peer_id_mismatch",
+            Self::Io => "io",
+            Self::Protocol => "protocol",
+        }
+    }
+
+    /// Classifies the I/O error tokio-rustls returns from a failed handshake.
+    pub fn classify(error: &std::io::Error) -> Self {
+        use rustls::{CertificateError, Error};
+        let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+            return Self::Io;
+        };
+        match tls {
+            Error::NoCertificatesPresented => Self::NoClientCertificate,
+            Error::InvalidCertificate(CertificateError::UnknownIssuer) => Self::UnknownIssuer,
+            Error::InvalidCertificate(CertificateError::Expired) => Self::Expired,
+            Error::InvalidCertificate(_) => Self::BadCertificate,
+            Error::AlertReceived(rustls::AlertDescription::UnknownCA) => Self::UnknownIssuer,
+            Error::AlertReceived(rustls::AlertDescription::CertificateExpired) => Self::Expired,
+            Error::AlertReceived(rustls::AlertDescription::BadCertificate) => Self::BadCertificate,
+            _ => Self::Protocol,
+        }
+    }
+}
+
+/// All metrics of one proxy, and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    open_connections: Family<DirectionLabels, Gauge>,
+    svid_not_after: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("palisade_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        let open_connections = Family::<DirectionLabels, Gauge>::default();
+        let svid_not_after = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests answered, by direction, status class and peer identity",
+            requests.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes, by direction and result (ok or the failure reason)",
+            handshakes.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Connections currently open, by direction",
+            open_connections.clone(),
+        );
+        registry.register(
+            "svid_not_after_seconds",
+            "Expiry of the installed SVID, seconds since the Unix epoch (0 when none)",
+            svid_not_after.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            handshakes,
+            open_connections,
+            svid_not_after,
+        }
+    }
+}
+
+/// `2xx`, `4xx`...: a bounded label from a status code.
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn request(&self, direction: Direction, status: http::StatusCode, peer: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                direction: direction.as_str(),
+                status_class: status_class(status),
+                peer: peer.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn handshake(&self, direction: Direction, result: Result<(), HandshakeFailure>) {
+        let result = match result {
+            Ok(()) => "ok",
+            Err(failure) => failure.reason(),
+        };
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                direction: direction.as_str(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn open_connection(self: &Arc<Self>, direction: Direction) -> ConnectionGuard {
+        self.open_connections
+            .get_or_create(&DirectionLabels {
+                direction: direction.as_str(),
+            })
+            .inc();
+        ConnectionGuard {
+            metrics: self.clone(),
+            direction,
+        }
+    }
+
+    /// Renders the Prometheus text format, reading the SVID expiry at scrape time.
+    pub fn encode(&self, svids: &SvidStore) -> String {
+        self.svid_not_after
+            .set(svids.info().map_or(0, |info| info.not_after_unix));
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "rendering metrics failed");
+        }
+        text
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+    direction: Direction,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .open_connections
+            .get_or_create(&DirectionLabels {
+                direction: self.direction.as_str(),
+            })
+            .dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_bounded_series() {
+        let metrics = Metrics::new();
+        metrics.request(
+            Direction::Inbound,
+            http::StatusCode::OK,
+            "spiffe://td/ns/a/sa/b",
+        );
+        metrics.handshake(Direction::Inbound, Err(HandshakeFailure::UnknownIssuer));
+        let guard = metrics.open_connection(Direction::Outbound);
+        let text = metrics.encode(&SvidStore::default());
+        assert!(text.contains(
+            r#"palisade_proxy_requests_total{direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"palisade_proxy_tls_handshakes_total{direction="inbound",result="unknown_issuer"} 1"#
+        ));
+        assert!(text.contains(r#"palisade_proxy_open_connections{direction="outbound"} 1"#));
+        assert!(text.contains("palisade_proxy_svid_not_after_seconds 0"));
+        drop(guard);
+        assert!(metrics
+            .encode(&SvidStore::default())
+            .contains(r#"palisade_proxy_open_connections{direction="outbound"} 0"#));
+    }
+}

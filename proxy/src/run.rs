@@ -1,0 +1,86 @@
+//! The whole proxy: three listeners and a graceful drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use palisade_spiffe::{SharedBundle, SvidStore};
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Admin};
+use crate::config::ProxyConfig;
+use crate::drain;
+use crate::inbound::{self, Inbound};
+use crate::metrics::Metrics;
+use crate::outbound::{self, Outbound};
+use crate::state::MeshState;
+
+/// The proxy's own identity: its current SVID (renewed in place by the identity client)
+/// and the trust bundle (updated in place from the control plane).
+#[derive(Clone)]
+pub struct ProxyIdentity {
+    pub svids: Arc<SvidStore>,
+    pub bundle: SharedBundle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr} for the {listener} listener: {source}; is the port already in use?")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Drain(#[from] drain::DrainTimeout),
+}
+
+/// Runs the inbound, outbound and admin listeners until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish within `config.drain_timeout`.
+/// Returns [`ProxyError::Drain`] if some were still running at the deadline.
+pub async fn run(
+    config: ProxyConfig,
+    identity: ProxyIdentity,
+    state: Arc<MeshState>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    let bind = |listener: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                listener,
+                addr,
+                source,
+            })
+    };
+    let inbound_listener = bind("inbound", config.inbound).await?;
+    let outbound_listener = bind("outbound", config.outbound).await?;
+    let admin_listener = bind("admin", config.admin).await?;
+
+    let metrics = Metrics::new();
+    let (signal, watch) = drain::channel();
+    let inbound = Inbound::new(&config, &identity, metrics.clone());
+    let outbound = Outbound::new(&config, &identity, state.clone(), metrics.clone());
+    let admin = Arc::new(Admin {
+        metrics,
+        svids: identity.svids.clone(),
+        state,
+    });
+    tokio::spawn(inbound::serve(inbound_listener, inbound, watch.clone()));
+    tokio::spawn(outbound::serve(outbound_listener, outbound, watch.clone()));
+    tokio::spawn(admin::serve(admin_listener, admin, watch));
+    tracing::info!(
+        inbound = %config.inbound,
+        outbound = %config.outbound,
+        admin = %config.admin,
+        app = %config.app,
+        permissive = config.permissive,
+        "proxy listening"
+    );
+
+    shutdown.await;
+    tracing::info!(deadline = ?config.drain_timeout, "shutting down: draining in-flight requests");
+    signal.drain(config.drain_timeout).await?;
+    tracing::info!("drained");
+    Ok(())
+}
