@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use palisade_proxy::control::{spawn_watch, ControlPlaneAddr, WatchConfig};
+use palisade_proxy::identity::{bootstrap, load_bundle_file, IdentityConfig};
 use palisade_proxy::{run, MeshState, ProxyConfig, ProxyIdentity};
-use palisade_spiffe::svid::shared_bundle;
-use palisade_spiffe::{SvidStore, TrustBundle, TrustDomain};
+use palisade_spiffe::TrustDomain;
 
 /// Palisade's sidecar proxy: mTLS, layer-7 authorization, WAF and forwarding.
 ///
@@ -24,9 +25,9 @@ struct Cli {
     /// The trust bundle (PEM) used to verify the control plane and the first peers.
     #[arg(long, env = "PALISADE_TRUST_BUNDLE")]
     trust_bundle: PathBuf,
-    /// The SPIFFE trust domain.
-    #[arg(long, env = "PALISADE_TRUST_DOMAIN", default_value = "palisade.local")]
-    trust_domain: String,
+    /// The SPIFFE trust domain; by default the one the trust bundle's roots name.
+    #[arg(long, env = "PALISADE_TRUST_DOMAIN")]
+    trust_domain: Option<String>,
     /// This workload's namespace.
     #[arg(long, env = "PALISADE_NAMESPACE")]
     namespace: String,
@@ -48,6 +49,10 @@ struct Cli {
     /// Plain HTTP listener for the app's outgoing calls.
     #[arg(long, env = "PALISADE_OUTBOUND", default_value = "127.0.0.1:4140")]
     outbound: SocketAddr,
+    /// The address other proxies reach the inbound listener at, registered with the
+    /// control plane; by default the inbound address itself.
+    #[arg(long, env = "PALISADE_ADVERTISE_ADDR")]
+    advertise_addr: Option<SocketAddr>,
     /// Health and metrics listener.
     #[arg(long, env = "PALISADE_ADMIN", default_value = "127.0.0.1:4191")]
     admin: SocketAddr,
@@ -103,39 +108,64 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = cli.config();
-    let trust_domain = TrustDomain::new(&cli.trust_domain).with_context(|| {
-        format!(
-            "--trust-domain `{}` is not a valid trust domain",
-            cli.trust_domain
-        )
-    })?;
-    let pem = std::fs::read(&cli.trust_bundle).with_context(|| {
-        format!(
-            "cannot read the trust bundle {}",
-            cli.trust_bundle.display()
-        )
-    })?;
-    let bundle = TrustBundle::from_pem(trust_domain, &pem).with_context(|| {
-        format!(
-            "the trust bundle {} is not usable",
-            cli.trust_bundle.display()
-        )
-    })?;
-    // The identity client installs the SVID here and keeps it renewed; until one is
-    // installed every handshake fails and /ready says why (fail closed).
-    let identity = ProxyIdentity {
-        svids: SvidStore::new(),
-        bundle: shared_bundle(bundle),
-    };
-    let state: Arc<MeshState> = MeshState::new();
+    let configured_domain = cli
+        .trust_domain
+        .as_deref()
+        .map(TrustDomain::new)
+        .transpose()
+        .context("--trust-domain is not a valid SPIFFE trust domain")?;
+    let (trust_domain, bundle) = load_bundle_file(&cli.trust_bundle, configured_domain.as_ref())?;
+    let control_plane = ControlPlaneAddr::parse(&cli.control_plane)
+        .with_context(|| format!("--control-plane `{}`", cli.control_plane))?;
+    let advertise = cli.advertise_addr.unwrap_or(cli.inbound);
+    let watch_config = WatchConfig::new(&cli.service, Some(advertise.to_string()))?;
     tracing::info!(
-        control_plane = %cli.control_plane,
+        control_plane = %control_plane,
+        trust_domain = %trust_domain,
         namespace = %cli.namespace,
         service_account = %cli.service_account,
         service = %cli.service,
-        "starting the proxy"
+        "starting the proxy; asking the control plane for an SVID"
     );
-    run(config, identity, state, shutdown_signal()).await?;
+    // The first SVID is a precondition for everything else: without it no handshake can
+    // succeed, so the proxy fails fast with the control plane's reason instead of serving.
+    let identity = bootstrap(IdentityConfig::new(
+        control_plane,
+        trust_domain,
+        bundle,
+        &cli.namespace,
+        &cli.service_account,
+        cli.join_token.clone(),
+    ))
+    .await
+    .context("obtaining the first SVID")?;
+    tracing::info!(spiffe_id = %identity.id, "SVID installed");
+
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(());
+    let stopped = move || {
+        let mut receiver = background_stopped.clone();
+        async move {
+            let _ = receiver.changed().await;
+        }
+    };
+    let renewal = identity.spawn_renewal(stopped());
+    let state: Arc<MeshState> = MeshState::new();
+    let watched_state = state.clone();
+    let watch = spawn_watch(
+        identity.control_plane().clone(),
+        watch_config,
+        move |snapshot| watched_state.apply(&snapshot),
+        stopped(),
+    );
+    let proxy_identity = ProxyIdentity {
+        svids: identity.svids.clone(),
+        bundle: identity.bundle.clone(),
+    };
+    let served = run(config, proxy_identity, state, shutdown_signal()).await;
+    let _ = stop_background.send(());
+    let _ = renewal.await;
+    let _ = watch.task.await;
+    served?;
     Ok(())
 }
 

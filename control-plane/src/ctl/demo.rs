@@ -270,10 +270,10 @@ async fn walkthrough(
     step(
         "the sidecar refuses it: mutual TLS is required",
         match plaintext_probe(payments.inbound).await {
-            Ok(answer) if answer.starts_with("HTTP/") => {
-                Err(format!("the sidecar answered plaintext: {answer}"))
+            Ok(answer) if answer.starts_with("HTTP/1.1 400") || !answer.starts_with("HTTP/") => {
+                Ok(answer)
             }
-            Ok(answer) => Ok(answer),
+            Ok(answer) => Err(format!("the sidecar answered plaintext with: {answer}")),
             Err(error) => Err(format!("the probe failed: {error}")),
         },
     );
@@ -530,7 +530,9 @@ async fn plaintext_probe(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(match read {
         Ok(Ok(0)) | Ok(Err(_)) => "the connection was closed without an HTTP answer".into(),
         Ok(Ok(n)) if answer[..n].starts_with(b"HTTP/") => {
-            String::from_utf8_lossy(&answer[..n.min(64)]).into_owned()
+            let text = String::from_utf8_lossy(&answer[..n]);
+            let status_line = text.lines().next().unwrap_or_default().to_owned();
+            format!("{status_line}, answered by the sidecar itself; the app never saw it")
         }
         Ok(Ok(n)) => format!("the connection got {n} bytes of TLS alert, not HTTP, then closed"),
         Err(_) => "the connection stayed silent: no HTTP answer".into(),
