@@ -385,7 +385,8 @@ spec:
 "#,
     );
     let ok: &[(&str, &str)] = &[("x-tenant", "acme"), ("x-request-id", "0123abcd")];
-    let cases: &[(&str, &[(&str, &str)], bool, &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: &[Case<'_>] = &[
         ("all conditions hold", ok, true, "tenant-acme"),
         (
             "wrong value",

@@ -458,7 +458,7 @@ fn header_matches(h: &HeaderMatch, action: Action, headers: &http::HeaderMap) ->
     };
     match (&h.condition, action) {
         (HeaderCondition::Present(want), _) => values.next().is_some() == *want,
-        (_, Action::Deny) => values.any(|v| value_ok(v)),
+        (_, Action::Deny) => values.any(value_ok),
         (_, Action::Allow) => {
             let mut any = false;
             for v in values {
