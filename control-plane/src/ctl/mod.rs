@@ -1,0 +1,3 @@
+//! `palisadectl` subcommands, one module per group.
+
+pub mod policy;
