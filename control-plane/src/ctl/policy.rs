@@ -142,7 +142,13 @@ fn write_decision(
     )?;
     writeln!(out, "  decided by: {}", describe(&d.decided_by))?;
     writeln!(out, "  why:        {} [{}]", d.reason, d.reason.code())?;
-    if let Some(a) = &d.audit {
+    if let Some(a) = d.audit.filter(|_| !d.audit_disagrees()) {
+        writeln!(
+            out,
+            "  audit mode: same verdict ({})",
+            describe(&a.decided_by)
+        )?;
+    } else if let Some(a) = &d.audit {
         writeln!(
             out,
             "  audit mode: would {} by {}: {}",

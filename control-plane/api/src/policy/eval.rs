@@ -118,10 +118,10 @@ impl fmt::Display for Reason {
             Reason::AllowRuleMatched => "an allow rule matched the caller and route, and no deny rule did",
             Reason::NotAllowedByPolicy => "the service has a policy and no allow rule matched this caller and route",
             Reason::AmbiguousPath => "the path has dot segments, `//`, a backslash or an encoded `/`, `.` or `\\`, so no policy can be applied to it safely",
-            Reason::DefaultAllowAuthenticated => "the service has no policy and the mesh default admits any caller with an SVID of the mesh's trust domain",
-            Reason::DefaultDenyUnauthenticated => "the service has no policy and the caller has no SVID",
-            Reason::DefaultDenyForeignTrustDomain => "the service has no policy and the caller's SVID is of another trust domain",
-            Reason::MeshDefaultDeny => "the service has no policy and the mesh default is deny",
+            Reason::DefaultAllowAuthenticated => "the service has no enforced policy and the mesh default admits any caller with an SVID of the mesh's trust domain",
+            Reason::DefaultDenyUnauthenticated => "the service has no enforced policy and the caller has no SVID",
+            Reason::DefaultDenyForeignTrustDomain => "the service has no enforced policy and the caller's SVID is of another trust domain",
+            Reason::MeshDefaultDeny => "the service has no enforced policy and the mesh default is deny",
         })
     }
 }
