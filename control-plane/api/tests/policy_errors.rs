@@ -301,10 +301,16 @@ fn bad_names() {
 fn yaml_syntax_errors_carry_their_position() {
     let d = one("apiVersion: palisade.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\n   namespace: b\n");
     assert_eq!((d.file.as_str(), d.line), ("p.yaml", 5), "{d}");
-    assert!(d.message.starts_with("YAML syntax:"), "{d}");
+    assert!(d.message.starts_with("YAML:"), "{d}");
     assert!(
         !d.message.contains(" at line "),
         "position is printed once: {d}"
+    );
+    let d = one(&with_rules("  - action: allow\n    action: deny\n"));
+    assert!(d.message.contains("duplicate entry") && d.line >= 9, "{d}");
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("once per mapping"),
+        "{d}"
     );
 }
 

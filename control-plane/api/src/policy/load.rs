@@ -40,15 +40,19 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Resource>, Vec<Diagnostic>) {
                     .location()
                     .map(|l| (first_line + l.line() - 1, l.column()))
                     .unwrap_or((first_line, 1));
+                let message = strip_location(&e.to_string()).to_owned();
+                let hint = if message.contains("duplicate entry") {
+                    "a key may appear once per mapping: merge the two or remove one"
+                } else {
+                    "check the indentation and the `key: value` shape around this line"
+                };
                 diagnostics.push(Diagnostic {
                     file: file.to_owned(),
                     line,
                     column,
                     path: String::new(),
-                    message: format!("YAML syntax: {}", strip_location(&e.to_string())),
-                    hint: Some(
-                        "check the indentation and the `key: value` shape around this line".into(),
-                    ),
+                    message: format!("YAML: {message}"),
+                    hint: Some(hint.into()),
                 });
                 continue;
             }
