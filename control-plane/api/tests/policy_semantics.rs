@@ -527,6 +527,22 @@ fn mesh_default_deny() {
 }
 
 #[test]
+fn mesh_default_allow_all_admits_plaintext_callers() {
+    let p = compile("apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {defaultAction: allowAll}\n");
+    for from in [None, Some(FOREIGN), Some(ORDERS)] {
+        let d = decide(
+            &p,
+            &Req {
+                from,
+                ..req(ORDERS, "GET", "/")
+            },
+        );
+        assert!(d.allowed, "{d}");
+        assert_eq!(d.reason, Reason::DefaultAllowAll);
+    }
+}
+
+#[test]
 fn audit_mode_per_rule() {
     let p = compile(
         r#"

@@ -101,6 +101,8 @@ impl ServicePolicy {
             for (index, rule) in policy.rules.iter().enumerate() {
                 let audit = policy.mode == Mode::Audit || rule.mode == Mode::Audit;
                 out.has_audit |= audit;
+                // Rule ids are u32 to keep buckets small; a policy set is far below 2^32
+                // rules (files are size-capped), and saturating keeps this panic-free.
                 let id = u32::try_from(out.rules.len()).unwrap_or(u32::MAX - 1);
                 out.rules.push(CompiledRule {
                     namespace: policy.namespace.clone(),

@@ -94,6 +94,8 @@ pub enum Reason {
     DefaultDenyForeignTrustDomain,
     /// No policy; the mesh default is `deny`.
     MeshDefaultDeny,
+    /// No policy; the mesh default is `allowAll` (permissive).
+    DefaultAllowAll,
 }
 
 impl Reason {
@@ -107,6 +109,7 @@ impl Reason {
             Reason::DefaultDenyUnauthenticated => "default_deny_unauthenticated",
             Reason::DefaultDenyForeignTrustDomain => "default_deny_foreign_trust_domain",
             Reason::MeshDefaultDeny => "mesh_default_deny",
+            Reason::DefaultAllowAll => "default_allow_all",
         }
     }
 }
@@ -122,6 +125,7 @@ impl fmt::Display for Reason {
             Reason::DefaultDenyUnauthenticated => "the service has no enforced policy and the caller has no SVID",
             Reason::DefaultDenyForeignTrustDomain => "the service has no enforced policy and the caller's SVID is of another trust domain",
             Reason::MeshDefaultDeny => "the service has no enforced policy and the mesh default is deny",
+            Reason::DefaultAllowAll => "the service has no enforced policy and the mesh default (allowAll, permissive) admits every caller",
         })
     }
 }
@@ -288,6 +292,7 @@ impl ServicePolicy {
         }
         match self.default_action {
             DefaultAction::Deny => (false, DecidedBy::Default, Reason::MeshDefaultDeny),
+            DefaultAction::AllowAll => (true, DecidedBy::Default, Reason::DefaultAllowAll),
             DefaultAction::AllowAuthenticated if peer.local => {
                 (true, DecidedBy::Default, Reason::DefaultAllowAuthenticated)
             }

@@ -436,12 +436,13 @@ impl Checker<'_> {
         match self.string(v, "spec.defaultAction", "deny")? {
             "allowAuthenticated" => Some(DefaultAction::AllowAuthenticated),
             "deny" => Some(DefaultAction::Deny),
+            "allowAll" => Some(DefaultAction::AllowAll),
             other => {
                 self.enum_error(
                     "spec.defaultAction",
                     "default action",
                     other,
-                    &["allowAuthenticated", "deny"],
+                    &["allowAuthenticated", "deny", "allowAll"],
                 );
                 None
             }

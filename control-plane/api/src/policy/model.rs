@@ -59,6 +59,11 @@ pub enum DefaultAction {
     /// Strict zero trust: a service without a policy admits nobody.
     #[serde(rename = "deny")]
     Deny,
+    /// Permissive: also callers without an SVID (plaintext) and of other trust domains.
+    /// For migrating a mesh onto mTLS only; the proxy must also have permissive mode on
+    /// for plaintext to reach authorization at all.
+    #[serde(rename = "allowAll")]
+    AllowAll,
 }
 
 impl fmt::Display for DefaultAction {
@@ -66,6 +71,7 @@ impl fmt::Display for DefaultAction {
         f.write_str(match self {
             DefaultAction::AllowAuthenticated => "allowAuthenticated",
             DefaultAction::Deny => "deny",
+            DefaultAction::AllowAll => "allowAll",
         })
     }
 }
