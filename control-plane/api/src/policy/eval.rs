@@ -83,8 +83,8 @@ pub enum Reason {
     AllowRuleMatched,
     /// The service has a policy and no rule allowed the request.
     NotAllowedByPolicy,
-    /// The path has dot segments, `//`, a backslash or an encoded `/`, `.` or `\`, so
-    /// patterns cannot be applied to it unambiguously.
+    /// The path has dot segments, `//`, a backslash, or a percent-encoded `/`, `\` or
+    /// unreserved character, so patterns cannot be applied to it unambiguously.
     AmbiguousPath,
     /// No policy; the mesh default admits any caller of the mesh's trust domain.
     DefaultAllowAuthenticated,
@@ -120,7 +120,7 @@ impl fmt::Display for Reason {
             Reason::DenyRuleMatched => "a deny rule matched the caller and route (deny wins over allow)",
             Reason::AllowRuleMatched => "an allow rule matched the caller and route, and no deny rule did",
             Reason::NotAllowedByPolicy => "the service has a policy and no allow rule matched this caller and route",
-            Reason::AmbiguousPath => "the path has dot segments, `//`, a backslash or an encoded `/`, `.` or `\\`, so no policy can be applied to it safely",
+            Reason::AmbiguousPath => "the path has dot segments, `//`, a backslash, or a percent-encoded `/`, `\\` or unreserved character (such as `%61` for `a`), so no policy can be applied to it safely",
             Reason::DefaultAllowAuthenticated => "the service has no enforced policy and the mesh default admits any caller with an SVID of the mesh's trust domain",
             Reason::DefaultDenyUnauthenticated => "the service has no enforced policy and the caller has no SVID",
             Reason::DefaultDenyForeignTrustDomain => "the service has no enforced policy and the caller's SVID is of another trust domain",
@@ -477,6 +477,10 @@ fn header_matches(h: &HeaderMatch, action: Action, headers: &http::HeaderMap) ->
     }
 }
 
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
 /// The path without its query string or fragment.
 fn strip_query(path: &str) -> &str {
     match path.find(['?', '#']) {
@@ -486,8 +490,8 @@ fn strip_query(path: &str) -> &str {
 }
 
 /// A path that an application could read differently from the policy: it must start with
-/// `/` and have no `.`/`..` or empty inner segments, no backslash, no control characters
-/// and no percent-encoded `/`, `.` or `\`.
+/// `/` and have no `.`/`..` or empty inner segments, no backslash, no control characters,
+/// and no percent-encoded `/`, `\` or unreserved character (letters, digits, `-._~`).
 fn is_ambiguous(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return true;
@@ -497,11 +501,20 @@ fn is_ambiguous(path: &str) -> bool {
         return true;
     }
     for w in bytes.windows(3) {
-        if w[0] == b'%' {
-            let code = [w[1].to_ascii_uppercase(), w[2].to_ascii_uppercase()];
-            if matches!(&code, b"2F" | b"2E" | b"5C") {
-                return true;
-            }
+        if w[0] != b'%' {
+            continue;
+        }
+        let decoded = match (hex(w[1]), hex(w[2])) {
+            (Some(hi), Some(lo)) => hi << 4 | lo,
+            _ => continue,
+        };
+        // An encoded unreserved character (`%61` for `a`) names the same resource as the
+        // plain one to an application that normalises, but would slip past a deny rule
+        // written in plain text; an encoded `/` or `\` changes the segments.
+        if decoded.is_ascii_alphanumeric()
+            || matches!(decoded, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\')
+        {
+            return true;
         }
     }
     let mut segments = rest.split('/').peekable();
@@ -522,11 +535,14 @@ mod tests {
     fn ambiguous_paths_are_recognised() {
         for p in [
             "", "v1", "//", "/a//b", "/a/./b", "/a/../b", "/..", "/a/.", "/a%2fb", "/a%2Eb",
-            "/a%5cb", "/a\\b", "/a\u{0}b", "/a\tb",
+            "/a%5cb", "/a\\b", "/a\u{0}b", "/a\tb", "/%61dmin", "/a%7e", "/a%2D",
         ] {
             assert!(is_ambiguous(p), "{p:?}");
         }
-        for p in ["/", "/a", "/a/", "/a/b.c", "/a%20b", "/a/..b", "/...", "/%"] {
+        for p in [
+            "/", "/a", "/a/", "/a/b.c", "/a%20b", "/a%C3%A9", "/a%3F", "/a/..b", "/...", "/%",
+            "/%zz",
+        ] {
             assert!(!is_ambiguous(p), "{p:?}");
         }
     }
