@@ -252,6 +252,13 @@ fn routes_callers_and_precedence() {
             Reason::AmbiguousPath,
         ),
         (
+            "encoded letter cannot dodge a deny",
+            req(ADMIN, "GET", "/%69nternal/metrics"),
+            false,
+            "default",
+            Reason::AmbiguousPath,
+        ),
+        (
             "encoded slash is refused",
             req(ADMIN, "GET", "/internal%2fx"),
             false,
