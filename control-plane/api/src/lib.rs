@@ -4,4 +4,5 @@
 //! `palisadectl`) share one definition of every message. The transport is HTTPS with
 //! HTTP/2 preferred; bodies are JSON; the config watch is a stream of JSON lines.
 
+pub mod policy;
 pub mod wire;

@@ -19,6 +19,9 @@ enum Command {
     /// Join tokens: the one-time credential of a workload's first SVID.
     #[command(subcommand)]
     Token(ctl::token::TokenCommand),
+    /// Checks policy files and explains decisions.
+    #[command(subcommand)]
+    Policy(ctl::policy::PolicyCommand),
     /// Runs the local mesh demo on embedded defaults (control plane, two services, sidecars).
     Demo(ctl::demo::DemoArgs),
 }
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Token(command) => ctl::token::run(&cli.connect, command)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Policy(command) => ctl::policy::run(command, &mut std::io::stdout().lock()),
         Command::Demo(args) => ctl::demo::run(args).await,
     }
 }

@@ -2,6 +2,7 @@
 //! type plus a `run` function, so the binary's command enum stays a thin list.
 
 pub mod demo;
+pub mod policy;
 pub mod token;
 
 use std::path::PathBuf;
