@@ -1,0 +1,381 @@
+//! Inspection: one pass over the request's values, each transformed once per chain and
+//! scanned once by that chain's automaton; rules then only check the hits (literal rules)
+//! or run their regex when their required literals were seen.
+
+use std::sync::Arc;
+
+use crate::request::{extract, Kind, Request, Value};
+use crate::rule::{Op, Rule};
+use crate::ruleset::RuleSet;
+use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
+use crate::transform::Transform;
+use crate::{detect, util};
+
+/// Longest matched fragment kept in a match, in bytes.
+pub const FRAGMENT_MAX: usize = 64;
+
+/// Header names whose values are never echoed in matches.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "x-csrf-token",
+];
+
+/// Argument name fragments that mark a secret value.
+const SECRET_ARGS: &[&str] = &["password", "passwd", "secret", "token", "api_key", "apikey"];
+
+/// What the proxy should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the request.
+    Pass,
+    /// Forward, but the request reached the threshold in detect mode: report it.
+    Detect,
+    /// Refuse the request (see `Verdict::status`).
+    Block,
+}
+
+/// One rule that fired, with enough to explain it in an audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub rule_id: u32,
+    pub message: Arc<str>,
+    pub tags: Vec<String>,
+    /// Where it matched: `query_arg:q`, `header:user-agent`, `path`, `body_arg:user.name`...
+    pub target: String,
+    /// The matched part of the (transformed) value, at most 64 bytes, or `[redacted]`.
+    pub fragment: String,
+    pub score: u32,
+    pub paranoia: u8,
+}
+
+/// The outcome of an inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    /// Sum of the scores of the rules that fired (each rule counts once per request).
+    pub score: u32,
+    pub threshold: u32,
+    pub matches: Vec<Match>,
+    /// The body exceeded the limit and the settings say to reject such bodies.
+    pub body_over_limit: bool,
+}
+
+impl Verdict {
+    /// The HTTP status to answer with when blocking: 413 for an oversized body, else 403.
+    pub fn status(&self) -> Option<u16> {
+        match self.action {
+            Action::Block if self.body_over_limit => Some(413),
+            Action::Block => Some(403),
+            _ => None,
+        }
+    }
+}
+
+/// The WAF engine over one compiled rule set. Cheap to clone and share across threads.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+}
+
+impl Engine {
+    /// Wraps a compiled rule set.
+    pub fn new(rules: RuleSet) -> Engine {
+        Engine {
+            rules: Arc::new(rules),
+        }
+    }
+
+    /// The rule set in use.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Inspects one request under `settings`, with the overrides of `route` if any.
+    pub fn inspect(
+        &self,
+        req: &Request<'_>,
+        settings: &WafSettings,
+        route: Option<&str>,
+    ) -> Verdict {
+        let eff = settings.resolve(route);
+        let mut verdict = Verdict {
+            action: Action::Pass,
+            score: 0,
+            threshold: eff.threshold,
+            matches: Vec::new(),
+            body_over_limit: false,
+        };
+        if eff.mode == Mode::Off {
+            return verdict;
+        }
+        let mut body = req.body;
+        if body.len() > settings.body_limit {
+            match settings.over_limit {
+                OverLimit::Reject => {
+                    verdict.body_over_limit = true;
+                    verdict.action = match eff.mode {
+                        Mode::Block => Action::Block,
+                        _ => Action::Detect,
+                    };
+                    return verdict;
+                }
+                OverLimit::InspectPrefix => body = &body[..settings.body_limit],
+            }
+        }
+        let extracted = extract(req, body);
+        let set = &*self.rules;
+        let mut scratch = Scratch::new(set);
+        for value in &extracted.values {
+            scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
+        }
+        for (ri, rule) in set.rules.iter().enumerate() {
+            if let Op::ArgCountOver(max) = rule.op {
+                if rule.paranoia <= eff.paranoia
+                    && extracted.arg_count > max
+                    && !excluded(rule, &eff.exclusions, None)
+                    && !scratch.done[ri]
+                {
+                    verdict.score += rule.score;
+                    verdict.matches.push(new_match(
+                        rule,
+                        "args".into(),
+                        extracted.arg_count.to_string(),
+                    ));
+                }
+            }
+        }
+        if verdict.score >= eff.threshold {
+            verdict.action = match eff.mode {
+                Mode::Block => Action::Block,
+                _ => Action::Detect,
+            };
+        }
+        verdict
+    }
+}
+
+fn new_match(rule: &Rule, target: String, fragment: String) -> Match {
+    Match {
+        rule_id: rule.id,
+        message: rule.message.clone(),
+        tags: rule.tags.clone(),
+        target,
+        fragment,
+        score: rule.score,
+        paranoia: rule.paranoia,
+    }
+}
+
+/// Whether an exclusion switches `rule` off for the value named `name` (`None`: the rule
+/// as a whole, e.g. for request-wide checks).
+fn excluded(rule: &Rule, exclusions: &[&Exclusion], name: Option<&str>) -> bool {
+    exclusions.iter().any(|e| {
+        let rule_hit = (e.rules.is_empty() && e.tags.is_empty())
+            || e.rules.contains(&rule.id)
+            || e.tags.iter().any(|t| rule.tags.iter().any(|rt| rt == t));
+        let arg_hit = e.args.is_empty()
+            || name.is_some_and(|n| e.args.iter().any(|a| a.eq_ignore_ascii_case(n)));
+        rule_hit && arg_hit
+    })
+}
+
+fn is_secret(value: &Value<'_>) -> bool {
+    match value.kind {
+        Kind::Cookie => true,
+        Kind::Header => SECRET_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&value.name)),
+        Kind::QueryArg | Kind::BodyArg => {
+            let lower = value.name.to_ascii_lowercase();
+            SECRET_ARGS.iter().any(|s| lower.contains(s))
+        }
+        _ => false,
+    }
+}
+
+/// Per-request working memory: two transformation buffers and per-rule hit stamps, so
+/// the hot loop allocates nothing per rule or per value.
+pub(crate) struct Scratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    stamp: u32,
+    hit: Vec<u32>,
+    span: Vec<(u32, u32)>,
+    done: Vec<bool>,
+}
+
+impl Scratch {
+    pub(crate) fn new(set: &RuleSet) -> Scratch {
+        Scratch {
+            a: Vec::with_capacity(256),
+            b: Vec::with_capacity(256),
+            stamp: 0,
+            hit: vec![0; set.rules.len()],
+            span: vec![(0, 0); set.rules.len()],
+            done: vec![false; set.rules.len()],
+        }
+    }
+
+    fn inspect_value(
+        &mut self,
+        set: &RuleSet,
+        value: &Value<'_>,
+        paranoia: u8,
+        exclusions: &[&Exclusion],
+        verdict: &mut Verdict,
+    ) {
+        let bit = value.kind.bit();
+        for chain in &set.chains {
+            if chain.kinds & bit == 0 {
+                continue;
+            }
+            let wanted = chain.rules.iter().any(|&r| {
+                let rule = &set.rules[r as usize];
+                !self.done[r as usize]
+                    && rule.paranoia <= paranoia
+                    && rule.targets.covers(value.kind, &value.name)
+            });
+            if !wanted {
+                continue;
+            }
+            self.stamp += 1;
+            let stamp = self.stamp;
+            let data = apply_chain(&chain.transforms, &value.data, &mut self.a, &mut self.b);
+            if let Some(ac) = &chain.automaton {
+                for m in ac.find_overlapping_iter(data) {
+                    let r = chain.pattern_rule[m.pattern().as_usize()] as usize;
+                    if self.hit[r] != stamp {
+                        self.hit[r] = stamp;
+                        self.span[r] = (m.start() as u32, m.end() as u32);
+                    }
+                }
+            }
+            for &r in &chain.rules {
+                let r = r as usize;
+                let rule = &set.rules[r];
+                if self.done[r]
+                    || rule.paranoia > paranoia
+                    || !rule.targets.covers(value.kind, &value.name)
+                {
+                    continue;
+                }
+                let hit = (self.hit[r] == stamp).then_some(self.span[r]);
+                let Some((start, end)) = eval(rule, data, hit) else {
+                    continue;
+                };
+                let name = (!value.name.is_empty()).then_some(value.name.as_ref());
+                if excluded(rule, exclusions, name) {
+                    continue;
+                }
+                self.done[r] = true;
+                let target = if value.name.is_empty() {
+                    value.kind.label().to_string()
+                } else if value.kind == Kind::Header {
+                    format!("header:{}", value.name.to_ascii_lowercase())
+                } else {
+                    format!("{}:{}", value.kind.label(), value.name)
+                };
+                let fragment = if is_secret(value) {
+                    "[redacted]".to_string()
+                } else {
+                    util::fragment(&data[start as usize..end as usize], FRAGMENT_MAX)
+                };
+                verdict.score += rule.score;
+                verdict.matches.push(new_match(rule, target, fragment));
+            }
+        }
+    }
+
+    /// Evaluates one rule on one value, ignoring targets and paranoia (for examples).
+    pub(crate) fn eval_single(
+        &mut self,
+        set: &RuleSet,
+        ri: usize,
+        value: &[u8],
+    ) -> Option<(u32, u32)> {
+        let rule = &set.rules[ri];
+        let chain = &set.chains[set.rule_chain[ri] as usize];
+        let data = apply_chain(&chain.transforms, value, &mut self.a, &mut self.b);
+        let mut hit = None;
+        if let Some(ac) = &chain.automaton {
+            hit = ac
+                .find_overlapping_iter(data)
+                .find(|m| chain.pattern_rule[m.pattern().as_usize()] as usize == ri)
+                .map(|m| (m.start() as u32, m.end() as u32));
+        }
+        eval(rule, data, hit)
+    }
+}
+
+/// Applies a chain, ping-ponging between two buffers and borrowing the input while no
+/// step changes it.
+fn apply_chain<'x>(
+    transforms: &[Transform],
+    input: &'x [u8],
+    a: &'x mut Vec<u8>,
+    b: &'x mut Vec<u8>,
+) -> &'x [u8] {
+    let mut cur = 0u8;
+    for t in transforms {
+        cur = match cur {
+            0 => {
+                if t.apply(input, a) {
+                    1
+                } else {
+                    0
+                }
+            }
+            1 => {
+                if t.apply(a, b) {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => {
+                if t.apply(b, a) {
+                    1
+                } else {
+                    2
+                }
+            }
+        };
+    }
+    match cur {
+        0 => input,
+        1 => a,
+        _ => b,
+    }
+}
+
+/// Runs a rule's operator; `hit` is the span of its first literal seen by the prefilter.
+fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    let span = |s: usize, e: usize| Some((s as u32, e as u32));
+    match &rule.op {
+        Op::Literals => hit,
+        Op::Regex { re, prefiltered } => {
+            if *prefiltered && hit.is_none() {
+                return None;
+            }
+            re.find(data).and_then(|m| span(m.start(), m.end()))
+        }
+        Op::BytesOutside(allowed) => data
+            .iter()
+            .position(|&b| !allowed[usize::from(b)])
+            .and_then(|i| span(i, i + 1)),
+        Op::LengthOver(max) => {
+            (data.len() > *max).then(|| (0, data.len().min(FRAGMENT_MAX) as u32))
+        }
+        Op::ArgCountOver(_) => None,
+        Op::InvalidUrlEncoding => {
+            util::invalid_url_encoding(data).and_then(|i| span(i, (i + 3).min(data.len())))
+        }
+        Op::Sqli => detect::sqli(data).and_then(|(s, e)| span(s, e)),
+        Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
+    }
+}
