@@ -14,6 +14,9 @@ use crate::{detect, util};
 /// Longest matched fragment kept in a match, in bytes.
 pub const FRAGMENT_MAX: usize = 64;
 
+/// Matches kept per request: enough to explain any verdict, bounded for hostile input.
+pub const MATCHES_MAX: usize = 64;
+
 /// Header names whose values are never echoed in matches.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -57,7 +60,9 @@ pub struct Match {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub action: Action,
-    /// Sum of the scores of the rules that fired (each rule counts once per request).
+    /// Sum of the scores of the rules that fired. A rule counts once per request however
+    /// many values it matched, so one payload repeated in many fields is not overcounted;
+    /// each matched value is still listed in `matches` (up to `MATCHES_MAX`).
     pub score: u32,
     pub threshold: u32,
     pub matches: Vec<Match>,
@@ -138,7 +143,7 @@ impl Engine {
                 if rule.paranoia <= eff.paranoia
                     && extracted.arg_count > max
                     && !excluded(rule, &eff.exclusions, None)
-                    && !scratch.done[ri]
+                    && !scratch.scored[ri]
                 {
                     verdict.score += rule.score;
                     verdict.matches.push(new_match(
@@ -206,7 +211,7 @@ pub(crate) struct Scratch {
     stamp: u32,
     hit: Vec<u32>,
     span: Vec<(u32, u32)>,
-    done: Vec<bool>,
+    scored: Vec<bool>,
 }
 
 impl Scratch {
@@ -217,7 +222,7 @@ impl Scratch {
             stamp: 0,
             hit: vec![0; set.rules.len()],
             span: vec![(0, 0); set.rules.len()],
-            done: vec![false; set.rules.len()],
+            scored: vec![false; set.rules.len()],
         }
     }
 
@@ -236,9 +241,7 @@ impl Scratch {
             }
             let wanted = chain.rules.iter().any(|&r| {
                 let rule = &set.rules[r as usize];
-                !self.done[r as usize]
-                    && rule.paranoia <= paranoia
-                    && rule.targets.covers(value.kind, &value.name)
+                rule.paranoia <= paranoia && rule.targets.covers(value.kind, &value.name)
             });
             if !wanted {
                 continue;
@@ -258,10 +261,7 @@ impl Scratch {
             for &r in &chain.rules {
                 let r = r as usize;
                 let rule = &set.rules[r];
-                if self.done[r]
-                    || rule.paranoia > paranoia
-                    || !rule.targets.covers(value.kind, &value.name)
-                {
+                if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
                     continue;
                 }
                 let hit = (self.hit[r] == stamp).then_some(self.span[r]);
@@ -272,7 +272,13 @@ impl Scratch {
                 if excluded(rule, exclusions, name) {
                     continue;
                 }
-                self.done[r] = true;
+                if !self.scored[r] {
+                    self.scored[r] = true;
+                    verdict.score += rule.score;
+                }
+                if verdict.matches.len() >= MATCHES_MAX {
+                    continue;
+                }
                 let target = if value.name.is_empty() {
                     value.kind.label().to_string()
                 } else if value.kind == Kind::Header {
@@ -285,7 +291,6 @@ impl Scratch {
                 } else {
                     util::fragment(&data[start as usize..end as usize], FRAGMENT_MAX)
                 };
-                verdict.score += rule.score;
                 verdict.matches.push(new_match(rule, target, fragment));
             }
         }

@@ -21,7 +21,7 @@ mod settings;
 mod transform;
 mod util;
 
-pub use engine::{Action, Engine, Match, Verdict, FRAGMENT_MAX};
+pub use engine::{Action, Engine, Match, Verdict, FRAGMENT_MAX, MATCHES_MAX};
 pub use error::RuleError;
 pub use request::Request;
 pub use rule::Severity;
