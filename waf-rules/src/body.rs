@@ -22,6 +22,11 @@ pub(crate) fn parse<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Va
         json(body, out)
     } else if is(b"multipart/form-data") {
         multipart(ct, body, out)
+    } else if is(b"application/xml")
+        || is(b"text/xml")
+        || (essence.len() > 4 && essence[essence.len() - 4..].eq_ignore_ascii_case(b"+xml"))
+    {
+        xml(body, out)
     } else if essence.len() > 5 && essence[..5].eq_ignore_ascii_case(b"text/") {
         out.push(Value {
             kind: Kind::BodyArg,
@@ -321,6 +326,98 @@ fn multipart<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Value<'a>
     count
 }
 
+/// XML: element text and attribute values become arguments named by their element (or
+/// attribute); element and attribute names are inspected as names. Comments and
+/// processing instructions are skipped; the DOCTYPE stays visible in the raw body, where
+/// the XXE rules look. Entities are never resolved.
+fn xml<'a>(body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let mut count = 0;
+    let mut element: &'a [u8] = b"";
+    let mut i = 0;
+    let push = |out: &mut Vec<Value<'a>>, kind, name: &'a [u8], data: &'a [u8]| {
+        if out.len() < MAX_BODY_VALUES {
+            out.push(Value {
+                kind,
+                name: String::from_utf8_lossy(name),
+                data: Cow::Borrowed(data),
+            });
+        }
+    };
+    while i < body.len() {
+        let Some(p) = memchr::memchr(b'<', &body[i..]) else {
+            let text = body[i..].trim_ascii();
+            if !text.is_empty() {
+                push(out, Kind::BodyArg, element, text);
+                count += 1;
+            }
+            break;
+        };
+        let text = body[i..i + p].trim_ascii();
+        if !text.is_empty() {
+            push(out, Kind::BodyArg, element, text);
+            count += 1;
+        }
+        i += p;
+        let rest = &body[i..];
+        let skip_to =
+            |pat: &[u8]| memchr::memmem::find(rest, pat).map_or(body.len(), |e| i + e + pat.len());
+        if rest.starts_with(b"<!--") {
+            i = skip_to(b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            let end = memchr::memmem::find(rest, b"]]>").map_or(rest.len(), |e| e);
+            let data = &rest[9.min(end)..end];
+            push(out, Kind::BodyArg, element, data);
+            count += 1;
+            i = skip_to(b"]]>");
+        } else if rest.starts_with(b"<!") || rest.starts_with(b"<?") || rest.starts_with(b"</") {
+            i = skip_to(b">");
+        } else {
+            let end = memchr::memchr(b'>', rest).map_or(rest.len(), |e| e);
+            let tag = &rest[1..end];
+            let name_end = tag
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == b'/')
+                .unwrap_or(tag.len());
+            element = &tag[..name_end];
+            push(out, Kind::BodyArgName, b"", element);
+            count += xml_attributes(&tag[name_end..], out);
+            i += end + 1;
+        }
+    }
+    count
+}
+
+fn xml_attributes<'a>(mut attrs: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let mut count = 0;
+    loop {
+        attrs = attrs.trim_ascii_start();
+        let Some(eq) = memchr::memchr(b'=', attrs) else {
+            return count;
+        };
+        let name = attrs[..eq].trim_ascii();
+        let rest = attrs[eq + 1..].trim_ascii_start();
+        let Some(&q) = rest.first().filter(|q| **q == b'"' || **q == b'\'') else {
+            return count;
+        };
+        let end = memchr::memchr(q, &rest[1..]).map_or(rest.len(), |e| e + 1);
+        let value = &rest[1..end];
+        if out.len() < MAX_BODY_VALUES {
+            out.push(Value {
+                kind: Kind::BodyArgName,
+                name: Cow::Borrowed(""),
+                data: Cow::Borrowed(name),
+            });
+            out.push(Value {
+                kind: Kind::BodyArg,
+                name: String::from_utf8_lossy(name),
+                data: Cow::Borrowed(value),
+            });
+        }
+        count += 1;
+        attrs = &rest[(end + 1).min(rest.len())..];
+    }
+}
+
 /// A `key=value` or `key="value"` parameter of a header value (`;`-separated).
 fn param<'a>(header: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').skip(1).find_map(|p| {
@@ -381,6 +478,21 @@ mod tests {
         assert!(bad
             .iter()
             .any(|(k, _, d)| *k == Kind::BodyArg && d.starts_with('{')));
+    }
+
+    #[test]
+    fn xml_text_attributes_and_cdata() {
+        let v = collect(
+            "application/xml",
+            "<?xml version=\"1.0\"?><!-- c --><root><a probe=\"1 OR 1=1\">text</a><b><![CDATA[<x>]]></b></root>",
+        );
+        assert!(v.contains(&(Kind::BodyArg, "probe".into(), "1 OR 1=1".into())));
+        assert!(v.contains(&(Kind::BodyArg, "a".into(), "text".into())));
+        assert!(v.contains(&(Kind::BodyArg, "b".into(), "<x>".into())));
+        assert!(v.contains(&(Kind::BodyArgName, "".into(), "root".into())));
+        assert!(!v.iter().any(|(_, _, d)| d.contains("version")));
+        let broken = collect("text/xml", "<a x=\"1 <b");
+        assert!(broken.iter().all(|(_, _, d)| d.len() < 20));
     }
 
     #[test]

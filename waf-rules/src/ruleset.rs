@@ -20,6 +20,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("ssti.yaml", include_str!("../rules/ssti.yaml")),
     ("ssrf.yaml", include_str!("../rules/ssrf.yaml")),
     ("jndi.yaml", include_str!("../rules/jndi.yaml")),
+    ("xxe.yaml", include_str!("../rules/xxe.yaml")),
     ("xss.yaml", include_str!("../rules/xss.yaml")),
     ("sqli.yaml", include_str!("../rules/sqli.yaml")),
 ];
