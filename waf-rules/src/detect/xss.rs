@@ -104,8 +104,7 @@ fn tag(v: &[u8], lt: usize) -> Option<usize> {
     if name.is_empty() || !name[0].is_ascii_alphabetic() {
         return None;
     }
-    let lname: Vec<u8> = name.iter().map(u8::to_ascii_lowercase).collect();
-    if DANGEROUS_TAGS.iter().any(|t| *t == lname.as_slice()) {
+    if DANGEROUS_TAGS.iter().any(|t| t.eq_ignore_ascii_case(name)) {
         return Some(i);
     }
     // After the name comes whitespace, `/` or the end of the tag, or it is no tag.

@@ -1,0 +1,3 @@
+//! Subcommands of `palisadectl`, one module per command group.
+
+pub mod waf;
