@@ -104,7 +104,10 @@ fn tag(v: &[u8], lt: usize) -> Option<usize> {
     if name.is_empty() || !name[0].is_ascii_alphabetic() {
         return None;
     }
-    if DANGEROUS_TAGS.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+    // A namespace prefix (`<x:script xmlns:x="http://www.w3.org/1999/xhtml">`) still
+    // makes the element executable.
+    let local = name.rsplit(|&b| b == b':').next().unwrap_or(name);
+    if DANGEROUS_TAGS.iter().any(|t| t.eq_ignore_ascii_case(local)) {
         return Some(i);
     }
     // After the name comes whitespace, `/` or the end of the tag, or it is no tag.
@@ -187,16 +190,10 @@ fn css_script(value: &[u8]) -> bool {
         || memchr::memmem::find(&lower, b"javascript:").is_some()
 }
 
-/// After a quote: whitespace or `/`, then attributes of which one is an event handler or
-/// a script URL. This is how a value escapes an attribute it was placed in; a quote
-/// followed directly by a word (an opening quote in prose) does not qualify.
+/// After a quote: attributes of which one is an event handler or a script URL. This is how
+/// a value escapes an attribute it was placed in (browsers accept `"onclick=` without a
+/// space); a quote followed by prose has no `on...=` attribute and does not qualify.
 fn attribute_breakout(v: &[u8], i: usize) -> Option<usize> {
-    let separated = v
-        .get(i)
-        .is_some_and(|&b| b.is_ascii_whitespace() || b == b'/');
-    if !separated {
-        return None;
-    }
     attributes(v, i)
 }
 
@@ -219,6 +216,8 @@ mod tests {
             "<div style=\"width: expression(alert(1))\">",
             "<body onload=alert(1)>",
             "data:text/html;base64,PHNjcmlwdD4=",
+            "<x:script xmlns:x=\"http://www.w3.org/1999/xhtml\">",
+            "x\"onzoom=alert(1)",
         ] {
             assert!(xss(attack.as_bytes()).is_some(), "missed {attack:?}");
         }
