@@ -9,7 +9,7 @@ use crate::rule::{Op, Rule};
 use crate::ruleset::RuleSet;
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::Transform;
-use crate::{detect, util};
+use crate::{decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
 pub const FRAGMENT_MAX: usize = 64;
@@ -66,15 +66,21 @@ pub struct Verdict {
     pub score: u32,
     pub threshold: u32,
     pub matches: Vec<Match>,
-    /// The body exceeded the limit and the settings say to reject such bodies.
+    /// The body (after content decoding) exceeded the limit and the settings say to reject
+    /// such bodies.
     pub body_over_limit: bool,
+    /// The body's `Content-Encoding` is unsupported or the compressed data is corrupt, so it
+    /// could not be inspected; the request is refused rather than passed uninspected.
+    pub body_undecodable: bool,
 }
 
 impl Verdict {
-    /// The HTTP status to answer with when blocking: 413 for an oversized body, else 403.
+    /// The HTTP status to answer with when blocking: 413 for an oversized body, 400 for
+    /// a body that could not be decoded, else 403.
     pub fn status(&self) -> Option<u16> {
         match self.action {
             Action::Block if self.body_over_limit => Some(413),
+            Action::Block if self.body_undecodable => Some(400),
             Action::Block => Some(403),
             _ => None,
         }
@@ -114,24 +120,44 @@ impl Engine {
             threshold: eff.threshold,
             matches: Vec::new(),
             body_over_limit: false,
+            body_undecodable: false,
         };
         if eff.mode == Mode::Off {
             return verdict;
         }
+        let refuse = |mut verdict: Verdict| {
+            verdict.action = match eff.mode {
+                Mode::Block => Action::Block,
+                _ => Action::Detect,
+            };
+            verdict
+        };
         let mut body = req.body;
         if body.len() > settings.body_limit {
             match settings.over_limit {
                 OverLimit::Reject => {
                     verdict.body_over_limit = true;
-                    verdict.action = match eff.mode {
-                        Mode::Block => Action::Block,
-                        _ => Action::Detect,
-                    };
-                    return verdict;
+                    return refuse(verdict);
                 }
                 OverLimit::InspectPrefix => body = &body[..settings.body_limit],
             }
         }
+        let keep_prefix = settings.over_limit == OverLimit::InspectPrefix;
+        let decoded = match decode::content(req, body, settings.body_limit, keep_prefix) {
+            Ok(d) => d,
+            Err(decode::Refused::TooLarge) => {
+                verdict.body_over_limit = true;
+                return refuse(verdict);
+            }
+            Err(decode::Refused::Undecodable) => {
+                verdict.body_undecodable = true;
+                return refuse(verdict);
+            }
+        };
+        let body = match &decoded {
+            Some(d) => d.as_slice(),
+            None => body,
+        };
         let extracted = extract(req, body);
         let set = &*self.rules;
         let mut scratch = Scratch::new(set);

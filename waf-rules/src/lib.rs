@@ -10,6 +10,7 @@
 //! ```
 
 mod body;
+mod decode;
 mod detect;
 mod engine;
 mod error;

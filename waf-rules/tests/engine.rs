@@ -270,3 +270,41 @@ fn settings_default_from_empty_document() {
         serde_json::from_str(&serde_json::to_string(&s).expect("serialize")).expect("parse");
     assert_eq!(round, s);
 }
+
+#[test]
+fn gzip_bodies_are_inspected_and_bombs_refused() {
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("finish")
+    };
+    let e = engine();
+    let body = gzip(b"comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    let req = Request::new("POST", "/c")
+        .header("content-type", b"application/x-www-form-urlencoded")
+        .header("content-encoding", b"gzip")
+        .body(&body);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.action, Action::Block);
+    assert!(
+        v.matches.iter().any(|m| m.target == "body_arg:comment"),
+        "{:?}",
+        v.matches
+    );
+
+    let bomb = gzip(&vec![b'a'; 1 << 20]);
+    let req = Request::new("POST", "/c")
+        .header("content-encoding", b"gzip")
+        .body(&bomb);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.status(), Some(413));
+
+    let req = Request::new("POST", "/c")
+        .header("content-encoding", b"gzip")
+        .body(b"garbage");
+    assert_eq!(
+        e.inspect(&req, &WafSettings::default(), None).status(),
+        Some(400)
+    );
+}
