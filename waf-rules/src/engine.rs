@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
-use crate::ruleset::RuleSet;
+use crate::ruleset::{Chain, RuleSet};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
-use crate::transform::Transform;
+use crate::transform::{feature, Transform};
 use crate::{decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
@@ -261,29 +261,69 @@ impl Scratch {
         verdict: &mut Verdict,
     ) {
         let bit = value.kind.bit();
+        let level = usize::from(paranoia.clamp(1, 4)) - 1;
+        let raw: &[u8] = &value.data;
+        let features = feature::of(raw);
+        // Stamp of the global scan of the raw value, done at most once and only when some
+        // chain leaves the value unchanged.
+        let mut raw_stamp = None;
         for chain in &set.chains {
-            if chain.kinds & bit == 0 {
+            if chain.kinds_at[level] & bit == 0 {
                 continue;
             }
-            let wanted = chain.rules.iter().any(|&r| {
-                let rule = &set.rules[r as usize];
-                rule.paranoia <= paranoia && rule.targets.covers(value.kind, &value.name)
-            });
-            if !wanted {
+            if value.kind == Kind::Header
+                && !self.chain_wants_header(set, chain, &value.name, paranoia)
+            {
                 continue;
             }
-            self.stamp += 1;
-            let stamp = self.stamp;
-            let data = apply_chain(&chain.transforms, &value.data, &mut self.a, &mut self.b);
-            if let Some(ac) = &chain.automaton {
-                for m in ac.find_overlapping_iter(data) {
-                    let r = chain.pattern_rule[m.pattern().as_usize()] as usize;
-                    if self.hit[r] != stamp {
-                        self.hit[r] = stamp;
-                        self.span[r] = (m.start() as u32, m.end() as u32);
+            let mut changed = false;
+            let data = if chain.triggers & features == 0 {
+                raw
+            } else {
+                let d = apply_chain(&chain.transforms, raw, &mut self.a, &mut self.b);
+                changed = d != raw;
+                if changed {
+                    d
+                } else {
+                    raw
+                }
+            };
+            let stamp = if changed {
+                self.stamp += 1;
+                let stamp = self.stamp;
+                if let Some(ac) = &chain.automaton {
+                    for m in ac.find_overlapping_iter(data) {
+                        mark(
+                            &mut self.hit,
+                            &mut self.span,
+                            chain.pattern_rule[m.pattern().as_usize()],
+                            stamp,
+                            m.start(),
+                            m.end(),
+                        );
                     }
                 }
-            }
+                stamp
+            } else if let Some(stamp) = raw_stamp {
+                stamp
+            } else {
+                self.stamp += 1;
+                let stamp = self.stamp;
+                if let Some(ac) = &set.global {
+                    for m in ac.find_overlapping_iter(raw) {
+                        mark(
+                            &mut self.hit,
+                            &mut self.span,
+                            set.global_pattern_rule[m.pattern().as_usize()],
+                            stamp,
+                            m.start(),
+                            m.end(),
+                        );
+                    }
+                }
+                raw_stamp = Some(stamp);
+                stamp
+            };
             for &r in &chain.rules {
                 let r = r as usize;
                 let rule = &set.rules[r];
@@ -322,6 +362,15 @@ impl Scratch {
         }
     }
 
+    /// Headers are many and most rules look at one header by name: skip chains none of
+    /// whose rules look at this header.
+    fn chain_wants_header(&self, set: &RuleSet, chain: &Chain, name: &str, paranoia: u8) -> bool {
+        chain.rules.iter().any(|&r| {
+            let rule = &set.rules[r as usize];
+            rule.paranoia <= paranoia && rule.targets.covers(Kind::Header, name)
+        })
+    }
+
     /// Evaluates one rule on one value, ignoring targets and paranoia (for examples).
     pub(crate) fn eval_single(
         &mut self,
@@ -340,6 +389,15 @@ impl Scratch {
                 .map(|m| (m.start() as u32, m.end() as u32));
         }
         eval(rule, data, hit)
+    }
+}
+
+/// Records the first literal hit of rule `r` in the scan stamped `stamp`.
+fn mark(hit: &mut [u32], span: &mut [(u32, u32)], r: u32, stamp: u32, start: usize, end: usize) {
+    let r = r as usize;
+    if hit[r] != stamp {
+        hit[r] = stamp;
+        span[r] = (start as u32, end as u32);
     }
 }
 
@@ -406,7 +464,12 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>) -> Option<(u32, u32)>
         Op::InvalidUrlEncoding => {
             util::invalid_url_encoding(data).and_then(|i| span(i, (i + 3).min(data.len())))
         }
-        Op::Sqli => detect::sqli(data).and_then(|(s, e)| span(s, e)),
+        // The tokenizer runs only when the value holds a quote, a logic operator or a
+        // statement keyword (its built-in prefilter literals), without which no judged
+        // shape can form.
+        Op::Sqli => hit
+            .and_then(|_| detect::sqli(data))
+            .and_then(|(s, e)| span(s, e)),
         Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
     }
 }

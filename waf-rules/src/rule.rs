@@ -335,6 +335,10 @@ fn compile(
     } else if o.invalid_url_encoding == Some(true) {
         Op::InvalidUrlEncoding
     } else if o.sqli == Some(true) {
+        literals = crate::detect::SQLI_REQUIRED
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
         Op::Sqli
     } else {
         Op::Xss

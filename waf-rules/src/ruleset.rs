@@ -35,6 +35,10 @@ pub(crate) struct Chain {
     pub automaton: Option<AhoCorasick>,
     /// Automaton pattern id -> rule index.
     pub pattern_rule: Vec<u32>,
+    /// Union of the chain's transformation triggers (see `transform::feature`).
+    pub triggers: u16,
+    /// `kinds` restricted to rules of paranoia <= index + 1.
+    pub kinds_at: [u32; 4],
 }
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).
@@ -43,6 +47,10 @@ pub struct RuleSet {
     pub(crate) chains: Vec<Chain>,
     /// For each rule, the index of its chain.
     pub(crate) rule_chain: Vec<u32>,
+    /// Every literal of every rule, for values that no chain changes: one scan then
+    /// serves all chains.
+    pub(crate) global: Option<AhoCorasick>,
+    pub(crate) global_pattern_rule: Vec<u32>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -88,6 +96,18 @@ impl std::fmt::Display for ExampleFailure {
             self.file, self.rule_id, self.example
         )
     }
+}
+
+fn automaton(patterns: &[&str]) -> Result<Option<AhoCorasick>, RuleError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .build(patterns)
+        .map(Some)
+        .map_err(|e| RuleError::Automaton(e.to_string()))
 }
 
 impl RuleSet {
@@ -160,6 +180,8 @@ impl RuleSet {
                     kinds: 0,
                     automaton: None,
                     pattern_rule: Vec::new(),
+                    triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
+                    kinds_at: [0; 4],
                 });
                 (chains.len() - 1) as u32
             });
@@ -167,31 +189,39 @@ impl RuleSet {
             chain.rules.push(i as u32);
             if !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.kinds |= r.targets.kind_mask();
+                for p in usize::from(r.paranoia)..=4 {
+                    chain.kinds_at[p - 1] |= r.targets.kind_mask();
+                }
             }
             rule_chain.push(c);
         }
+        let mut global_patterns: Vec<&str> = Vec::new();
+        let mut global_pattern_rule = Vec::new();
         for chain in &mut chains {
             let mut patterns: Vec<&str> = Vec::new();
             for &ri in &chain.rules {
                 for lit in &rules[ri as usize].literals {
                     patterns.push(lit);
                     chain.pattern_rule.push(ri);
+                    global_patterns.push(lit);
+                    global_pattern_rule.push(ri);
                 }
             }
-            if !patterns.is_empty() {
-                let ac = AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)
-                    .map_err(|e| RuleError::Automaton(e.to_string()))?;
-                chain.automaton = Some(ac);
-            }
+            chain.automaton = automaton(&patterns)?;
         }
+        let global = automaton(&global_patterns)?;
         Ok(RuleSet {
             rules,
             chains,
             rule_chain,
+            global,
+            global_pattern_rule,
         })
+    }
+
+    /// Number of distinct transformation chains (one automaton each).
+    pub fn chain_count(&self) -> usize {
+        self.chains.len()
     }
 
     /// Number of rules.

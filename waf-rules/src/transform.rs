@@ -38,7 +38,89 @@ pub enum Transform {
     FoldUnicode,
 }
 
+/// Byte features of a value, computed once per value: a transformation can only change a
+/// value holding one of its trigger features, so a chain none of whose triggers occur is
+/// known to leave the value as it is without running it.
+pub(crate) mod feature {
+    pub const PERCENT: u16 = 1;
+    pub const AMP: u16 = 1 << 1;
+    pub const BACKSLASH: u16 = 1 << 2;
+    pub const UPPER: u16 = 1 << 3;
+    pub const PATH: u16 = 1 << 4;
+    pub const NUL: u16 = 1 << 5;
+    pub const SPACE: u16 = 1 << 6;
+    pub const SQL_COMMENT: u16 = 1 << 7;
+    pub const HIGH: u16 = 1 << 8;
+    /// Set on every value: for transformations with no cheap trigger (base64).
+    pub const ALWAYS: u16 = 1 << 9;
+
+    const fn table() -> [u16; 256] {
+        let mut t = [0u16; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            let mut f = 0;
+            if c == b'%' {
+                f |= PERCENT;
+            }
+            if c == b'&' {
+                f |= AMP;
+            }
+            if c == b'\\' {
+                f |= BACKSLASH | PATH;
+            }
+            if c.is_ascii_uppercase() {
+                f |= UPPER;
+            }
+            if c == b'/' || c == b'.' {
+                f |= PATH;
+            }
+            if c == b'/' || c == b'-' || c == b'#' {
+                f |= SQL_COMMENT;
+            }
+            if c == 0 {
+                f |= NUL;
+            }
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0) {
+                f |= SPACE;
+            }
+            if c == 0xC0 || c == 0xC1 || c == 0xEF {
+                f |= HIGH;
+            }
+            t[b] = f;
+            b += 1;
+        }
+        t
+    }
+
+    static TABLE: [u16; 256] = table();
+
+    /// The features present in `value`.
+    pub fn of(value: &[u8]) -> u16 {
+        value
+            .iter()
+            .fold(ALWAYS, |acc, &b| acc | TABLE[usize::from(b)])
+    }
+}
+
 impl Transform {
+    /// The feature whose absence proves this transformation leaves a value unchanged.
+    pub(crate) fn trigger(self) -> u16 {
+        use feature::*;
+        match self {
+            Transform::UrlDecode => PERCENT,
+            Transform::HtmlEntityDecode => AMP,
+            Transform::JsDecode | Transform::CssDecode => BACKSLASH,
+            Transform::Lowercase => UPPER,
+            Transform::NormalizePath => PATH,
+            Transform::RemoveNulls => NUL,
+            Transform::CompressWhitespace | Transform::RemoveWhitespace => SPACE,
+            Transform::Base64Decode => ALWAYS,
+            Transform::RemoveSqlComments => SQL_COMMENT,
+            Transform::FoldUnicode => HIGH,
+        }
+    }
+
     /// Applies the transformation to `input`, writing into `out` (cleared first).
     /// Returns `false` when the output would equal the input; `out` is then unspecified.
     pub fn apply(self, input: &[u8], out: &mut Vec<u8>) -> bool {
@@ -520,5 +602,46 @@ mod tests {
         assert!(FoldUnicode.apply(b"\xc0\xae\xc0\xae/\xef\xbc\x9c", &mut out));
         assert_eq!(out, b"../<");
         assert_eq!(run(Lowercase, "SeLeCt"), "select");
+    }
+
+    #[test]
+    fn transformations_never_change_values_without_their_trigger() {
+        let samples = [
+            "plain words here",
+            "a%41b",
+            "x&lt;y",
+            "a\\x41",
+            "MiXeD",
+            "/a/../b",
+            "a\0b",
+            "a  b\tc",
+            "UN/**/ION -- x #y",
+            "\u{ff1c}\u{c0}",
+            "3.14",
+            "",
+        ];
+        let all = [
+            UrlDecode,
+            HtmlEntityDecode,
+            JsDecode,
+            CssDecode,
+            Lowercase,
+            NormalizePath,
+            RemoveNulls,
+            CompressWhitespace,
+            RemoveWhitespace,
+            Base64Decode,
+            RemoveSqlComments,
+            FoldUnicode,
+        ];
+        for s in samples {
+            let feats = super::feature::of(s.as_bytes());
+            for t in all {
+                let mut out = Vec::new();
+                if feats & t.trigger() == 0 {
+                    assert!(!t.apply(s.as_bytes(), &mut out), "{t:?} changed {s:?}");
+                }
+            }
+        }
     }
 }

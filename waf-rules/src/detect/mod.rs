@@ -5,5 +5,5 @@
 mod sqli;
 mod xss;
 
-pub(crate) use sqli::sqli;
+pub(crate) use sqli::{sqli, SQLI_REQUIRED};
 pub(crate) use xss::xss;

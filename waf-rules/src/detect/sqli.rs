@@ -7,6 +7,14 @@
 //! logic operator, a comparison). A few shapes are also searched anywhere (`UE`: UNION
 //! SELECT, `;E` followed by SQL: a stacked statement).
 
+/// Literals of which one must occur for any judged shape to form: every shape starts with
+/// a string (a quote), or needs a logic operator or a statement keyword. The engine uses
+/// them as the detector's prefilter.
+pub(crate) const SQLI_REQUIRED: &[&str] = &[
+    "'", "\"", "and", "or", "xor", "not", "&&", "||", "select", "insert", "update", "delete",
+    "drop", "create", "alter", "truncate", "exec", "declare", "shutdown", "waitfor",
+];
+
 /// Tokens looked at; enough for every shape below and bounded work per value.
 const MAX_TOKENS: usize = 24;
 
