@@ -22,6 +22,8 @@ enum Command {
     /// Checks policy files and explains decisions.
     #[command(subcommand)]
     Policy(ctl::policy::PolicyCommand),
+    /// Runs raw HTTP requests through the WAF and explains what fired.
+    Waf(ctl::waf::WafArgs),
     /// Runs the local mesh demo on embedded defaults (control plane, two services, sidecars).
     Demo(ctl::demo::DemoArgs),
 }
@@ -34,6 +36,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Policy(command) => ctl::policy::run(command, &mut std::io::stdout().lock()),
+        Command::Waf(args) => ctl::waf::run(&args, &mut std::io::stdout().lock()),
         Command::Demo(args) => ctl::demo::run(args).await,
     }
 }

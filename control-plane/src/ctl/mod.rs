@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod policy;
 pub mod token;
+pub mod waf;
 
 use std::path::PathBuf;
 

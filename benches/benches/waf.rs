@@ -1,0 +1,112 @@
+//! WAF engine micro-benchmarks: benign 1 KB GET, benign 4 KB JSON POST, a malicious
+//! request, and prefilter throughput, at paranoia 1 and 2 with the full base rule set.
+//!
+//! `cargo bench -p palisade-benches --bench waf`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use palisade_waf::{Action, Engine, Request, RuleSet, WafSettings};
+
+const HEADERS: &[(&str, &[u8])] = &[
+    ("host", b"shop.example.com"),
+    ("user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36"),
+    ("accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+    ("accept-language", b"en-US,en;q=0.9,de;q=0.8"),
+    ("accept-encoding", b"gzip, deflate, br"),
+    ("referer", b"https://shop.example.com/catalog/shoes?color=blue&size=42"),
+    ("cookie", b"session=4f9c2a7e1b8d4c3f9a0e6b5d2c1f8e7a; theme=dark; consent=analytics%2Cads"),
+    ("x-request-id", b"550e8400-e29b-41d4-a716-446655440000"),
+    ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+];
+
+/// A ~1 KB benign GET (request line and headers).
+fn get_target() -> String {
+    let mut t = String::from("/catalog/search?q=running+shoes+for+women&brand=acme&size=38&color=dark+blue&sort=price_asc&page=2&per_page=48&utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale_2024&ref=homepage-banner");
+    t.push_str("&filters=waterproof%2Clightweight%2Cbreathable&min_price=20&max_price=150&currency=EUR&lang=en-GB");
+    t
+}
+
+/// A ~4 KB benign JSON API document.
+fn json_body() -> Vec<u8> {
+    let mut items = Vec::new();
+    for i in 0..14 {
+        items.push(serde_json::json!({
+            "sku": format!("SKU-2024-{i:04}"),
+            "name": format!("Trail runner model {i}, women's edition"),
+            "qty": i % 3 + 1,
+            "price": 49.9 + f64::from(i),
+            "tags": ["outdoor", "running", "waterproof"],
+            "note": "Please don't ring the bell; leave it at the door if we're out."
+        }));
+    }
+    let doc = serde_json::json!({
+        "order": {
+            "id": "ORD-2024-000123",
+            "customer": {"name": "Ana O'Neil", "email": "ana+shop@example.com", "phone": "+44 20 7946 0958"},
+            "shipping": {"street": "221B Baker Street", "city": "London", "zip": "NW1 6XE", "country": "GB"},
+            "items": items,
+            "comment": "Union was a great select of workers; I'd select the blue ones from the list."
+        }
+    });
+    let mut body = serde_json::to_vec(&doc).unwrap_or_default();
+    body.truncate(4096);
+    body
+}
+
+fn request<'a>(method: &'a str, target: &'a str, ct: Option<&'a [u8]>, body: &'a [u8]) -> Request<'a> {
+    let mut req = Request::new(method, target).body(body);
+    for (n, v) in HEADERS {
+        req = req.header(n, v);
+    }
+    if let Some(ct) = ct {
+        req = req.header("content-type", ct);
+    }
+    req
+}
+
+fn bench_waf(c: &mut Criterion) {
+    let engine = Engine::new(RuleSet::embedded().expect("base rules compile"));
+    let get = get_target();
+    let json = json_body();
+    assert!(json.len() > 3500, "JSON body is {} bytes", json.len());
+    let attack = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--&next=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E";
+    let big_text: Vec<u8> = "Prose with apostrophes, don't stop; SQL words like select and union in sentences. "
+        .bytes()
+        .cycle()
+        .take(64 * 1024)
+        .collect();
+
+    for paranoia in [1u8, 2] {
+        let settings = WafSettings {
+            body_limit: 1 << 20,
+            ..WafSettings::default()
+        }
+        .with_paranoia(paranoia);
+        let mut g = c.benchmark_group(format!("waf/paranoia{paranoia}"));
+        let get_req = request("GET", &get, None, b"");
+        assert_eq!(engine.inspect(&get_req, &settings, None).action, Action::Pass);
+        g.bench_function("benign_get_1k", |b| {
+            b.iter(|| engine.inspect(black_box(&get_req), &settings, None))
+        });
+        let json_req = request("POST", "/api/v1/orders", Some(b"application/json"), &json);
+        assert_eq!(engine.inspect(&json_req, &settings, None).action, Action::Pass);
+        g.bench_function("benign_json_post_4k", |b| {
+            b.iter(|| engine.inspect(black_box(&json_req), &settings, None))
+        });
+        let bad_req = request("GET", attack, None, b"");
+        assert_eq!(engine.inspect(&bad_req, &settings, None).action, Action::Block);
+        g.bench_function("malicious_get", |b| {
+            b.iter(|| engine.inspect(black_box(&bad_req), &settings, None))
+        });
+        let text_req = request("POST", "/notes", Some(b"text/plain"), &big_text);
+        g.throughput(Throughput::Bytes(big_text.len() as u64));
+        g.bench_with_input(BenchmarkId::new("prefilter_text_body", "64KiB"), &text_req, |b, r| {
+            b.iter(|| engine.inspect(black_box(r), &settings, None))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_waf);
+criterion_main!(benches);

@@ -1,0 +1,506 @@
+//! Body parsers: urlencoded forms, JSON and multipart. Each pushes named values and returns
+//! how many arguments it saw. Malformed bodies never fail the request here: what parsed is
+//! inspected, and the raw body is always inspected too.
+
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::request::{Kind, Value, MAX_BODY_VALUES};
+
+/// Dispatches on the content type. Without a content type the body is treated as a form,
+/// as many clients omit it; unknown text types are inspected as one unnamed argument.
+pub(crate) fn parse<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let ct = content_type.trim_ascii();
+    let essence = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    let is = |t: &[u8]| essence.eq_ignore_ascii_case(t);
+    if essence.is_empty() || is(b"application/x-www-form-urlencoded") {
+        urlencoded(body, Kind::BodyArgName, Kind::BodyArg, out)
+    } else if is(b"application/json")
+        || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
+    {
+        json(body, out)
+    } else if is(b"multipart/form-data") {
+        multipart(ct, body, out)
+    } else if is(b"application/xml")
+        || is(b"text/xml")
+        || (essence.len() > 4 && essence[essence.len() - 4..].eq_ignore_ascii_case(b"+xml"))
+    {
+        xml(body, out)
+    } else if essence.len() > 5 && essence[..5].eq_ignore_ascii_case(b"text/") {
+        out.push(Value {
+            kind: Kind::BodyArg,
+            name: Cow::Borrowed(""),
+            data: Cow::Borrowed(body),
+        });
+        1
+    } else {
+        0
+    }
+}
+
+/// Form decoding: `+` is a space and `%xx` a byte. Borrows when nothing needs decoding.
+fn form_decode(raw: &[u8]) -> Cow<'_, [u8]> {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < raw.len() => match (hexval(raw[i + 1]), hexval(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match bytes {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+    }
+}
+
+pub(crate) fn urlencoded<'a>(
+    raw: &'a [u8],
+    name_kind: Kind,
+    value_kind: Kind,
+    out: &mut Vec<Value<'a>>,
+) -> usize {
+    let mut count = 0;
+    for pair in raw.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        count += 1;
+        if count > MAX_BODY_VALUES {
+            continue;
+        }
+        let (n, v) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = form_decode(n);
+        out.push(Value {
+            kind: name_kind,
+            name: Cow::Borrowed(""),
+            data: name.clone(),
+        });
+        out.push(Value {
+            kind: value_kind,
+            name: lossy(name),
+            data: form_decode(v),
+        });
+    }
+    count
+}
+
+/// JSON: every string becomes a value named by its dotted key path (array items take
+/// their array's name); every key is also inspected as a name. Numbers, booleans and
+/// null cannot carry an attack and are skipped.
+fn json<'a>(body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let start = out.len();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut path = String::new();
+    let seed = Walk {
+        out: &mut *out,
+        path: &mut path,
+        count: 0,
+    };
+    match seed.deserialize(&mut de) {
+        Ok(n) => n,
+        Err(_) => {
+            // Not JSON after all: keep what parsed and inspect the whole body as one value.
+            out.push(Value {
+                kind: Kind::BodyArg,
+                name: Cow::Borrowed(""),
+                data: Cow::Borrowed(body),
+            });
+            (out.len() - start).max(1)
+        }
+    }
+}
+
+struct Walk<'o, 'a> {
+    out: &'o mut Vec<Value<'a>>,
+    path: &'o mut String,
+    count: usize,
+}
+
+/// A string that stays borrowed from the body unless it held escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de, 'o> DeserializeSeed<'de> for Walk<'o, 'de> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'o> Visitor<'de> for Walk<'o, 'de> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(self.count)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(self.count)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(self.count)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+        Ok(self.count)
+    }
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(self.count)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<usize, E> {
+        Ok(self.push(Cow::Borrowed(v.as_bytes())))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<usize, E> {
+        Ok(self.push(Cow::Owned(v.as_bytes().to_vec())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = self.count;
+        loop {
+            let walk = Walk {
+                out: &mut *self.out,
+                path: &mut *self.path,
+                count,
+            };
+            match seq.next_element_seed(walk)? {
+                Some(n) => count = n,
+                None => return Ok(count),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut count = self.count;
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            let saved = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
+            }
+            self.path.push_str(&key);
+            if self.out.len() < MAX_BODY_VALUES {
+                self.out.push(Value {
+                    kind: Kind::BodyArgName,
+                    name: Cow::Borrowed(""),
+                    data: match key {
+                        Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
+                        Cow::Owned(k) => Cow::Owned(k.into_bytes()),
+                    },
+                });
+            }
+            count = map.next_value_seed(Walk {
+                out: &mut *self.out,
+                path: &mut *self.path,
+                count,
+            })?;
+            self.path.truncate(saved);
+        }
+        Ok(count)
+    }
+}
+
+impl<'o, 'a> Walk<'o, 'a> {
+    /// Records a string value; returns the argument count including it.
+    fn push(self, data: Cow<'a, [u8]>) -> usize {
+        if self.out.len() < MAX_BODY_VALUES {
+            self.out.push(Value {
+                kind: Kind::BodyArg,
+                name: Cow::Owned(self.path.clone()),
+                data,
+            });
+        }
+        self.count + 1
+    }
+}
+
+/// Multipart: field names and values; for file parts the file name (not the content).
+fn multipart<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let Some(boundary) = param(content_type, b"boundary") else {
+        return 0;
+    };
+    if boundary.is_empty() {
+        return 0;
+    }
+    let mut delim = Vec::with_capacity(boundary.len() + 2);
+    delim.extend_from_slice(b"--");
+    delim.extend_from_slice(boundary);
+    let finder = memchr::memmem::Finder::new(&delim);
+    let mut count = 0;
+    let mut positions = finder.find_iter(body).peekable();
+    while let Some(start) = positions.next() {
+        let Some(&end) = positions.peek() else { break };
+        let part = &body[start + delim.len()..end];
+        let part = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"))
+            .unwrap_or(part);
+        let (head, content) = match memchr::memmem::find(part, b"\r\n\r\n") {
+            Some(i) => (&part[..i], &part[i + 4..]),
+            None => match memchr::memmem::find(part, b"\n\n") {
+                Some(i) => (&part[..i], &part[i + 2..]),
+                None => continue,
+            },
+        };
+        let content = content
+            .strip_suffix(b"\r\n")
+            .or_else(|| content.strip_suffix(b"\n"))
+            .unwrap_or(content);
+        let disposition = head
+            .split(|&b| b == b'\n')
+            .find(|l| l.len() > 20 && l[..20].eq_ignore_ascii_case(b"content-disposition:"));
+        let Some(disposition) = disposition else {
+            continue;
+        };
+        let name = param(disposition, b"name").unwrap_or(b"");
+        count += 1;
+        if out.len() >= MAX_BODY_VALUES {
+            continue;
+        }
+        out.push(Value {
+            kind: Kind::BodyArgName,
+            name: Cow::Borrowed(""),
+            data: Cow::Borrowed(name),
+        });
+        let name = String::from_utf8_lossy(name);
+        match param(disposition, b"filename") {
+            Some(file) => out.push(Value {
+                kind: Kind::FileName,
+                name,
+                data: Cow::Borrowed(file),
+            }),
+            None => out.push(Value {
+                kind: Kind::BodyArg,
+                name,
+                data: Cow::Borrowed(content),
+            }),
+        }
+    }
+    count
+}
+
+/// XML: element text and attribute values become arguments named by their element (or
+/// attribute); element and attribute names are inspected as names. Comments and
+/// processing instructions are skipped; the DOCTYPE stays visible in the raw body, where
+/// the XXE rules look. Entities are never resolved.
+fn xml<'a>(body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let mut count = 0;
+    let mut element: &'a [u8] = b"";
+    let mut i = 0;
+    let push = |out: &mut Vec<Value<'a>>, kind, name: &'a [u8], data: &'a [u8]| {
+        if out.len() < MAX_BODY_VALUES {
+            out.push(Value {
+                kind,
+                name: String::from_utf8_lossy(name),
+                data: Cow::Borrowed(data),
+            });
+        }
+    };
+    while i < body.len() {
+        let Some(p) = memchr::memchr(b'<', &body[i..]) else {
+            let text = body[i..].trim_ascii();
+            if !text.is_empty() {
+                push(out, Kind::BodyArg, element, text);
+                count += 1;
+            }
+            break;
+        };
+        let text = body[i..i + p].trim_ascii();
+        if !text.is_empty() {
+            push(out, Kind::BodyArg, element, text);
+            count += 1;
+        }
+        i += p;
+        let rest = &body[i..];
+        let skip_to =
+            |pat: &[u8]| memchr::memmem::find(rest, pat).map_or(body.len(), |e| i + e + pat.len());
+        if rest.starts_with(b"<!--") {
+            i = skip_to(b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            let end = memchr::memmem::find(rest, b"]]>").map_or(rest.len(), |e| e);
+            let data = &rest[9.min(end)..end];
+            push(out, Kind::BodyArg, element, data);
+            count += 1;
+            i = skip_to(b"]]>");
+        } else if rest.starts_with(b"<!") || rest.starts_with(b"<?") || rest.starts_with(b"</") {
+            i = skip_to(b">");
+        } else {
+            let end = memchr::memchr(b'>', rest).map_or(rest.len(), |e| e);
+            let tag = &rest[1..end];
+            let name_end = tag
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == b'/')
+                .unwrap_or(tag.len());
+            element = &tag[..name_end];
+            push(out, Kind::BodyArgName, b"", element);
+            count += xml_attributes(&tag[name_end..], out);
+            i += end + 1;
+        }
+    }
+    count
+}
+
+fn xml_attributes<'a>(mut attrs: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+    let mut count = 0;
+    loop {
+        attrs = attrs.trim_ascii_start();
+        let Some(eq) = memchr::memchr(b'=', attrs) else {
+            return count;
+        };
+        let name = attrs[..eq].trim_ascii();
+        let rest = attrs[eq + 1..].trim_ascii_start();
+        let Some(&q) = rest.first().filter(|q| **q == b'"' || **q == b'\'') else {
+            return count;
+        };
+        let end = memchr::memchr(q, &rest[1..]).map_or(rest.len(), |e| e + 1);
+        let value = &rest[1..end];
+        if out.len() < MAX_BODY_VALUES {
+            out.push(Value {
+                kind: Kind::BodyArgName,
+                name: Cow::Borrowed(""),
+                data: Cow::Borrowed(name),
+            });
+            out.push(Value {
+                kind: Kind::BodyArg,
+                name: String::from_utf8_lossy(name),
+                data: Cow::Borrowed(value),
+            });
+        }
+        count += 1;
+        attrs = &rest[(end + 1).min(rest.len())..];
+    }
+}
+
+/// A `key=value` or `key="value"` parameter of a header value (`;`-separated).
+fn param<'a>(header: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').skip(1).find_map(|p| {
+        let p = p.trim_ascii();
+        let eq = memchr::memchr(b'=', p)?;
+        if !p[..eq].trim_ascii().eq_ignore_ascii_case(key) {
+            return None;
+        }
+        let v = p[eq + 1..].trim_ascii();
+        Some(
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(ct: &str, body: &str) -> Vec<(Kind, String, String)> {
+        let mut out = Vec::new();
+        parse(ct.as_bytes(), body.as_bytes(), &mut out);
+        out.into_iter()
+            .map(|v| {
+                (
+                    v.kind,
+                    v.name.into_owned(),
+                    String::from_utf8_lossy(&v.data).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn urlencoded_decodes_names_and_values() {
+        let v = collect(
+            "application/x-www-form-urlencoded",
+            "a=1+2&b%5B%5D=%3Cx%3E&flag",
+        );
+        assert!(v.contains(&(Kind::BodyArg, "a".into(), "1 2".into())));
+        assert!(v.contains(&(Kind::BodyArg, "b[]".into(), "<x>".into())));
+        assert!(v.contains(&(Kind::BodyArgName, "".into(), "flag".into())));
+    }
+
+    #[test]
+    fn json_names_nested_keys_and_arrays() {
+        let v = collect(
+            "application/json; charset=utf-8",
+            r#"{"user":{"name":"a\"b","tags":["x",{"k":"y"}]},"n":1,"$ne":null}"#,
+        );
+        assert!(v.contains(&(Kind::BodyArg, "user.name".into(), "a\"b".into())));
+        assert!(v.contains(&(Kind::BodyArg, "user.tags".into(), "x".into())));
+        assert!(v.contains(&(Kind::BodyArg, "user.tags.k".into(), "y".into())));
+        assert!(v.contains(&(Kind::BodyArgName, "".into(), "$ne".into())));
+        let bad = collect("application/json", "{\"a\": [1, 2");
+        assert!(bad
+            .iter()
+            .any(|(k, _, d)| *k == Kind::BodyArg && d.starts_with('{')));
+    }
+
+    #[test]
+    fn xml_text_attributes_and_cdata() {
+        let v = collect(
+            "application/xml",
+            "<?xml version=\"1.0\"?><!-- c --><root><a probe=\"1 OR 1=1\">text</a><b><![CDATA[<x>]]></b></root>",
+        );
+        assert!(v.contains(&(Kind::BodyArg, "probe".into(), "1 OR 1=1".into())));
+        assert!(v.contains(&(Kind::BodyArg, "a".into(), "text".into())));
+        assert!(v.contains(&(Kind::BodyArg, "b".into(), "<x>".into())));
+        assert!(v.contains(&(Kind::BodyArgName, "".into(), "root".into())));
+        assert!(!v.iter().any(|(_, _, d)| d.contains("version")));
+        let broken = collect("text/xml", "<a x=\"1 <b");
+        assert!(broken.iter().all(|(_, _, d)| d.len() < 20));
+    }
+
+    #[test]
+    fn multipart_fields_and_file_names() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"../../x.php\"\r\nContent-Type: text/plain\r\n\r\nfile body\r\n--XyZ--\r\n";
+        let v = collect("multipart/form-data; boundary=XyZ", body);
+        assert!(v.contains(&(Kind::BodyArg, "title".into(), "hello".into())));
+        assert!(v.contains(&(Kind::FileName, "up".into(), "../../x.php".into())));
+        assert!(!v.iter().any(|(_, _, d)| d == "file body"));
+    }
+}

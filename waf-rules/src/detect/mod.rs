@@ -1,0 +1,9 @@
+//! Detectors that judge meaning rather than words: a value is flagged only when it forms a
+//! meaningful fragment of SQL or HTML/JS, so prose such as "union was a great select" or
+//! "Don't drop the table, Bob" passes (the idea behind libinjection's fingerprints).
+
+mod sqli;
+mod xss;
+
+pub(crate) use sqli::{sqli, SQLI_REQUIRED};
+pub(crate) use xss::xss;

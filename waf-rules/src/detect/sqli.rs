@@ -1,0 +1,350 @@
+//! SQL injection by token sequence.
+//!
+//! The value is tokenized three times, as if it started inside no quote, a single-quoted
+//! string and a double-quoted string (an injection first has to break out of wherever the
+//! application put it). Each token gets a one-letter class; the first tokens form a
+//! fingerprint judged against shapes that only SQL produces (`s&so`: a string closes, a
+//! logic operator, a comparison). A few shapes are also searched anywhere (`UE`: UNION
+//! SELECT, `;E` followed by SQL: a stacked statement).
+
+/// Literals of which one must occur for any judged shape to form: every shape starts with
+/// a string (a quote), or needs a logic operator or a statement keyword. The engine uses
+/// them as the detector's prefilter.
+pub(crate) const SQLI_REQUIRED: &[&str] = &[
+    "'", "\"", "and", "or", "xor", "not", "&&", "||", "select", "insert", "update", "delete",
+    "drop", "create", "alter", "truncate", "exec", "declare", "shutdown", "waitfor",
+];
+
+/// Tokens looked at; enough for every shape below and bounded work per value.
+const MAX_TOKENS: usize = 24;
+
+/// Fingerprint prefixes (`$` marks the end of the value) that are an injection when the
+/// value is read from its start in the given context.
+const PREFIX_SHAPES: &[&str] = &[
+    // after closing a string
+    "s&1o", "s&1c", "s&1$", "s&1;", "s&1)", "s&so", "s&sc", "s&f(", "s&v", "s&(", "s&no", "so1&",
+    "so1c", "sos&", "sosc", "sof(", "s;E", "s;k", "sc$", "s)&", "s);", "s)c", "sk1", "s&n(", "s1c",
+    // after a number or bare value
+    "1&1o", "1&so", "1&f(", "1&v", "1&(", "1;E", "1)&1o", "1&1c", "1&1$", "n&1o", "n&so",
+    // a statement from the first byte
+    "Eok", "Ef(", "Ev", "E1,", "E1k", "E(E",
+];
+
+/// Shapes that are an injection wherever they occur; `?` stands for any token (so `UE?`
+/// needs something after UNION SELECT: a search for the words alone is not an attack).
+const ANYWHERE_SHAPES: &[&str] = &[
+    "UE?", "U(E", "Eok", ";Ek", ";Eo", ";Ef", ";Ev", ";E1", ";E$",
+];
+
+/// Whether `shape` matches `print` at `at` (`?` matches any token but the end mark).
+fn shape_at(print: &[u8], at: usize, shape: &[u8]) -> bool {
+    print.len() >= at + shape.len()
+        && shape
+            .iter()
+            .zip(&print[at..])
+            .all(|(s, p)| if *s == b'?' { *p != b'$' } else { s == p })
+}
+
+#[derive(Clone, Copy)]
+struct Token {
+    class: u8,
+    start: usize,
+    end: usize,
+}
+
+/// Returns the span of the first injection-shaped fragment, if any.
+pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
+    if value.len() < 2 {
+        return None;
+    }
+    let mut tokens = Vec::with_capacity(MAX_TOKENS);
+    let mut print = Vec::with_capacity(MAX_TOKENS + 1);
+    for quote in [None, Some(b'\''), Some(b'"')] {
+        if let Some(q) = quote {
+            if memchr::memchr(q, value).is_none() {
+                continue;
+            }
+        }
+        tokens.clear();
+        tokenize(value, quote, &mut tokens);
+        print.clear();
+        print.extend(tokens.iter().map(|t| t.class));
+        if tokens.len() < MAX_TOKENS {
+            print.push(b'$');
+        }
+        let span = |from: usize, n: usize| {
+            let last = (from + n).min(tokens.len()).saturating_sub(1);
+            Some((tokens[from].start, tokens[last.max(from)].end))
+        };
+        for shape in PREFIX_SHAPES {
+            if print.starts_with(shape.as_bytes()) {
+                return span(0, shape.len());
+            }
+        }
+        for shape in ANYWHERE_SHAPES {
+            let shape = shape.as_bytes();
+            if let Some(at) = (0..tokens.len()).find(|&at| shape_at(&print, at, shape)) {
+                return span(at, shape.len());
+            }
+        }
+    }
+    None
+}
+
+fn word_class(word: &[u8]) -> u8 {
+    let mut buf = [0u8; 24];
+    if word.len() > buf.len() {
+        return b'n';
+    }
+    for (d, s) in buf.iter_mut().zip(word) {
+        *d = s.to_ascii_uppercase();
+    }
+    match &buf[..word.len()] {
+        b"UNION" | b"INTERSECT" | b"EXCEPT" => b'U',
+        b"SELECT" | b"INSERT" | b"UPDATE" | b"DELETE" | b"DROP" | b"CREATE" | b"ALTER"
+        | b"TRUNCATE" | b"EXEC" | b"EXECUTE" | b"DECLARE" | b"SHUTDOWN" | b"WAITFOR" => b'E',
+        b"AND" | b"OR" | b"XOR" | b"NOT" => b'&',
+        b"LIKE" | b"RLIKE" | b"REGEXP" | b"IS" | b"IN" | b"BETWEEN" | b"SOUNDS" | b"DIV"
+        | b"MOD" => b'o',
+        b"NULL" | b"TRUE" | b"FALSE" => b'1',
+        b"FROM"
+        | b"WHERE"
+        | b"INTO"
+        | b"TABLE"
+        | b"VALUES"
+        | b"SET"
+        | b"ORDER"
+        | b"GROUP"
+        | b"HAVING"
+        | b"LIMIT"
+        | b"OFFSET"
+        | b"PROCEDURE"
+        | b"CASE"
+        | b"WHEN"
+        | b"THEN"
+        | b"ELSE"
+        | b"END"
+        | b"DATABASE"
+        | b"TOP"
+        | b"AS"
+        | b"DELAY"
+        | b"INFORMATION_SCHEMA" => b'k',
+        _ => b'n',
+    }
+}
+
+fn is_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn is_word(b: u8) -> bool {
+    is_word_start(b) || b.is_ascii_digit() || b == b'.'
+}
+
+fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Vec<Token>) {
+    let mut i = 0;
+    if let Some(q) = quote {
+        let end = string_end(v, 0, q);
+        out.push(Token {
+            class: b's',
+            start: 0,
+            end,
+        });
+        i = end + 1;
+    }
+    while i < v.len() && out.len() < MAX_TOKENS {
+        let b = v[i];
+        let start = i;
+        if b.is_ascii_whitespace() || b == 0x0b || b == 0 || b == 0xa0 {
+            i += 1;
+            continue;
+        }
+        match b {
+            b'\'' | b'"' => {
+                let end = string_end(v, i + 1, b);
+                emit(out, b's', start, end.min(v.len()));
+                i = end + 1;
+            }
+            b'`' => {
+                let end = string_end(v, i + 1, b);
+                emit(out, b'n', start, end.min(v.len()));
+                i = end + 1;
+            }
+            b'0'..=b'9' => {
+                i += 1;
+                while i < v.len() && (v[i].is_ascii_alphanumeric() || v[i] == b'.') {
+                    i += 1;
+                }
+                emit(out, b'1', start, i);
+            }
+            b'.' if v.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                i += 1;
+                while i < v.len() && (v[i].is_ascii_alphanumeric() || v[i] == b'.') {
+                    i += 1;
+                }
+                emit(out, b'1', start, i);
+            }
+            b'/' if v.get(i + 1) == Some(&b'*') => {
+                if v.get(i + 2) == Some(&b'!') {
+                    // MySQL executable comment: its content is SQL.
+                    i += 3;
+                    while i < v.len() && v[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    continue;
+                }
+                let end =
+                    memchr::memmem::find(&v[i + 2..], b"*/").map_or(v.len(), |p| i + 2 + p + 2);
+                if v[end..].iter().all(u8::is_ascii_whitespace) {
+                    emit(out, b'c', start, end);
+                }
+                i = end;
+            }
+            b'*' if v.get(i + 1) == Some(&b'/') => i += 2,
+            b'-' if v.get(i + 1) == Some(&b'-') => {
+                comment_to_eol(v, &mut i, out);
+            }
+            b'#' => comment_to_eol(v, &mut i, out),
+            b'@' => {
+                i += 1;
+                while i < v.len() && (v[i] == b'@' || is_word(v[i])) {
+                    i += 1;
+                }
+                emit(out, b'v', start, i);
+            }
+            b'(' | b')' | b',' | b';' => {
+                i += 1;
+                emit(out, b, start, i);
+            }
+            b'|' if v.get(i + 1) == Some(&b'|') => {
+                i += 2;
+                emit(out, b'&', start, i);
+            }
+            b'&' if v.get(i + 1) == Some(&b'&') => {
+                i += 2;
+                emit(out, b'&', start, i);
+            }
+            b'=' | b'<' | b'>' | b'!' | b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'~' | b'|'
+            | b'&' | b':' => {
+                i += 1;
+                while i < v.len() && matches!(v[i], b'=' | b'<' | b'>' | b'!') {
+                    i += 1;
+                }
+                emit(out, b'o', start, i);
+            }
+            _ if is_word_start(b) => {
+                while i < v.len() && is_word(v[i]) {
+                    i += 1;
+                }
+                let word = &v[start..i];
+                let mut class = word_class(word);
+                if word.eq_ignore_ascii_case(b"all") || word.eq_ignore_ascii_case(b"distinct") {
+                    class = b'\0';
+                } else if class == b'n' {
+                    let mut j = i;
+                    while j < v.len() && v[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if v.get(j) == Some(&b'(') {
+                        class = b'f';
+                    }
+                }
+                emit(out, class, start, i);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Appends a token; class `\0` marks ALL and DISTINCT, which only qualify a set
+/// operation: dropping them keeps `UNION ALL SELECT` the same shape as `UNION SELECT`.
+fn emit(out: &mut Vec<Token>, class: u8, start: usize, end: usize) {
+    if class != b'\0' {
+        out.push(Token { class, start, end });
+    }
+}
+
+fn comment_to_eol(v: &[u8], i: &mut usize, out: &mut Vec<Token>) {
+    let start = *i;
+    match memchr::memchr(b'\n', &v[*i..]) {
+        Some(p) => *i += p + 1,
+        None => {
+            *i = v.len();
+            out.push(Token {
+                class: b'c',
+                start,
+                end: v.len(),
+            });
+        }
+    }
+}
+
+/// Index of the closing quote (or `v.len()` when unterminated); `\x` and doubled quotes
+/// do not close.
+fn string_end(v: &[u8], mut i: usize, q: u8) -> usize {
+    while i < v.len() {
+        if v[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if v[i] == q {
+            if v.get(i + 1) == Some(&q) {
+                i += 2;
+                continue;
+            }
+            return i;
+        }
+        i += 1;
+    }
+    v.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqli;
+
+    #[test]
+    fn flags_injections() {
+        for attack in [
+            "1' or '1'='1",
+            "' OR 1=1--",
+            "admin'--",
+            "1 union select null,version()",
+            "-1 UNION ALL SELECT username, password FROM users",
+            "1; drop table users",
+            "1' and sleep(5)#",
+            "x\" or \"a\"=\"a",
+            "1 AND 1=1",
+            "') or ('a'='a",
+            "1 uNiOn/**/sElEcT 1,2",
+            "select * from users",
+            "x' union select password from users where 'a'='a",
+            "1' union select @@version -- ",
+        ] {
+            assert!(sqli(attack.as_bytes()).is_some(), "missed {attack:?}");
+        }
+    }
+
+    #[test]
+    fn passes_prose_and_data() {
+        for benign in [
+            "union was a great select",
+            "Don't drop the table, Bob",
+            "I'd like to select a name from the list, or not",
+            "Please update your profile; it's been a while",
+            "O'Reilly and Sons",
+            "The 2 or 3 best options",
+            "It's 5 o'clock and we're late",
+            "SELECT is a word; we use it",
+            "3.14159",
+            "john.doe+news@example.com",
+            "{\"query\": \"{ user(id: 1) { name } }\"}",
+            "We can't, won't and shouldn't",
+            "The union members voted",
+            "The 'and' operator returns true",
+            "union select",
+        ] {
+            assert!(sqli(benign.as_bytes()).is_none(), "flagged {benign:?}");
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! Inspection: one pass over the request's values, each transformed once per chain and
+//! scanned once by that chain's automaton; rules then only check the hits (literal rules)
+//! or run their regex when their required literals were seen.
+
+use std::sync::Arc;
+
+use crate::request::{extract, Kind, Request, Value};
+use crate::rule::{Op, Rule};
+use crate::ruleset::{Chain, RuleSet};
+use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
+use crate::transform::{feature, Transform};
+use crate::{decode, detect, util};
+
+/// Longest matched fragment kept in a match, in bytes.
+pub const FRAGMENT_MAX: usize = 64;
+
+/// Matches kept per request: enough to explain any verdict, bounded for hostile input.
+pub const MATCHES_MAX: usize = 64;
+
+/// Header names whose values are never echoed in matches.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "x-csrf-token",
+];
+
+/// Argument name fragments that mark a secret value.
+const SECRET_ARGS: &[&str] = &["password", "passwd", "secret", "token", "api_key", "apikey"];
+
+/// What the proxy should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the request.
+    Pass,
+    /// Forward, but the request reached the threshold in detect mode: report it.
+    Detect,
+    /// Refuse the request (see `Verdict::status`).
+    Block,
+}
+
+/// One rule that fired, with enough to explain it in an audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub rule_id: u32,
+    pub message: Arc<str>,
+    pub tags: Vec<String>,
+    /// Where it matched: `query_arg:q`, `header:user-agent`, `path`, `body_arg:user.name`...
+    pub target: String,
+    /// The matched part of the (transformed) value, at most 64 bytes, or `[redacted]`.
+    pub fragment: String,
+    pub score: u32,
+    pub paranoia: u8,
+}
+
+/// The outcome of an inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    /// Sum of the scores of the rules that fired. A rule counts once per request however
+    /// many values it matched, so one payload repeated in many fields is not overcounted;
+    /// each matched value is still listed in `matches` (up to `MATCHES_MAX`).
+    pub score: u32,
+    pub threshold: u32,
+    pub matches: Vec<Match>,
+    /// The body (after content decoding) exceeded the limit and the settings say to reject
+    /// such bodies.
+    pub body_over_limit: bool,
+    /// The body's `Content-Encoding` is unsupported or the compressed data is corrupt, so it
+    /// could not be inspected; the request is refused rather than passed uninspected.
+    pub body_undecodable: bool,
+}
+
+impl Verdict {
+    /// The HTTP status to answer with when blocking: 413 for an oversized body, 400 for
+    /// a body that could not be decoded, else 403.
+    pub fn status(&self) -> Option<u16> {
+        match self.action {
+            Action::Block if self.body_over_limit => Some(413),
+            Action::Block if self.body_undecodable => Some(400),
+            Action::Block => Some(403),
+            _ => None,
+        }
+    }
+}
+
+/// The WAF engine over one compiled rule set. Cheap to clone and share across threads.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+}
+
+impl Engine {
+    /// Wraps a compiled rule set.
+    pub fn new(rules: RuleSet) -> Engine {
+        Engine {
+            rules: Arc::new(rules),
+        }
+    }
+
+    /// The rule set in use.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Inspects one request under `settings`, with the overrides of `route` if any.
+    pub fn inspect(
+        &self,
+        req: &Request<'_>,
+        settings: &WafSettings,
+        route: Option<&str>,
+    ) -> Verdict {
+        let eff = settings.resolve(route);
+        let mut verdict = Verdict {
+            action: Action::Pass,
+            score: 0,
+            threshold: eff.threshold,
+            matches: Vec::new(),
+            body_over_limit: false,
+            body_undecodable: false,
+        };
+        if eff.mode == Mode::Off {
+            return verdict;
+        }
+        let refuse = |mut verdict: Verdict| {
+            verdict.action = match eff.mode {
+                Mode::Block => Action::Block,
+                _ => Action::Detect,
+            };
+            verdict
+        };
+        let mut body = req.body;
+        if body.len() > settings.body_limit {
+            match settings.over_limit {
+                OverLimit::Reject => {
+                    verdict.body_over_limit = true;
+                    return refuse(verdict);
+                }
+                OverLimit::InspectPrefix => body = &body[..settings.body_limit],
+            }
+        }
+        let keep_prefix = settings.over_limit == OverLimit::InspectPrefix;
+        let decoded = match decode::content(req, body, settings.body_limit, keep_prefix) {
+            Ok(d) => d,
+            Err(decode::Refused::TooLarge) => {
+                verdict.body_over_limit = true;
+                return refuse(verdict);
+            }
+            Err(decode::Refused::Undecodable) => {
+                verdict.body_undecodable = true;
+                return refuse(verdict);
+            }
+        };
+        let body = match &decoded {
+            Some(d) => d.as_slice(),
+            None => body,
+        };
+        let extracted = extract(req, body);
+        let set = &*self.rules;
+        let mut scratch = Scratch::new(set);
+        for value in &extracted.values {
+            scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
+        }
+        for (ri, rule) in set.rules.iter().enumerate() {
+            if let Op::ArgCountOver(max) = rule.op {
+                if rule.paranoia <= eff.paranoia
+                    && extracted.arg_count > max
+                    && !excluded(rule, &eff.exclusions, None)
+                    && !scratch.scored[ri]
+                {
+                    verdict.score += rule.score;
+                    verdict.matches.push(new_match(
+                        rule,
+                        "args".into(),
+                        extracted.arg_count.to_string(),
+                    ));
+                }
+            }
+        }
+        if verdict.score >= eff.threshold {
+            verdict.action = match eff.mode {
+                Mode::Block => Action::Block,
+                _ => Action::Detect,
+            };
+        }
+        verdict
+    }
+}
+
+fn new_match(rule: &Rule, target: String, fragment: String) -> Match {
+    Match {
+        rule_id: rule.id,
+        message: rule.message.clone(),
+        tags: rule.tags.clone(),
+        target,
+        fragment,
+        score: rule.score,
+        paranoia: rule.paranoia,
+    }
+}
+
+/// Whether an exclusion switches `rule` off for the value named `name` (`None`: the rule
+/// as a whole, e.g. for request-wide checks).
+fn excluded(rule: &Rule, exclusions: &[&Exclusion], name: Option<&str>) -> bool {
+    exclusions.iter().any(|e| {
+        let rule_hit = (e.rules.is_empty() && e.tags.is_empty())
+            || e.rules.contains(&rule.id)
+            || e.tags.iter().any(|t| rule.tags.iter().any(|rt| rt == t));
+        let arg_hit = e.args.is_empty()
+            || name.is_some_and(|n| e.args.iter().any(|a| a.eq_ignore_ascii_case(n)));
+        rule_hit && arg_hit
+    })
+}
+
+fn is_secret(value: &Value<'_>) -> bool {
+    match value.kind {
+        Kind::Cookie => true,
+        Kind::Header => SECRET_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&value.name)),
+        Kind::QueryArg | Kind::BodyArg => {
+            let lower = value.name.to_ascii_lowercase();
+            SECRET_ARGS.iter().any(|s| lower.contains(s))
+        }
+        _ => false,
+    }
+}
+
+/// Per-request working memory: two transformation buffers and per-rule hit stamps, so
+/// the hot loop allocates nothing per rule or per value.
+pub(crate) struct Scratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    stamp: u32,
+    hit: Vec<u32>,
+    span: Vec<(u32, u32)>,
+    scored: Vec<bool>,
+}
+
+impl Scratch {
+    pub(crate) fn new(set: &RuleSet) -> Scratch {
+        Scratch {
+            a: Vec::with_capacity(256),
+            b: Vec::with_capacity(256),
+            stamp: 0,
+            hit: vec![0; set.rules.len()],
+            span: vec![(0, 0); set.rules.len()],
+            scored: vec![false; set.rules.len()],
+        }
+    }
+
+    fn inspect_value(
+        &mut self,
+        set: &RuleSet,
+        value: &Value<'_>,
+        paranoia: u8,
+        exclusions: &[&Exclusion],
+        verdict: &mut Verdict,
+    ) {
+        let bit = value.kind.bit();
+        let level = usize::from(paranoia.clamp(1, 4)) - 1;
+        let raw: &[u8] = &value.data;
+        let features = feature::of(raw);
+        // Stamp of the global scan of the raw value, done at most once and only when some
+        // chain leaves the value unchanged.
+        let mut raw_stamp = None;
+        for chain in &set.chains {
+            if chain.kinds_at[level] & bit == 0 {
+                continue;
+            }
+            if value.kind == Kind::Header
+                && !self.chain_wants_header(set, chain, &value.name, paranoia)
+            {
+                continue;
+            }
+            let mut changed = false;
+            let data = if chain.triggers & features == 0 {
+                raw
+            } else {
+                let d = apply_chain(&chain.transforms, raw, &mut self.a, &mut self.b);
+                changed = d != raw;
+                if changed {
+                    d
+                } else {
+                    raw
+                }
+            };
+            let stamp = if changed {
+                self.stamp += 1;
+                let stamp = self.stamp;
+                if let Some(ac) = &chain.automaton {
+                    for m in ac.find_overlapping_iter(data) {
+                        mark(
+                            &mut self.hit,
+                            &mut self.span,
+                            chain.pattern_rule[m.pattern().as_usize()],
+                            stamp,
+                            m.start(),
+                            m.end(),
+                        );
+                    }
+                }
+                stamp
+            } else if let Some(stamp) = raw_stamp {
+                stamp
+            } else {
+                self.stamp += 1;
+                let stamp = self.stamp;
+                if let Some(ac) = &set.global {
+                    for m in ac.find_overlapping_iter(raw) {
+                        mark(
+                            &mut self.hit,
+                            &mut self.span,
+                            set.global_pattern_rule[m.pattern().as_usize()],
+                            stamp,
+                            m.start(),
+                            m.end(),
+                        );
+                    }
+                }
+                raw_stamp = Some(stamp);
+                stamp
+            };
+            for &r in &chain.rules {
+                let r = r as usize;
+                let rule = &set.rules[r];
+                if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
+                    continue;
+                }
+                let hit = (self.hit[r] == stamp).then_some(self.span[r]);
+                let Some((start, end)) = eval(rule, data, hit) else {
+                    continue;
+                };
+                let name = (!value.name.is_empty()).then_some(value.name.as_ref());
+                if excluded(rule, exclusions, name) {
+                    continue;
+                }
+                if !self.scored[r] {
+                    self.scored[r] = true;
+                    verdict.score += rule.score;
+                }
+                if verdict.matches.len() >= MATCHES_MAX {
+                    continue;
+                }
+                let target = if value.name.is_empty() {
+                    value.kind.label().to_string()
+                } else if value.kind == Kind::Header {
+                    format!("header:{}", value.name.to_ascii_lowercase())
+                } else {
+                    format!("{}:{}", value.kind.label(), value.name)
+                };
+                let fragment = if is_secret(value) {
+                    "[redacted]".to_string()
+                } else {
+                    util::fragment(&data[start as usize..end as usize], FRAGMENT_MAX)
+                };
+                verdict.matches.push(new_match(rule, target, fragment));
+            }
+        }
+    }
+
+    /// Headers are many and most rules look at one header by name: skip chains none of
+    /// whose rules look at this header.
+    fn chain_wants_header(&self, set: &RuleSet, chain: &Chain, name: &str, paranoia: u8) -> bool {
+        chain.rules.iter().any(|&r| {
+            let rule = &set.rules[r as usize];
+            rule.paranoia <= paranoia && rule.targets.covers(Kind::Header, name)
+        })
+    }
+
+    /// Evaluates one rule on one value, ignoring targets and paranoia (for examples).
+    pub(crate) fn eval_single(
+        &mut self,
+        set: &RuleSet,
+        ri: usize,
+        value: &[u8],
+    ) -> Option<(u32, u32)> {
+        let rule = &set.rules[ri];
+        let chain = &set.chains[set.rule_chain[ri] as usize];
+        let data = apply_chain(&chain.transforms, value, &mut self.a, &mut self.b);
+        let mut hit = None;
+        if let Some(ac) = &chain.automaton {
+            hit = ac
+                .find_overlapping_iter(data)
+                .find(|m| chain.pattern_rule[m.pattern().as_usize()] as usize == ri)
+                .map(|m| (m.start() as u32, m.end() as u32));
+        }
+        eval(rule, data, hit)
+    }
+}
+
+/// Records the first literal hit of rule `r` in the scan stamped `stamp`.
+fn mark(hit: &mut [u32], span: &mut [(u32, u32)], r: u32, stamp: u32, start: usize, end: usize) {
+    let r = r as usize;
+    if hit[r] != stamp {
+        hit[r] = stamp;
+        span[r] = (start as u32, end as u32);
+    }
+}
+
+/// Applies a chain, ping-ponging between two buffers and borrowing the input while no
+/// step changes it.
+fn apply_chain<'x>(
+    transforms: &[Transform],
+    input: &'x [u8],
+    a: &'x mut Vec<u8>,
+    b: &'x mut Vec<u8>,
+) -> &'x [u8] {
+    let mut cur = 0u8;
+    for t in transforms {
+        cur = match cur {
+            0 => {
+                if t.apply(input, a) {
+                    1
+                } else {
+                    0
+                }
+            }
+            1 => {
+                if t.apply(a, b) {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => {
+                if t.apply(b, a) {
+                    1
+                } else {
+                    2
+                }
+            }
+        };
+    }
+    match cur {
+        0 => input,
+        1 => a,
+        _ => b,
+    }
+}
+
+/// Runs a rule's operator; `hit` is the span of its first literal seen by the prefilter.
+fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>) -> Option<(u32, u32)> {
+    let span = |s: usize, e: usize| Some((s as u32, e as u32));
+    match &rule.op {
+        Op::Literals => hit,
+        Op::Regex { re, prefiltered } => {
+            if *prefiltered && hit.is_none() {
+                return None;
+            }
+            re.find(data).and_then(|m| span(m.start(), m.end()))
+        }
+        Op::BytesOutside(allowed) => data
+            .iter()
+            .position(|&b| !allowed[usize::from(b)])
+            .and_then(|i| span(i, i + 1)),
+        Op::LengthOver(max) => {
+            (data.len() > *max).then(|| (0, data.len().min(FRAGMENT_MAX) as u32))
+        }
+        Op::ArgCountOver(_) => None,
+        Op::InvalidUrlEncoding => {
+            util::invalid_url_encoding(data).and_then(|i| span(i, (i + 3).min(data.len())))
+        }
+        // The tokenizer runs only when the value holds a quote, a logic operator or a
+        // statement keyword (its built-in prefilter literals), without which no judged
+        // shape can form.
+        Op::Sqli => hit
+            .and_then(|_| detect::sqli(data))
+            .and_then(|(s, e)| span(s, e)),
+        Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
+    }
+}

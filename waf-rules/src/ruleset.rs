@@ -1,0 +1,278 @@
+//! A loaded rule set, compiled once: rules grouped by transformation chain, and one
+//! Aho-Corasick automaton per chain holding every literal of every rule on that chain.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use crate::error::RuleError;
+use crate::rule::{parse_file, Op, Rule};
+use crate::transform::Transform;
+
+/// The base rules shipped in the binary, one file per attack class.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("protocol.yaml", include_str!("../rules/protocol.yaml")),
+    ("scanners.yaml", include_str!("../rules/scanners.yaml")),
+    ("lfi.yaml", include_str!("../rules/lfi.yaml")),
+    ("rfi.yaml", include_str!("../rules/rfi.yaml")),
+    ("rce.yaml", include_str!("../rules/rce.yaml")),
+    ("ssti.yaml", include_str!("../rules/ssti.yaml")),
+    ("ssrf.yaml", include_str!("../rules/ssrf.yaml")),
+    ("jndi.yaml", include_str!("../rules/jndi.yaml")),
+    ("xxe.yaml", include_str!("../rules/xxe.yaml")),
+    ("xss.yaml", include_str!("../rules/xss.yaml")),
+    ("sqli.yaml", include_str!("../rules/sqli.yaml")),
+];
+
+/// Rules sharing one transformation chain.
+pub(crate) struct Chain {
+    pub transforms: Vec<Transform>,
+    /// Indices into `RuleSet::rules`.
+    pub rules: Vec<u32>,
+    /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
+    pub kinds: u32,
+    pub automaton: Option<AhoCorasick>,
+    /// Automaton pattern id -> rule index.
+    pub pattern_rule: Vec<u32>,
+    /// Union of the chain's transformation triggers (see `transform::feature`).
+    pub triggers: u16,
+    /// `kinds` restricted to rules of paranoia <= index + 1.
+    pub kinds_at: [u32; 4],
+}
+
+/// A compiled rule set. Build it once per load and share it (it is immutable).
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) chains: Vec<Chain>,
+    /// For each rule, the index of its chain.
+    pub(crate) rule_chain: Vec<u32>,
+    /// Every literal of every rule, for values that no chain changes: one scan then
+    /// serves all chains.
+    pub(crate) global: Option<AhoCorasick>,
+    pub(crate) global_pattern_rule: Vec<u32>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("chains", &self.chains.len())
+            .finish()
+    }
+}
+
+/// A rule as listed by `RuleSet::rules`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub id: u32,
+    pub message: String,
+    pub tags: Vec<String>,
+    pub paranoia: u8,
+    pub score: u32,
+    pub file: String,
+}
+
+/// A rule whose own examples disagree with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleFailure {
+    pub rule_id: u32,
+    pub file: String,
+    pub example: String,
+    /// `true` when the example should have matched.
+    pub expected_match: bool,
+}
+
+impl std::fmt::Display for ExampleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.expected_match {
+            "does not match"
+        } else {
+            "matches"
+        };
+        write!(
+            f,
+            "{}: rule {} {verb} its example {:?}",
+            self.file, self.rule_id, self.example
+        )
+    }
+}
+
+fn automaton(patterns: &[&str]) -> Result<Option<AhoCorasick>, RuleError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .build(patterns)
+        .map(Some)
+        .map_err(|e| RuleError::Automaton(e.to_string()))
+}
+
+impl RuleSet {
+    /// The base rule set compiled into the binary, so a proxy works with no rules directory.
+    pub fn embedded() -> Result<RuleSet, RuleError> {
+        let mut rules = Vec::new();
+        for (name, text) in EMBEDDED {
+            rules.extend(parse_file(name, text)?);
+        }
+        Self::build(rules)
+    }
+
+    /// Loads every `*.yaml`/`*.yml` file of `dir` (sorted by name, not recursive).
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, RuleError> {
+        let dir = dir.as_ref();
+        let io = |source| RuleError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?
+            .into_iter()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(RuleError::Empty(dir.to_path_buf()));
+        }
+        let mut rules = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|source| RuleError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            rules.extend(parse_file(&path.display().to_string(), &text)?);
+        }
+        Self::build(rules)
+    }
+
+    /// Compiles rules given as YAML text (`name` is used in errors).
+    pub fn from_yaml(name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        Self::build(parse_file(name, text)?)
+    }
+
+    fn build(rules: Vec<Rule>) -> Result<RuleSet, RuleError> {
+        let mut first_file: HashMap<u32, &str> = HashMap::new();
+        for r in &rules {
+            if let Some(first) = first_file.insert(r.id, &r.file) {
+                return Err(RuleError::DuplicateId {
+                    id: r.id,
+                    first: first.to_string(),
+                    second: r.file.clone(),
+                });
+            }
+        }
+        let mut by_chain: HashMap<&[Transform], u32> = HashMap::new();
+        let mut chains: Vec<Chain> = Vec::new();
+        let mut rule_chain = Vec::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            let c = *by_chain.entry(&r.chain).or_insert_with(|| {
+                chains.push(Chain {
+                    transforms: r.chain.clone(),
+                    rules: Vec::new(),
+                    kinds: 0,
+                    automaton: None,
+                    pattern_rule: Vec::new(),
+                    triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
+                    kinds_at: [0; 4],
+                });
+                (chains.len() - 1) as u32
+            });
+            let chain = &mut chains[c as usize];
+            chain.rules.push(i as u32);
+            if !matches!(r.op, Op::ArgCountOver(_)) {
+                chain.kinds |= r.targets.kind_mask();
+                for p in usize::from(r.paranoia)..=4 {
+                    chain.kinds_at[p - 1] |= r.targets.kind_mask();
+                }
+            }
+            rule_chain.push(c);
+        }
+        let mut global_patterns: Vec<&str> = Vec::new();
+        let mut global_pattern_rule = Vec::new();
+        for chain in &mut chains {
+            let mut patterns: Vec<&str> = Vec::new();
+            for &ri in &chain.rules {
+                for lit in &rules[ri as usize].literals {
+                    patterns.push(lit);
+                    chain.pattern_rule.push(ri);
+                    global_patterns.push(lit);
+                    global_pattern_rule.push(ri);
+                }
+            }
+            chain.automaton = automaton(&patterns)?;
+        }
+        let global = automaton(&global_patterns)?;
+        Ok(RuleSet {
+            rules,
+            chains,
+            rule_chain,
+            global,
+            global_pattern_rule,
+        })
+    }
+
+    /// Number of distinct transformation chains (one automaton each).
+    pub fn chain_count(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the set holds no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Lists the rules (for tools and documentation).
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id,
+                message: r.message.to_string(),
+                tags: r.tags.clone(),
+                paranoia: r.paranoia,
+                score: r.score,
+                file: r.file.clone(),
+            })
+            .collect()
+    }
+
+    /// Runs every rule's examples through the rule itself (its chain, prefilter and
+    /// operator) and returns the ones that disagree.
+    pub fn check_examples(&self) -> Vec<ExampleFailure> {
+        let mut failures = Vec::new();
+        let mut scratch = crate::engine::Scratch::new(self);
+        for (ri, rule) in self.rules.iter().enumerate() {
+            let cases = rule
+                .examples
+                .positive
+                .iter()
+                .map(|e| (e, true))
+                .chain(rule.examples.no_match.iter().map(|e| (e, false)));
+            for (example, expected) in cases {
+                let got = scratch.eval_single(self, ri, example.as_bytes()).is_some();
+                if got != expected {
+                    failures.push(ExampleFailure {
+                        rule_id: rule.id,
+                        file: rule.file.clone(),
+                        example: example.clone(),
+                        expected_match: expected,
+                    });
+                }
+            }
+        }
+        failures
+    }
+}

@@ -1,0 +1,647 @@
+//! Transformations applied to a value before an operator sees it.
+//!
+//! Each transformation writes into a caller-owned buffer so the engine can reuse two
+//! scratch buffers per request instead of allocating per rule. A transformation that
+//! would not change its input reports so, letting the engine keep borrowing the original.
+
+use serde::Deserialize;
+
+/// One step of a transformation chain, named in rule files in snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// `%xx` and `%uXXXX` decoding (invalid escapes are kept as they are).
+    UrlDecode,
+    /// `&lt;`, `&#60;`, `&#x3c;` and the common named entities; the `;` is optional.
+    HtmlEntityDecode,
+    /// JavaScript escapes: `\xHH`, `\uHHHH`, `\n`-style and `\<char>`.
+    JsDecode,
+    /// CSS escapes: `\` followed by 1-6 hex digits (and an optional space), or `\<char>`.
+    CssDecode,
+    /// ASCII lowercase.
+    Lowercase,
+    /// Backslashes to slashes, collapse `//`, resolve `./` and `../` textually (keeping a
+    /// leading `../` so traversal above the root remains visible).
+    NormalizePath,
+    /// Drop NUL bytes.
+    RemoveNulls,
+    /// Runs of whitespace (including NUL-free control whitespace) become one space.
+    CompressWhitespace,
+    /// Drop all whitespace.
+    RemoveWhitespace,
+    /// Decode standard or URL-safe base64; on invalid input the value is left unchanged.
+    Base64Decode,
+    /// Remove SQL comments: `/* ... */` (also unterminated), and `--` or `#` to end of line.
+    RemoveSqlComments,
+    /// Fold Unicode look-alikes used for evasion: full-width ASCII (U+FF01..U+FF5E) and
+    /// overlong two-byte UTF-8 forms of ASCII (`C0 AE` for `.`).
+    FoldUnicode,
+}
+
+/// Byte features of a value, computed once per value: a transformation can only change a
+/// value holding one of its trigger features, so a chain none of whose triggers occur is
+/// known to leave the value as it is without running it.
+pub(crate) mod feature {
+    pub const PERCENT: u16 = 1;
+    pub const AMP: u16 = 1 << 1;
+    pub const BACKSLASH: u16 = 1 << 2;
+    pub const UPPER: u16 = 1 << 3;
+    pub const PATH: u16 = 1 << 4;
+    pub const NUL: u16 = 1 << 5;
+    pub const SPACE: u16 = 1 << 6;
+    pub const SQL_COMMENT: u16 = 1 << 7;
+    pub const HIGH: u16 = 1 << 8;
+    /// Set on every value: for transformations with no cheap trigger (base64).
+    pub const ALWAYS: u16 = 1 << 9;
+
+    const fn table() -> [u16; 256] {
+        let mut t = [0u16; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            let mut f = 0;
+            if c == b'%' {
+                f |= PERCENT;
+            }
+            if c == b'&' {
+                f |= AMP;
+            }
+            if c == b'\\' {
+                f |= BACKSLASH | PATH;
+            }
+            if c.is_ascii_uppercase() {
+                f |= UPPER;
+            }
+            if c == b'/' || c == b'.' {
+                f |= PATH;
+            }
+            if c == b'/' || c == b'-' || c == b'#' {
+                f |= SQL_COMMENT;
+            }
+            if c == 0 {
+                f |= NUL;
+            }
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0) {
+                f |= SPACE;
+            }
+            if c == 0xC0 || c == 0xC1 || c == 0xEF {
+                f |= HIGH;
+            }
+            t[b] = f;
+            b += 1;
+        }
+        t
+    }
+
+    static TABLE: [u16; 256] = table();
+
+    /// The features present in `value`.
+    pub fn of(value: &[u8]) -> u16 {
+        value
+            .iter()
+            .fold(ALWAYS, |acc, &b| acc | TABLE[usize::from(b)])
+    }
+}
+
+impl Transform {
+    /// The feature whose absence proves this transformation leaves a value unchanged.
+    pub(crate) fn trigger(self) -> u16 {
+        use feature::*;
+        match self {
+            Transform::UrlDecode => PERCENT,
+            Transform::HtmlEntityDecode => AMP,
+            Transform::JsDecode | Transform::CssDecode => BACKSLASH,
+            Transform::Lowercase => UPPER,
+            Transform::NormalizePath => PATH,
+            Transform::RemoveNulls => NUL,
+            Transform::CompressWhitespace | Transform::RemoveWhitespace => SPACE,
+            Transform::Base64Decode => ALWAYS,
+            Transform::RemoveSqlComments => SQL_COMMENT,
+            Transform::FoldUnicode => HIGH,
+        }
+    }
+
+    /// Applies the transformation to `input`, writing into `out` (cleared first).
+    /// Returns `false` when the output would equal the input; `out` is then unspecified.
+    pub fn apply(self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        match self {
+            Transform::UrlDecode => {
+                if memchr::memchr(b'%', input).is_none() {
+                    return false;
+                }
+                url_decode(input, out);
+            }
+            Transform::HtmlEntityDecode => {
+                if memchr::memchr(b'&', input).is_none() {
+                    return false;
+                }
+                html_decode(input, out);
+            }
+            Transform::JsDecode => {
+                if memchr::memchr(b'\\', input).is_none() {
+                    return false;
+                }
+                js_decode(input, out);
+            }
+            Transform::CssDecode => {
+                if memchr::memchr(b'\\', input).is_none() {
+                    return false;
+                }
+                css_decode(input, out);
+            }
+            Transform::Lowercase => {
+                if !input.iter().any(u8::is_ascii_uppercase) {
+                    return false;
+                }
+                out.extend(input.iter().map(u8::to_ascii_lowercase));
+            }
+            Transform::NormalizePath => {
+                if !input.iter().any(|&b| b == b'\\' || b == b'/' || b == b'.') {
+                    return false;
+                }
+                normalize_path(input, out);
+            }
+            Transform::RemoveNulls => {
+                if memchr::memchr(0, input).is_none() {
+                    return false;
+                }
+                out.extend(input.iter().copied().filter(|&b| b != 0));
+            }
+            Transform::CompressWhitespace => {
+                if !input.iter().any(|&b| is_space(b) && b != b' ')
+                    && memchr::memmem::find(input, b"  ").is_none()
+                {
+                    return false;
+                }
+                let mut in_space = false;
+                for &b in input {
+                    if is_space(b) {
+                        if !in_space {
+                            out.push(b' ');
+                        }
+                        in_space = true;
+                    } else {
+                        out.push(b);
+                        in_space = false;
+                    }
+                }
+            }
+            Transform::RemoveWhitespace => {
+                if !input.iter().any(|&b| is_space(b)) {
+                    return false;
+                }
+                out.extend(input.iter().copied().filter(|&b| !is_space(b)));
+            }
+            Transform::Base64Decode => return base64_decode(input, out),
+            Transform::RemoveSqlComments => {
+                if !input.iter().any(|&b| b == b'/' || b == b'-' || b == b'#') {
+                    return false;
+                }
+                remove_sql_comments(input, out);
+            }
+            Transform::FoldUnicode => {
+                if !input.iter().any(|&b| b == 0xC0 || b == 0xC1 || b == 0xEF) {
+                    return false;
+                }
+                fold_unicode(input, out);
+            }
+        }
+        out.as_slice() != input
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn parse_hex(bytes: &[u8]) -> Option<u32> {
+    bytes
+        .iter()
+        .try_fold(0u32, |acc, &b| hex(b).map(|h| acc * 16 + u32::from(h)))
+}
+
+fn push_char(out: &mut Vec<u8>, cp: u32) {
+    // Code points that are not scalar values (lone surrogates) become U+FFFD, as a
+    // browser would render them.
+    let c = char::from_u32(cp).unwrap_or('\u{fffd}');
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// `%u` escapes decode to the code point's low byte when it is ASCII-range full-width
+/// (IIS behaviour) and to UTF-8 otherwise.
+pub(crate) fn url_decode(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' {
+            if let (Some(&u), true) = (input.get(i + 1), i + 6 <= input.len()) {
+                if u == b'u' || u == b'U' {
+                    if let Some(cp) = parse_hex(&input[i + 2..i + 6]) {
+                        if (0xff01..=0xff5e).contains(&cp) {
+                            out.push((cp - 0xff01 + 0x21) as u8);
+                        } else if cp < 0x80 {
+                            out.push(cp as u8);
+                        } else {
+                            push_char(out, cp);
+                        }
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            if i + 2 < input.len() {
+                if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+const NAMED_ENTITIES: &[(&[u8], u8)] = &[
+    (b"lt", b'<'),
+    (b"gt", b'>'),
+    (b"amp", b'&'),
+    (b"quot", b'"'),
+    (b"apos", b'\''),
+    (b"nbsp", b' '),
+    (b"colon", b':'),
+    (b"lpar", b'('),
+    (b"rpar", b')'),
+    (b"sol", b'/'),
+    (b"bsol", b'\\'),
+    (b"tab", b'\t'),
+    (b"newline", b'\n'),
+    (b"num", b'#'),
+    (b"equals", b'='),
+    (b"grave", b'`'),
+    (b"semi", b';'),
+    (b"comma", b','),
+    (b"period", b'.'),
+    (b"excl", b'!'),
+];
+
+fn html_decode(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'&' {
+            if let Some(consumed) = html_entity(&input[i + 1..], out) {
+                i += 1 + consumed;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+}
+
+/// Decodes one entity body (after `&`) into `out`; returns bytes consumed after `&`.
+fn html_entity(rest: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    if rest.first() == Some(&b'#') {
+        let (radix_hex, start) = match rest.get(1) {
+            Some(b'x') | Some(b'X') => (true, 2),
+            _ => (false, 1),
+        };
+        let mut end = start;
+        while end < rest.len() && end - start < 8 {
+            let ok = if radix_hex {
+                rest[end].is_ascii_hexdigit()
+            } else {
+                rest[end].is_ascii_digit()
+            };
+            if !ok {
+                break;
+            }
+            end += 1;
+        }
+        if end == start {
+            return None;
+        }
+        let digits = &rest[start..end];
+        let cp = if radix_hex {
+            parse_hex(digits)?
+        } else {
+            digits.iter().try_fold(0u32, |a, &d| {
+                a.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+            })?
+        };
+        let consumed = if rest.get(end) == Some(&b';') {
+            end + 1
+        } else {
+            end
+        };
+        push_char(out, cp);
+        return Some(consumed);
+    }
+    let end = rest
+        .iter()
+        .take(10)
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(rest.len().min(10));
+    let name = &rest[..end];
+    let (_, c) = NAMED_ENTITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    out.push(*c);
+    let consumed = if rest.get(end) == Some(&b';') {
+        end + 1
+    } else {
+        end
+    };
+    Some(consumed)
+}
+
+fn js_decode(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'\\' && i + 1 < input.len() {
+            let n = input[i + 1];
+            match n {
+                b'x' | b'X' if i + 4 <= input.len() => {
+                    if let Some(v) = parse_hex(&input[i + 2..i + 4]) {
+                        out.push(v as u8);
+                        i += 4;
+                        continue;
+                    }
+                }
+                b'u' | b'U' if i + 6 <= input.len() => {
+                    if let Some(cp) = parse_hex(&input[i + 2..i + 6]) {
+                        if (0xff01..=0xff5e).contains(&cp) {
+                            out.push((cp - 0xff01 + 0x21) as u8);
+                        } else {
+                            push_char(out, cp);
+                        }
+                        i += 6;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let c = match n {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'f' => 0x0c,
+                b'v' => 0x0b,
+                b'b' => 0x08,
+                b'0' => 0,
+                other => other,
+            };
+            out.push(c);
+            i += 2;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+}
+
+fn css_decode(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'\\' && i + 1 < input.len() {
+            let mut end = i + 1;
+            while end < input.len() && end - (i + 1) < 6 && input[end].is_ascii_hexdigit() {
+                end += 1;
+            }
+            if end > i + 1 {
+                let cp = parse_hex(&input[i + 1..end]).unwrap_or(0xfffd);
+                push_char(out, cp);
+                i = end;
+                if input.get(i) == Some(&b' ') {
+                    i += 1;
+                }
+                continue;
+            }
+            if input[i + 1] == b'\n' {
+                i += 2;
+                continue;
+            }
+            out.push(input[i + 1]);
+            i += 2;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+}
+
+fn normalize_path(input: &[u8], out: &mut Vec<u8>) {
+    // Work segment by segment on a slash-normalised view; `..` pops a segment unless
+    // there is none left, in which case it is kept (an attempt to climb above the root).
+    let absolute = matches!(input.first(), Some(b'/') | Some(b'\\'));
+    let trailing = matches!(input.last(), Some(b'/') | Some(b'\\'));
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for seg in input.split(|&b| b == b'/' || b == b'\\') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                if matches!(segments.last(), Some(s) if *s != b"..") {
+                    segments.pop();
+                } else {
+                    segments.push(seg);
+                }
+            }
+            _ => segments.push(seg),
+        }
+    }
+    if absolute {
+        out.push(b'/');
+    }
+    for (n, seg) in segments.iter().enumerate() {
+        if n > 0 {
+            out.push(b'/');
+        }
+        out.extend_from_slice(seg);
+    }
+    if trailing && !segments.is_empty() {
+        out.push(b'/');
+    }
+}
+
+fn base64_decode(input: &[u8], out: &mut Vec<u8>) -> bool {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STD_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+    const URL_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    let trimmed = input.trim_ascii();
+    if trimmed.len() < 4 {
+        return false;
+    }
+    if STD_LENIENT.decode_vec(trimmed, out).is_ok() {
+        return true;
+    }
+    out.clear();
+    if URL_LENIENT.decode_vec(trimmed, out).is_ok() {
+        return true;
+    }
+    out.clear();
+    false
+}
+
+fn remove_sql_comments(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'/' && input.get(i + 1) == Some(&b'*') {
+            match memchr::memmem::find(&input[i + 2..], b"*/") {
+                Some(p) => i += 2 + p + 2,
+                None => i = input.len(),
+            }
+            continue;
+        }
+        if (b == b'-' && input.get(i + 1) == Some(&b'-')) || b == b'#' {
+            match memchr::memchr(b'\n', &input[i..]) {
+                Some(p) => i += p,
+                None => i = input.len(),
+            }
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+fn fold_unicode(input: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if (b == 0xC0 || b == 0xC1) && i + 1 < input.len() && input[i + 1] & 0xC0 == 0x80 {
+            out.push(((b & 0x01) << 6) | (input[i + 1] & 0x3F));
+            i += 2;
+            continue;
+        }
+        if b == 0xEF && i + 2 < input.len() {
+            // U+FF01..U+FF5E are EF BC 81..EF BD 9E.
+            let cp = (u32::from(b & 0x0F) << 12)
+                | (u32::from(input[i + 1] & 0x3F) << 6)
+                | u32::from(input[i + 2] & 0x3F);
+            if input[i + 1] & 0xC0 == 0x80
+                && input[i + 2] & 0xC0 == 0x80
+                && (0xff01..=0xff5e).contains(&cp)
+            {
+                out.push((cp - 0xff01 + 0x21) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transform::{self, *};
+
+    fn run(t: Transform, input: &str) -> String {
+        let mut out = Vec::new();
+        if t.apply(input.as_bytes(), &mut out) {
+            String::from_utf8_lossy(&out).into_owned()
+        } else {
+            input.to_string()
+        }
+    }
+
+    #[test]
+    fn url_decode_handles_percent_u_and_invalid_escapes() {
+        assert_eq!(run(UrlDecode, "%3Cscript%3E"), "<script>");
+        assert_eq!(run(UrlDecode, "%u003c%uff1c"), "<<");
+        assert_eq!(run(UrlDecode, "100%"), "100%");
+        assert_eq!(run(UrlDecode, "%zz%4"), "%zz%4");
+        assert_eq!(run(UrlDecode, "%252e"), "%2e");
+    }
+
+    #[test]
+    fn html_and_js_and_css_decoding() {
+        assert_eq!(run(HtmlEntityDecode, "&lt;a&#62;&#x3C&colon;"), "<a><:");
+        assert_eq!(
+            run(HtmlEntityDecode, "Tom & Jerry &unknown;"),
+            "Tom & Jerry &unknown;"
+        );
+        assert_eq!(run(JsDecode, r"\x3cscript\u003e\'"), "<script>'");
+        assert_eq!(run(CssDecode, r"\6a avascript"), "javascript");
+    }
+
+    #[test]
+    fn path_normalisation_keeps_climbs_above_root() {
+        assert_eq!(run(NormalizePath, "/a/./b/../c//d"), "/a/c/d");
+        assert_eq!(run(NormalizePath, "..\\..\\etc/passwd"), "../../etc/passwd");
+        assert_eq!(run(NormalizePath, "/a/../../etc/passwd"), "/../etc/passwd");
+    }
+
+    #[test]
+    fn whitespace_nulls_comments_base64_unicode() {
+        assert_eq!(run(CompressWhitespace, "a \t\n b"), "a b");
+        assert_eq!(run(RemoveWhitespace, "a b\tc"), "abc");
+        assert_eq!(run(RemoveNulls, "a\0b"), "ab");
+        assert_eq!(
+            run(RemoveSqlComments, "UN/**/ION SEL/*x*/ECT -- tail"),
+            "UNION SELECT "
+        );
+        assert_eq!(run(Base64Decode, "PHNjcmlwdD4="), "<script>");
+        assert_eq!(run(Base64Decode, "not base64!"), "not base64!");
+        let mut out = Vec::new();
+        assert!(FoldUnicode.apply(b"\xc0\xae\xc0\xae/\xef\xbc\x9c", &mut out));
+        assert_eq!(out, b"../<");
+        assert_eq!(run(Lowercase, "SeLeCt"), "select");
+    }
+
+    #[test]
+    fn transformations_never_change_values_without_their_trigger() {
+        let samples = [
+            "plain words here",
+            "a%41b",
+            "x&lt;y",
+            "a\\x41",
+            "MiXeD",
+            "/a/../b",
+            "a\0b",
+            "a  b\tc",
+            "UN/**/ION -- x #y",
+            "\u{ff1c}\u{c0}",
+            "3.14",
+            "",
+        ];
+        let all = [
+            UrlDecode,
+            HtmlEntityDecode,
+            JsDecode,
+            CssDecode,
+            Lowercase,
+            NormalizePath,
+            RemoveNulls,
+            CompressWhitespace,
+            RemoveWhitespace,
+            Base64Decode,
+            RemoveSqlComments,
+            FoldUnicode,
+        ];
+        for s in samples {
+            let feats = super::feature::of(s.as_bytes());
+            for t in all {
+                let mut out = Vec::new();
+                if feats & t.trigger() == 0 {
+                    assert!(!t.apply(s.as_bytes(), &mut out), "{t:?} changed {s:?}");
+                }
+            }
+        }
+    }
+}

