@@ -191,6 +191,8 @@ fn snapshot(inner: &mut Inner) -> ConfigSnapshot {
                 (service.clone(), list)
             })
             .collect(),
+        authorization: None,
+        waf: None,
     }
 }
 

@@ -97,6 +97,26 @@ pub struct ConfigSnapshot {
     pub bundle_pem: String,
     /// Endpoints of every registered service, by service name.
     pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    /// What the watching proxy's own service enforces: the mesh-wide settings and the
+    /// authorization policies that target it. The control plane always sends it (a mesh
+    /// without policy files sends the defaults); `None` means "not configured yet", and
+    /// a proxy then admits nobody (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<ServiceAuthorization>,
+    /// WAF settings of the watching proxy's service: the defaults (block, paranoia 1,
+    /// threshold 5) unless a `WafPolicy` targets it. `None` means the proxy keeps what it
+    /// has (the secure defaults at first start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf: Option<palisade_waf::WafSettings>,
+}
+
+/// The authorization configuration of one service, as the control plane pushes it.
+/// The proxy compiles it with [`crate::policy::ServicePolicy::compile`], the same code
+/// `palisadectl policy check` runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAuthorization {
+    pub mesh: crate::policy::MeshConfig,
+    pub policies: Vec<crate::policy::AuthorizationPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

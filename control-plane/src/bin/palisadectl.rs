@@ -36,7 +36,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Policy(command) => ctl::policy::run(command, &mut std::io::stdout().lock()),
-        Command::Waf(args) => ctl::waf::run(&args, &mut std::io::stdout().lock()),
+        Command::Waf(args) => {
+            ctl::waf::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo(args) => ctl::demo::run(args).await,
     }
 }

@@ -267,6 +267,7 @@ impl FakeControlPlane {
                 }],
             )]
             .into(),
+            ..Default::default()
         };
         let mut line = serde_json::to_vec(&snapshot).unwrap();
         line.push(b'\n');
@@ -385,7 +386,7 @@ async fn handle(
                 let snapshot = palisade_api::wire::ConfigSnapshot {
                     version: 1000 + n,
                     bundle_pem: cert_to_pem(&state.ca.cert),
-                    endpoints: Default::default(),
+                    ..Default::default()
                 };
                 let mut line = serde_json::to_vec(&snapshot).unwrap();
                 line.push(b'\n');

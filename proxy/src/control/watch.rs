@@ -303,7 +303,7 @@ mod tests {
         let snapshot = |version, bundle_pem: &str| ConfigSnapshot {
             version,
             bundle_pem: bundle_pem.to_owned(),
-            endpoints: Default::default(),
+            ..Default::default()
         };
         fake.script_watch(vec![
             Step::Send(fake.snapshot_line(1)),
