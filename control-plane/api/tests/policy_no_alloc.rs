@@ -75,7 +75,7 @@ spec:
         "/v1/../admin",
         "/%61dmin/x",
     ];
-    let mut run = |count: &mut usize| {
+    let run = |count: &mut usize| {
         for peer in &peers {
             for path in paths {
                 for method in ["GET", "POST"] {
