@@ -3,7 +3,8 @@
 //! Per method (plus one structure for rules that name no method) a segment trie holds the
 //! path patterns; each trie position holds a [`Bucket`] of the rules placed there, indexed
 //! by caller: exact SPIFFE IDs (and namespace + service account, which is an exact ID in
-//! the mesh's trust domain) by hash, namespaces by hash, everything else in a short list.
+//! the mesh's trust domain) by hash, namespaces by hash, wildcard IDs by hash of their
+//! literal prefix (one lookup per `/` of the caller's ID), everything else in a short list.
 //! A request walks only the trie nodes its own path reaches and looks at only the rules
 //! whose caller could be it, so rules for other routes or other callers cost nothing.
 //!
@@ -42,6 +43,8 @@ pub(super) struct CompiledRule {
 pub(super) struct Bucket {
     pub by_id: HashMap<Box<str>, Vec<u32>>,
     pub by_namespace: HashMap<Box<str>, Vec<u32>>,
+    /// Wildcard SPIFFE ID entries by their literal prefix: `(rule, caller entry)`.
+    pub by_id_prefix: HashMap<Box<str>, Vec<(u32, u32)>>,
     /// `(rule, caller entry)` pairs that need a full caller check.
     pub others: Vec<(u32, u32)>,
 }
@@ -185,6 +188,7 @@ fn insert<'n>(mut node: &'n mut Node, segments: &[PathSegment]) -> &'n mut Bucke
 enum CallerKey {
     Id(Box<str>),
     Namespace(Box<str>),
+    IdPrefix(Box<str>, u32),
     Other(u32),
 }
 
@@ -194,7 +198,7 @@ impl CallerKey {
         match (&c.spiffe_id, &c.namespace, &c.service_account) {
             (Some(p), None, None) if only_flags_absent => match p.exact() {
                 Some(id) => Self::Id(id.as_str().into()),
-                None => Self::Other(index),
+                None => Self::IdPrefix(p.literal_prefix().into(), index),
             },
             (None, Some(ns), Some(sa)) if only_flags_absent => {
                 Self::Id(format!("{local_prefix}ns/{ns}/sa/{sa}").into())
@@ -217,6 +221,11 @@ fn add(bucket: &mut Bucket, rule: u32, entries: &[CallerKey]) {
             CallerKey::Namespace(ns) => {
                 push(bucket.by_namespace.entry(ns.clone()).or_default(), rule)
             }
+            CallerKey::IdPrefix(prefix, i) => bucket
+                .by_id_prefix
+                .entry(prefix.clone())
+                .or_default()
+                .push((rule, *i)),
             CallerKey::Other(i) => bucket.others.push((rule, *i)),
         }
     }

@@ -380,6 +380,24 @@ impl ServicePolicy {
                 }
             }
         }
+        if let Some(id) = peer.id.filter(|_| !bucket.by_id_prefix.is_empty()) {
+            let id = id.as_str();
+            // Every prefix of the ID that ends with `/`, after the scheme's `//`.
+            for (i, _) in id.match_indices('/').skip(2) {
+                if let Some(entries) = bucket.by_id_prefix.get(&id[..=i]) {
+                    for &(r, caller) in entries {
+                        let rule = &self.rules[r as usize];
+                        if rule
+                            .callers
+                            .get(caller as usize)
+                            .is_some_and(|c| caller_matches(c, peer))
+                        {
+                            self.consider(r, headers, m);
+                        }
+                    }
+                }
+            }
+        }
         for &(r, caller) in &bucket.others {
             let rule = &self.rules[r as usize];
             let matched = if caller == IMPLICIT_CALLER {

@@ -115,6 +115,27 @@ impl SpiffeIdPattern {
         &self.source
     }
 
+    /// The text before the first `*` segment, ending with `/` (`spiffe://td/ns/shop/sa/`
+    /// for `spiffe://td/ns/shop/sa/*`); the whole ID for an exact pattern. Every ID the
+    /// pattern matches starts with it, so it serves as an index key.
+    pub fn literal_prefix(&self) -> &str {
+        match &self.kind {
+            IdPatternKind::Exact(_) => &self.source,
+            IdPatternKind::Wildcard { path_start } => {
+                let star = self.source[*path_start..]
+                    .split('/')
+                    .scan(*path_start, |pos, segment| {
+                        let start = *pos;
+                        *pos += segment.len() + 1;
+                        Some((start, segment))
+                    })
+                    .find(|(_, segment)| *segment == "*")
+                    .map_or(self.source.len(), |(start, _)| start);
+                &self.source[..star]
+            }
+        }
+    }
+
     /// The exact ID, when the pattern has no wildcard.
     pub fn exact(&self) -> Option<&SpiffeId> {
         match &self.kind {
@@ -316,7 +337,9 @@ mod tests {
         assert!(!p.matches(&id("spiffe://td/ns/other/sa/orders")));
         assert!(!p.matches(&id("spiffe://tdx/ns/shop/sa/orders")));
         assert!(!p.matches(&id("spiffe://td")));
+        assert_eq!(p.literal_prefix(), "spiffe://td/ns/shop/sa/");
         let any_ns = SpiffeIdPattern::parse("spiffe://td/ns/*/sa/orders").unwrap();
+        assert_eq!(any_ns.literal_prefix(), "spiffe://td/ns/");
         assert!(any_ns.matches(&id("spiffe://td/ns/a/sa/orders")));
         assert!(!any_ns.matches(&id("spiffe://td/ns/a/sa/billing")));
     }
