@@ -54,7 +54,12 @@ fn json_body() -> Vec<u8> {
     body
 }
 
-fn request<'a>(method: &'a str, target: &'a str, ct: Option<&'a [u8]>, body: &'a [u8]) -> Request<'a> {
+fn request<'a>(
+    method: &'a str,
+    target: &'a str,
+    ct: Option<&'a [u8]>,
+    body: &'a [u8],
+) -> Request<'a> {
     let mut req = Request::new(method, target).body(body);
     for (n, v) in HEADERS {
         req = req.header(n, v);
@@ -71,11 +76,12 @@ fn bench_waf(c: &mut Criterion) {
     let json = json_body();
     assert!(json.len() > 3500, "JSON body is {} bytes", json.len());
     let attack = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--&next=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E";
-    let big_text: Vec<u8> = "Prose with apostrophes, don't stop; SQL words like select and union in sentences. "
-        .bytes()
-        .cycle()
-        .take(64 * 1024)
-        .collect();
+    let big_text: Vec<u8> =
+        "Prose with apostrophes, don't stop; SQL words like select and union in sentences. "
+            .bytes()
+            .cycle()
+            .take(64 * 1024)
+            .collect();
 
     for paranoia in [1u8, 2] {
         let settings = WafSettings {
@@ -85,25 +91,36 @@ fn bench_waf(c: &mut Criterion) {
         .with_paranoia(paranoia);
         let mut g = c.benchmark_group(format!("waf/paranoia{paranoia}"));
         let get_req = request("GET", &get, None, b"");
-        assert_eq!(engine.inspect(&get_req, &settings, None).action, Action::Pass);
+        assert_eq!(
+            engine.inspect(&get_req, &settings, None).action,
+            Action::Pass
+        );
         g.bench_function("benign_get_1k", |b| {
             b.iter(|| engine.inspect(black_box(&get_req), &settings, None))
         });
         let json_req = request("POST", "/api/v1/orders", Some(b"application/json"), &json);
-        assert_eq!(engine.inspect(&json_req, &settings, None).action, Action::Pass);
+        assert_eq!(
+            engine.inspect(&json_req, &settings, None).action,
+            Action::Pass
+        );
         g.bench_function("benign_json_post_4k", |b| {
             b.iter(|| engine.inspect(black_box(&json_req), &settings, None))
         });
         let bad_req = request("GET", attack, None, b"");
-        assert_eq!(engine.inspect(&bad_req, &settings, None).action, Action::Block);
+        assert_eq!(
+            engine.inspect(&bad_req, &settings, None).action,
+            Action::Block
+        );
         g.bench_function("malicious_get", |b| {
             b.iter(|| engine.inspect(black_box(&bad_req), &settings, None))
         });
         let text_req = request("POST", "/notes", Some(b"text/plain"), &big_text);
         g.throughput(Throughput::Bytes(big_text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("prefilter_text_body", "64KiB"), &text_req, |b, r| {
-            b.iter(|| engine.inspect(black_box(r), &settings, None))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("prefilter_text_body", "64KiB"),
+            &text_req,
+            |b, r| b.iter(|| engine.inspect(black_box(r), &settings, None)),
+        );
         g.finish();
     }
 }
