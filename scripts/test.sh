@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo nextest run --workspace --profile ci
 cargo test --workspace --doc
+cargo nextest run --workspace --profile ci

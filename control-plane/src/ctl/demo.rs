@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 const TRUST_DOMAIN: &str = "palisade.local";
-const NAMESPACE: &str = "demo";
+const NAMESPACE: &str = "shop";
 /// How long any single component may take to become ready before the demo gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long children get to drain after SIGTERM before they are killed.
@@ -291,12 +291,12 @@ async fn walkthrough(
         },
     );
 
-    println!("\n6. orders sends an SQL injection in a query parameter.");
+    println!("\n6. orders sends an SQL injection in a query parameter of a route it may call.");
     let reply = http_get(
         orders.outbound,
         "payments",
         "GET",
-        "/v1/charges?id=1%27%20OR%20%271%27%3D%271",
+        "/v1/charges/42?note=1%27%20OR%20%271%27%3D%271",
     )
     .await;
     step(
