@@ -313,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_change_publishes_and_each_service_gets_its_own_part() {
+        use crate::policy_store::{ActivePolicy, PolicyBundle};
+        let policy = "apiVersion: palisade.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: shop\nspec:\n  targetService: web\n  rules: []\n";
+        let files = vec![("p.yaml".to_owned(), policy.to_owned())];
+        let bundle = PolicyBundle::from_sources(&files, &Default::default()).unwrap();
+        let registry = Registry::new("PEM".into(), DEFAULT_GRACE);
+        let mut rx = registry.subscribe();
+        let before = rx.borrow_and_update().version;
+        registry.set_policy(Arc::new(ActivePolicy::next(bundle, 0)));
+        assert!(rx.has_changed().unwrap());
+        let published = rx.borrow_and_update().clone();
+        assert!(published.version > before);
+        let web = published.snapshot_for("shop", "web");
+        assert_eq!(web.authorization.unwrap().policies.len(), 1);
+        let api = published.snapshot_for("shop", "api");
+        assert!(api.authorization.unwrap().policies.is_empty());
+        let other = published.snapshot_for("other", "web");
+        assert!(other.authorization.unwrap().policies.is_empty());
+        assert_eq!(other.waf, Some(palisade_waf::WafSettings::default()));
+    }
+
+    #[test]
     fn bad_names_and_addresses_are_refused() {
         let registry = Registry::new("PEM".into(), DEFAULT_GRACE);
         assert!(registry.register("Web!", "127.0.0.1:1", &id("a")).is_err());
