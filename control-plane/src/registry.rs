@@ -235,7 +235,8 @@ fn snapshot(inner: &mut Inner) -> Published {
     }
 }
 
-fn validate_service(service: &str) -> Result<(), RegistrationError> {
+/// Refuses a service name that is not 1-253 lower-case letters, digits, `-` and `.`.
+pub fn validate_service(service: &str) -> Result<(), RegistrationError> {
     let ok = !service.is_empty()
         && service.len() <= MAX_SERVICE_LEN
         && service

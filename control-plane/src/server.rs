@@ -42,7 +42,7 @@ use crate::ca::{CaError, CertificateAuthority, ExtraNames};
 use crate::csr::{CheckedCsr, CsrError};
 use crate::policy_store::watch::{self as policy_watch, DirWatcher};
 use crate::policy_store::{embedded_rules, ActivePolicy};
-use crate::registry::{Registry, DEFAULT_GRACE};
+use crate::registry::{validate_service, Registry, DEFAULT_GRACE};
 use crate::state::{self, DataDir, StateError};
 use crate::tokens::{TokenError, TokenStore};
 
@@ -233,6 +233,16 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
             reason: e.to_string(),
         })?;
     check_ttl(config.svid_ttl, MIN_LIBRARY_SVID_TTL)?;
+    // Policy first: a broken policy directory refuses the start before anything is
+    // written to the data directory.
+    let policy_watcher = match config.policy_dir.clone() {
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || load_policy(&dir))
+                .await
+                .map_err(|e| ServeError::Task(e.to_string()))??,
+        ),
+        None => None,
+    };
     let dir = DataDir::new(&config.data_dir);
     let opened = {
         let dir = dir.clone();
@@ -243,14 +253,6 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
             .map_err(|e| ServeError::Task(e.to_string()))??
     };
     let (ca, tokens) = opened;
-    let policy_watcher = match config.policy_dir.clone() {
-        Some(dir) => Some(
-            tokio::task::spawn_blocking(move || load_policy(&dir))
-                .await
-                .map_err(|e| ServeError::Task(e.to_string()))??,
-        ),
-        None => None,
-    };
     let bundle = shared_bundle(ca.bundle().clone());
     let registry = Registry::new(ca.bundle_pem(), config.registration_grace);
     let policy_watcher = policy_watcher.map(|(active, watcher)| {
@@ -859,6 +861,13 @@ fn handle_watch(
             "the watch needs ?service=<the caller's service name>",
         ));
     };
+    if let Err(e) = validate_service(&service) {
+        return error_response(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_ARGUMENT,
+            e.to_string(),
+        ));
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let registry = Arc::clone(&shared.registry);
     let keepalive = shared.keepalive;

@@ -170,6 +170,9 @@ async fn without_a_policy_dir_every_service_gets_the_defaults() {
     assert!(auth.policies.is_empty());
     assert_eq!(snap.waf, Some(WafSettings::default()));
     driver.abort();
+    let (status, _, driver) = open_watch(&cp, &web, "Web!").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    driver.abort();
     cp.shutdown().await;
 }
 
@@ -267,6 +270,10 @@ async fn a_broken_policy_dir_refuses_the_start_with_every_problem() {
     cfg.policy_dir = Some(policies.path().to_owned());
     let err = start(cfg).await.unwrap_err();
     assert!(matches!(err, ServeError::Policy { .. }), "{err}");
+    assert!(
+        !data.path().join("bundle.pem").exists(),
+        "nothing is written before the policy is checked"
+    );
     let text = err.to_string();
     let payments = policies.path().join("payments.yaml").display().to_string();
     let waf = policies.path().join("waf.yaml").display().to_string();

@@ -181,4 +181,66 @@ mod tests {
         .unwrap();
         assert!(watcher.poll().unwrap().is_ok());
     }
+
+    /// A `MakeWriter` collecting the formatted events.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_one_structured_event_with_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mesh.yaml"),
+            MESH.replace("deny", "dney")
+                .replace("name: mesh", "name: Mesh"),
+        )
+        .unwrap();
+        let problems = PolicyBundle::load_dir(dir.path(), &KnownRules::default()).unwrap_err();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(captured.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_rejected(dir.path(), &problems, 7));
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["event"], "policy_rejected");
+        assert_eq!(event["problems"], 2);
+        assert_eq!(event["version_in_force"], 7);
+        let diagnostics: serde_json::Value =
+            serde_json::from_str(event["diagnostics"].as_str().unwrap()).unwrap();
+        let fields: Vec<&str> = diagnostics
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["metadata.name", "spec.defaultAction"]);
+        assert_eq!(diagnostics[1]["line"], 6);
+        assert!(diagnostics[1]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("mesh.yaml"));
+        assert!(diagnostics[1]["hint"].as_str().is_some());
+    }
 }
