@@ -11,6 +11,7 @@ pub mod client;
 pub mod csr;
 pub mod ctl;
 pub mod fsio;
+pub mod policy_store;
 pub mod registry;
 pub mod server;
 pub mod state;

@@ -4,12 +4,18 @@
 //! does every sweep while a watch stream of the same SPIFFE ID is open. When neither has
 //! happened for the grace period, the endpoint is dropped and a new snapshot published,
 //! so a dead proxy stops receiving traffic without any operator action.
+//!
+//! What is published is shared by every watcher ([`Published`]: endpoints, bundle and the
+//! policy set in force); each watch stream cuts its own [`ConfigSnapshot`] from it with
+//! [`Published::snapshot_for`], so a proxy receives only its own service's policies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use palisade_api::wire::{ConfigSnapshot, Endpoint};
+
+use crate::policy_store::ActivePolicy;
 use palisade_spiffe::SpiffeId;
 use tokio::sync::watch;
 
@@ -36,12 +42,38 @@ struct Inner {
     endpoints: BTreeMap<String, BTreeMap<(String, String), Instant>>,
     /// open watch streams per SPIFFE ID
     watchers: HashMap<String, usize>,
+    policy: Arc<ActivePolicy>,
+}
+
+/// One published state of the mesh, shared by every watch stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    /// Increases with every change (endpoints, bundle or policy).
+    pub version: u64,
+    pub bundle_pem: String,
+    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    /// The policy set in force (the last good one).
+    pub policy: Arc<ActivePolicy>,
+}
+
+impl Published {
+    /// The snapshot for the proxies of `service` in `namespace`: every endpoint, and the
+    /// authorization and WAF settings of that service only.
+    pub fn snapshot_for(&self, namespace: &str, service: &str) -> ConfigSnapshot {
+        ConfigSnapshot {
+            version: self.version,
+            bundle_pem: self.bundle_pem.clone(),
+            endpoints: self.endpoints.clone(),
+            authorization: Some(self.policy.bundle.authorization_for(namespace, service)),
+            waf: Some(self.policy.bundle.waf_for(namespace, service)),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
-    tx: watch::Sender<Arc<ConfigSnapshot>>,
+    tx: watch::Sender<Arc<Published>>,
     grace: Duration,
 }
 
@@ -52,6 +84,7 @@ impl Registry {
             bundle_pem,
             endpoints: BTreeMap::new(),
             watchers: HashMap::new(),
+            policy: Arc::new(ActivePolicy::default()),
         };
         let first = snapshot(&mut inner);
         let (tx, _) = watch::channel(Arc::new(first));
@@ -66,11 +99,11 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigSnapshot>> {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
-    pub fn current(&self) -> Arc<ConfigSnapshot> {
+    pub fn current(&self) -> Arc<Published> {
         self.tx.borrow().clone()
     }
 
@@ -104,6 +137,13 @@ impl Registry {
             inner.bundle_pem = bundle_pem;
             self.publish(&mut inner);
         }
+    }
+
+    /// Puts `policy` in force and pushes it to every watcher.
+    pub fn set_policy(&self, policy: Arc<ActivePolicy>) {
+        let mut inner = self.lock();
+        inner.policy = policy;
+        self.publish(&mut inner);
     }
 
     /// Marks a watch stream of `id` open until the returned guard drops.
@@ -170,11 +210,11 @@ impl Drop for WatchGuard {
 
 /// Builds the next snapshot. Versions are milliseconds since the epoch (or the last
 /// version plus one), so that they also increase across control-plane restarts.
-fn snapshot(inner: &mut Inner) -> ConfigSnapshot {
+fn snapshot(inner: &mut Inner) -> Published {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let millis = u64::try_from(millis).unwrap_or(0);
     inner.version = millis.max(inner.version + 1);
-    ConfigSnapshot {
+    Published {
         version: inner.version,
         bundle_pem: inner.bundle_pem.clone(),
         endpoints: inner
@@ -191,12 +231,12 @@ fn snapshot(inner: &mut Inner) -> ConfigSnapshot {
                 (service.clone(), list)
             })
             .collect(),
-        authorization: None,
-        waf: None,
+        policy: Arc::clone(&inner.policy),
     }
 }
 
-fn validate_service(service: &str) -> Result<(), RegistrationError> {
+/// Refuses a service name that is not 1-253 lower-case letters, digits, `-` and `.`.
+pub fn validate_service(service: &str) -> Result<(), RegistrationError> {
     let ok = !service.is_empty()
         && service.len() <= MAX_SERVICE_LEN
         && service
@@ -271,6 +311,28 @@ mod tests {
         drop(guard);
         registry.sweep(later + Duration::from_secs(11));
         assert!(registry.current().endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_policy_change_publishes_and_each_service_gets_its_own_part() {
+        use crate::policy_store::{ActivePolicy, PolicyBundle};
+        let policy = "apiVersion: palisade.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: shop\nspec:\n  targetService: web\n  rules: []\n";
+        let files = vec![("p.yaml".to_owned(), policy.to_owned())];
+        let bundle = PolicyBundle::from_sources(&files, &Default::default()).unwrap();
+        let registry = Registry::new("PEM".into(), DEFAULT_GRACE);
+        let mut rx = registry.subscribe();
+        let before = rx.borrow_and_update().version;
+        registry.set_policy(Arc::new(ActivePolicy::next(bundle, 0)));
+        assert!(rx.has_changed().unwrap());
+        let published = rx.borrow_and_update().clone();
+        assert!(published.version > before);
+        let web = published.snapshot_for("shop", "web");
+        assert_eq!(web.authorization.unwrap().policies.len(), 1);
+        let api = published.snapshot_for("shop", "api");
+        assert!(api.authorization.unwrap().policies.is_empty());
+        let other = published.snapshot_for("other", "web");
+        assert!(other.authorization.unwrap().policies.is_empty());
+        assert_eq!(other.waf, Some(palisade_waf::WafSettings::default()));
     }
 
     #[test]

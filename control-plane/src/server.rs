@@ -3,7 +3,8 @@
 //! One listener serves every endpoint over TLS 1.3 (HTTP/2 preferred). Client
 //! certificates are optional at the TLS layer because a first issuance has no SVID yet;
 //! each endpoint then decides what it requires: `/v1/svid` a join token or an SVID,
-//! `/v1/admin/tokens` the admin SVID, `/v1/register` and `/v1/watch` any SVID.
+//! `/v1/admin/tokens` and `/v1/admin/policy/check` the admin SVID, `/v1/register` and
+//! `/v1/watch` any workload SVID.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,9 +21,11 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use palisade_api::policy::Diagnostics;
 use palisade_api::wire::{
-    codes, ErrorBody, IssueRequest, IssueResponse, Registered, Registration, TokenRequest,
-    TokenResponse, PATH_ADMIN_TOKENS, PATH_REGISTER, PATH_SVID, PATH_WATCH,
+    codes, ErrorBody, IssueRequest, IssueResponse, PolicyCheckRequest, Registered, Registration,
+    TokenRequest, TokenResponse, PATH_ADMIN_POLICY_CHECK, PATH_ADMIN_TOKENS, PATH_REGISTER,
+    PATH_SVID, PATH_WATCH,
 };
 use palisade_spiffe::svid::{shared_bundle, SharedBundle};
 use palisade_spiffe::tls::{server_config, svid_info};
@@ -37,7 +40,9 @@ use crate::admin;
 use crate::audit::{AuditEntry, AuditLog};
 use crate::ca::{CaError, CertificateAuthority, ExtraNames};
 use crate::csr::{CheckedCsr, CsrError};
-use crate::registry::{Registry, DEFAULT_GRACE};
+use crate::policy_store::watch::{self as policy_watch, DirWatcher};
+use crate::policy_store::{embedded_rules, ActivePolicy};
+use crate::registry::{validate_service, Registry, DEFAULT_GRACE};
 use crate::state::{self, DataDir, StateError};
 use crate::tokens::{TokenError, TokenStore};
 
@@ -69,7 +74,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub trust_domain: String,
     pub svid_ttl: Duration,
-    /// Policy resources; read by the policy store, not by the identity service.
+    /// Policy resources (authorization policies, the mesh config, WAF policies), loaded at
+    /// start and watched; without it every service gets the defaults.
     pub policy_dir: Option<PathBuf>,
     /// An operator-supplied CA `(certificate PEM, PKCS#8 key PEM)` for the first start.
     pub ca: Option<(PathBuf, PathBuf)>,
@@ -120,6 +126,13 @@ pub enum ServeError {
     },
     #[error("a start-up task failed: {0}")]
     Task(String),
+    #[error("the policy directory {} has {} problem(s); nothing was applied:\n{diagnostics}\nfix them (`palisadectl policy lint {}` lists them) and start again", .dir.display(), .diagnostics.0.len(), .dir.display())]
+    Policy {
+        dir: PathBuf,
+        diagnostics: Diagnostics,
+    },
+    #[error("the embedded WAF rule set does not load: {0}")]
+    WafRules(String),
 }
 
 struct Shared {
@@ -220,6 +233,16 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
             reason: e.to_string(),
         })?;
     check_ttl(config.svid_ttl, MIN_LIBRARY_SVID_TTL)?;
+    // Policy first: a broken policy directory refuses the start before anything is
+    // written to the data directory.
+    let policy_watcher = match config.policy_dir.clone() {
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || load_policy(&dir))
+                .await
+                .map_err(|e| ServeError::Task(e.to_string()))??,
+        ),
+        None => None,
+    };
     let dir = DataDir::new(&config.data_dir);
     let opened = {
         let dir = dir.clone();
@@ -232,6 +255,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
     let (ca, tokens) = opened;
     let bundle = shared_bundle(ca.bundle().clone());
     let registry = Registry::new(ca.bundle_pem(), config.registration_grace);
+    let policy_watcher = policy_watcher.map(|(active, watcher)| {
+        registry.set_policy(Arc::new(active));
+        watcher
+    });
     let id_error = |e: palisade_spiffe::IdError| ServeError::OwnCertificate(e.to_string());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -266,10 +293,17 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         ClientAuth::Optional,
     );
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(accept_loop(Arc::clone(&shared), listener, acceptor)),
         tokio::spawn(maintenance(Arc::clone(&shared))),
     ];
+    if let Some(watcher) = policy_watcher {
+        tasks.push(tokio::spawn(policy_watch::run(
+            watcher,
+            Arc::clone(&shared.registry),
+            shared.shutdown.clone(),
+        )));
+    }
     tracing::info!(
         event = "control_plane_started",
         addr = %local_addr,
@@ -283,6 +317,21 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         shutdown_tx,
         tasks,
     })
+}
+
+/// Loads the policy directory for the start: every problem refuses the start.
+fn load_policy(dir: &Path) -> Result<(ActivePolicy, DirWatcher), ServeError> {
+    let known = embedded_rules().map_err(|e| ServeError::WafRules(e.to_string()))?;
+    let (bundle, watcher) = DirWatcher::load(dir, Arc::new(known)).map_err(|diagnostics| {
+        policy_watch::log_rejected(dir, &diagnostics, 0);
+        ServeError::Policy {
+            dir: dir.to_owned(),
+            diagnostics,
+        }
+    })?;
+    let active = ActivePolicy::next(bundle, 0);
+    policy_watch::log_applied(dir, &active);
+    Ok((active, watcher))
 }
 
 /// Refuses an SVID lifetime outside `min..=24h`.
@@ -527,7 +576,11 @@ async fn route(shared: Arc<Shared>, peer: Peer, req: Request<Incoming>) -> Respo
         (PATH_ADMIN_TOKENS, &Method::POST) => handle_token(&shared, &peer, req).await,
         (PATH_REGISTER, &Method::POST) => handle_register(&shared, &peer, req).await,
         (PATH_WATCH, &Method::GET) => return handle_watch(&shared, &peer, &req),
-        (PATH_SVID | PATH_ADMIN_TOKENS | PATH_REGISTER | PATH_WATCH, _) => Err(ApiError::new(
+        (PATH_ADMIN_POLICY_CHECK, &Method::POST) => handle_policy_check(&shared, &peer, req).await,
+        (
+            PATH_SVID | PATH_ADMIN_TOKENS | PATH_REGISTER | PATH_WATCH | PATH_ADMIN_POLICY_CHECK,
+            _,
+        ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
@@ -681,30 +734,31 @@ fn create_token(
     })
 }
 
+/// Refuses any caller but the admin credential.
+fn require_admin(shared: &Shared, peer: &Peer) -> Result<(), ApiError> {
+    match &peer.id {
+        Some(id) if *id == shared.admin_id => Ok(()),
+        Some(id) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::ADMIN_REQUIRED,
+            format!(
+                "`{id}` is not the admin identity; use the admin credential in DATA_DIR/admin/"
+            ),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::ADMIN_REQUIRED,
+            "this endpoint needs the admin credential over mTLS (DATA_DIR/admin/)",
+        )),
+    }
+}
+
 async fn handle_token(
     shared: &Arc<Shared>,
     peer: &Peer,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    match &peer.id {
-        Some(id) if *id == shared.admin_id => {}
-        Some(id) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                codes::ADMIN_REQUIRED,
-                format!(
-                    "`{id}` is not the admin identity; use the admin credential in DATA_DIR/admin/"
-                ),
-            ))
-        }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::ADMIN_REQUIRED,
-                "this endpoint needs the admin credential over mTLS (DATA_DIR/admin/)",
-            ))
-        }
-    }
+    require_admin(shared, peer)?;
     let request: TokenRequest = read_json(req).await?;
     let shared = Arc::clone(shared);
     let response = tokio::task::spawn_blocking(move || {
@@ -718,6 +772,24 @@ async fn handle_token(
     .await
     .map_err(|e| ApiError::internal(format!("token task failed: {e}")))??;
     Ok(json_response(StatusCode::OK, &response))
+}
+
+/// Explains a request against the policy in force (the last good set).
+async fn handle_policy_check(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    require_admin(shared, peer)?;
+    let request: PolicyCheckRequest = read_json(req).await?;
+    let policy = Arc::clone(&shared.registry.current().policy);
+    let answer = policy
+        .bundle
+        .explain(&shared.trust_domain, &request, policy.version)
+        .map_err(|message| {
+            ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_ARGUMENT, message)
+        })?;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 fn require_svid(peer: &Peer) -> Result<&SpiffeId, ApiError> {
@@ -764,6 +836,17 @@ fn handle_watch(
         Ok(id) => id.clone(),
         Err(e) => return error_response(e),
     };
+    // The namespace comes from the verified identity, never from the request: a proxy
+    // cannot ask for another namespace's policies.
+    let Some(namespace) = id.namespace().map(str::to_owned) else {
+        return error_response(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::NOT_A_WORKLOAD,
+            format!(
+                "`{id}` is not a workload identity (spiffe://TD/ns/NS/sa/SA); only proxies watch"
+            ),
+        ));
+    };
     let service = req
         .uri()
         .query()
@@ -778,6 +861,13 @@ fn handle_watch(
             "the watch needs ?service=<the caller's service name>",
         ));
     };
+    if let Err(e) = validate_service(&service) {
+        return error_response(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_ARGUMENT,
+            e.to_string(),
+        ));
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let registry = Arc::clone(&shared.registry);
     let keepalive = shared.keepalive;
@@ -787,8 +877,9 @@ fn handle_watch(
         let _guard = registry.watching(&id);
         let mut snapshots = registry.subscribe();
         loop {
-            let snapshot = snapshots.borrow_and_update().clone();
-            let mut line = serde_json::to_vec(&*snapshot).unwrap_or_default();
+            let published = snapshots.borrow_and_update().clone();
+            let snapshot = published.snapshot_for(&namespace, &service);
+            let mut line = serde_json::to_vec(&snapshot).unwrap_or_default();
             line.push(b'\n');
             if tx.send(Bytes::from(line)).await.is_err() {
                 break;

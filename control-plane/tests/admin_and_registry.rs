@@ -4,20 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{Method, StatusCode};
-use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::StatusCode;
 use palisade_api::wire::{
-    codes, ConfigSnapshot, Registration, TokenRequest, TokenResponse, PATH_ADMIN_TOKENS,
-    PATH_REGISTER, PATH_WATCH,
+    codes, Registration, TokenRequest, TokenResponse, PATH_ADMIN_TOKENS, PATH_REGISTER,
 };
 use palisade_control_plane::admin::client_config_from_dir;
 use palisade_control_plane::client::ApiClient;
-use palisade_spiffe::svid::shared_bundle;
-use palisade_spiffe::tls::client_config;
-use palisade_spiffe::{ServerIdentity, SvidStore};
 
 fn token_request(ns: &str) -> TokenRequest {
     TokenRequest {
@@ -147,65 +140,6 @@ async fn palisadectl_token_create_prints_a_token_that_buys_one_svid() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("reserved"));
     cp.shutdown().await;
-}
-
-/// Opens a watch stream over HTTP/2 with `svid` and returns the body to read lines from.
-async fn open_watch(
-    cp: &palisade_control_plane::RunningControlPlane,
-    svid: &Svid,
-    service: &str,
-) -> (
-    StatusCode,
-    hyper::body::Incoming,
-    tokio::task::JoinHandle<()>,
-) {
-    let store = SvidStore::new();
-    store.install(svid.chain.clone(), svid.key_der()).unwrap();
-    let mut tls = client_config(
-        Some(store),
-        shared_bundle(bundle_of(cp)),
-        ServerIdentity::OneOf(vec![cp.spiffe_id().clone()]),
-    );
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(cp.local_addr())
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let stream = connector.connect(name, tcp).await.unwrap();
-    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let request = http::Request::builder()
-        .method(Method::GET)
-        .uri(format!("{}{PATH_WATCH}?service={service}", cp.url()))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    (response.status(), response.into_body(), driver)
-}
-
-/// Reads the next snapshot line (bounded in time).
-async fn next_snapshot(body: &mut hyper::body::Incoming, pending: &mut Vec<u8>) -> ConfigSnapshot {
-    loop {
-        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            return serde_json::from_slice(&line).unwrap();
-        }
-        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
-            .await
-            .expect("a snapshot within 5 s")
-            .expect("the stream is open")
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            pending.extend_from_slice(&data);
-        }
-    }
 }
 
 #[tokio::test]

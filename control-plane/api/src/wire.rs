@@ -6,6 +6,7 @@
 //! | `POST /v1/admin/tokens`    | the admin credential over mTLS   | [`TokenRequest`] → [`TokenResponse`]  |
 //! | `POST /v1/register`        | the caller's SVID over mTLS      | [`Registration`] → [`Registered`]     |
 //! | `GET /v1/watch?service=S`  | the caller's SVID over mTLS      | a stream of [`ConfigSnapshot`] lines  |
+//! | `POST /v1/admin/policy/check` | the admin credential over mTLS | [`PolicyCheckRequest`] → [`PolicyCheckResponse`] |
 //!
 //! Every error answer carries an [`ErrorBody`] whose `code` is one of [`codes`].
 //!
@@ -22,6 +23,7 @@ pub const PATH_SVID: &str = "/v1/svid";
 pub const PATH_ADMIN_TOKENS: &str = "/v1/admin/tokens";
 pub const PATH_REGISTER: &str = "/v1/register";
 pub const PATH_WATCH: &str = "/v1/watch";
+pub const PATH_ADMIN_POLICY_CHECK: &str = "/v1/admin/policy/check";
 
 /// A certificate signing request. The identity in the CSR is ignored: the control plane
 /// decides the identity from the credential (join token or current SVID), and refuses a
@@ -119,6 +121,59 @@ pub struct ServiceAuthorization {
     pub policies: Vec<crate::policy::AuthorizationPolicy>,
 }
 
+/// A request to explain, decided against the control plane's policy in force (its last
+/// good set), with the same code the proxies enforce with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyCheckRequest {
+    /// The caller's SPIFFE ID; absent for a caller without an SVID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The service called: `NAME` or `NAME.NAMESPACE`.
+    pub to: String,
+    pub method: String,
+    pub path: String,
+    /// Request headers as `(name, value)` pairs, in order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The caller's address, for CIDR rules.
+    #[serde(default = "loopback")]
+    pub peer_ip: std::net::IpAddr,
+}
+
+fn loopback() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// The decision on a [`PolicyCheckRequest`] and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheckResponse {
+    pub allowed: bool,
+    /// `default`, or the rule: `allow rule shop/payments rules[0] (orders) at FILE:LINE`.
+    pub decided_by: String,
+    /// The sentence for a person.
+    pub reason: String,
+    /// The stable label (`allow_rule`, `not_allowed_by_policy`, ...).
+    pub reason_code: String,
+    /// What audit-mode rules would have decided, when the service has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<PolicyCheckAudit>,
+    /// The version of the policy set decided with (0 for a local directory).
+    pub policy_version: u64,
+    /// The service and namespace `to` resolved to, and how many policies target it.
+    pub service: String,
+    pub namespace: String,
+    pub policies: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheckAudit {
+    pub allowed: bool,
+    pub decided_by: String,
+    pub reason: String,
+    pub reason_code: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A stable, machine-readable reason, such as `token_expired`.
@@ -154,4 +209,6 @@ pub mod codes {
     pub const INVALID_ARGUMENT: &str = "invalid_argument";
     /// The control plane could not sign or persist; retry later.
     pub const INTERNAL: &str = "internal";
+    /// The watch caller's SVID is not a workload identity (`/ns/NS/sa/SA`).
+    pub const NOT_A_WORKLOAD: &str = "not_a_workload";
 }

@@ -37,7 +37,9 @@ fn decide(
 #[test]
 fn examples_are_valid() {
     let set = examples();
-    assert_eq!(set.files, 3);
+    // mesh.yaml, orders.yaml, payments.yaml and payments-waf.yaml (a WafPolicy, which
+    // `PolicySet` leaves to `parse_waf_file`).
+    assert_eq!(set.files, 4);
     assert_eq!(set.policies.len(), 3);
     assert_eq!(set.mesh.default_action, DefaultAction::AllowAuthenticated);
 }
@@ -80,5 +82,30 @@ fn catalog_policy_is_rolled_out_in_audit_mode() {
     assert_eq!(
         decide(&set, "catalog", shop, "GET", "/v1/items").2,
         Some(true)
+    );
+}
+
+#[test]
+fn the_waf_example_is_valid() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policies/payments-waf.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rules = palisade_waf::RuleSet::embedded().unwrap();
+    let known = palisade_api::policy::KnownRules::from_rule_set(&rules);
+    let (policies, problems) =
+        palisade_api::policy::parse_waf_file("payments-waf.yaml", &text, &known);
+    assert!(problems.is_empty(), "{problems:?}");
+    let settings = &policies[0].settings;
+    assert_eq!(
+        (
+            policies[0].namespace.as_str(),
+            policies[0].target_service.as_str()
+        ),
+        ("shop", "payments")
+    );
+    assert_eq!(settings.exclusions[0].rules, vec![4206]);
+    assert_eq!(
+        settings.routes["refunds"].mode,
+        Some(palisade_waf::Mode::Detect)
     );
 }

@@ -35,7 +35,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Token(command) => ctl::token::run(&cli.connect, command)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Policy(command) => ctl::policy::run(command, &mut std::io::stdout().lock()),
+        Command::Policy(command) => {
+            let mut out = Vec::new();
+            let code = ctl::policy::run(&cli.connect, command, &mut out).await;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+            code
+        }
         Command::Waf(args) => {
             ctl::waf::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
         }

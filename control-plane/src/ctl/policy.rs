@@ -1,7 +1,9 @@
 //! `palisadectl policy lint DIR` and `palisadectl policy check ...`.
 //!
 //! Both use `palisade_api::policy`, the same code the proxies enforce with, so that what
-//! `check` explains is what a proxy does.
+//! `check` explains is what a proxy does. `check` decides against a directory
+//! (`--policy-dir`) or, without one, asks the running control plane, which decides
+//! against the policy it has in force.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -9,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use palisade_api::policy::{DecidedBy, Decision, PolicySet, RequestFacts};
+use palisade_api::wire::{PolicyCheckRequest, PolicyCheckResponse, PATH_ADMIN_POLICY_CHECK};
 use palisade_spiffe::{SpiffeId, TrustDomain};
+
+use super::ConnectArgs;
+use crate::policy_store::{embedded_rules, PolicyBundle};
 
 /// Exit code of `check` when the request would be denied (allowed: 0; errors: 2).
 pub const EXIT_DENIED: u8 = 1;
@@ -19,7 +24,8 @@ pub const EXIT_LINT_FAILED: u8 = 1;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Check every policy file under DIR; print each problem with file:line and a hint.
+    /// Check every policy file under DIR (authorization policies, the mesh config and WAF
+    /// policies); print each problem with file:line and a hint.
     Lint {
         /// A directory of policy YAML files (read recursively).
         dir: PathBuf,
@@ -49,32 +55,51 @@ pub struct CheckArgs {
     /// The caller's address, for CIDR rules.
     #[arg(long, default_value = "127.0.0.1")]
     pub peer_ip: IpAddr,
-    /// The directory of policy files to decide with.
+    /// The directory of policy files to decide with; without it, the running control
+    /// plane decides with the policy it has in force (needs --admin-dir).
     #[arg(long, env = "PALISADE_POLICY_DIR")]
-    pub policy_dir: PathBuf,
-    /// The mesh's SPIFFE trust domain.
+    pub policy_dir: Option<PathBuf>,
+    /// The mesh's SPIFFE trust domain (directory mode; the control plane knows its own).
     #[arg(long, env = "PALISADE_TRUST_DOMAIN", default_value = "palisade.local")]
     pub trust_domain: String,
 }
 
 /// Runs one `policy` subcommand, writing its report to `out`.
-pub fn run(cmd: PolicyCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    connect: &ConnectArgs,
+    cmd: PolicyCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Lint { dir } => lint(&dir, out),
-        PolicyCommand::Check(args) => check(&args, out),
+        PolicyCommand::Check(args) => {
+            let answer = match &args.policy_dir {
+                Some(dir) => check_dir(&args, dir)?,
+                None => check_remote(connect, &args).await?,
+            };
+            write_answer(out, &answer)?;
+            Ok(if answer.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DENIED)
+            })
+        }
     }
 }
 
 fn lint(dir: &Path, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    match PolicySet::load_dir(dir) {
-        Ok(set) => {
+    let known = embedded_rules().context("the embedded WAF rule set does not load")?;
+    match PolicyBundle::load_dir(dir, &known) {
+        Ok(bundle) => {
+            let set = &bundle.set;
             writeln!(
                 out,
-                "ok: {} file(s), {} policy(ies) for {} service(s), mesh default {}",
-                set.files,
+                "ok: {} file(s), {} policy(ies) for {} service(s), mesh default {}, {} WAF policy(ies)",
+                bundle.files,
                 set.policies.len(),
                 set.services().len(),
-                set.mesh.default_action
+                set.mesh.default_action,
+                bundle.waf.len()
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -92,113 +117,90 @@ fn lint(dir: &Path, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let trust_domain = TrustDomain::new(&args.trust_domain)
-        .with_context(|| format!("--trust-domain `{}`", args.trust_domain))?;
-    let peer = match &args.from {
-        Some(from) if !args.unauthenticated => Some(
-            SpiffeId::parse(from).with_context(|| format!("--from `{from}` is not a SPIFFE ID"))?,
-        ),
+fn request(args: &CheckArgs) -> anyhow::Result<PolicyCheckRequest> {
+    let from = match &args.from {
+        Some(from) if !args.unauthenticated => {
+            SpiffeId::parse(from).with_context(|| format!("--from `{from}` is not a SPIFFE ID"))?;
+            Some(from.clone())
+        }
         _ => None,
     };
     let headers = parse_headers(&args.headers)?;
-    let set = PolicySet::load_dir(&args.policy_dir).map_err(|problems| {
-        anyhow::anyhow!(
-            "{problems}\nthe policy directory has {} problem(s); run `palisadectl policy lint {}`",
-            problems.0.len(),
-            args.policy_dir.display()
-        )
-    })?;
-    let (service, namespace) = resolve_service(&set, &args.to)?;
-    let compiled = set.compile_service(&trust_domain, &namespace, &service);
-    let decision = compiled.evaluate(&RequestFacts {
-        peer: peer.as_ref(),
+    Ok(PolicyCheckRequest {
+        from,
+        to: args.to.clone(),
+        method: args.method.clone(),
+        path: args.path.clone(),
+        headers,
         peer_ip: args.peer_ip,
-        method: &args.method,
-        path: &args.path,
-        headers: &headers,
-    });
-    let policies = set.policies_for(&namespace, &service).count();
-    write_decision(out, &decision, &service, &namespace, policies)?;
-    Ok(if decision.allowed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_DENIED)
     })
 }
 
-fn write_decision(
-    out: &mut dyn Write,
-    d: &Decision<'_>,
-    service: &str,
-    namespace: &str,
-    policies: usize,
-) -> std::io::Result<()> {
+fn check_dir(args: &CheckArgs, dir: &Path) -> anyhow::Result<PolicyCheckResponse> {
+    let trust_domain = TrustDomain::new(&args.trust_domain)
+        .with_context(|| format!("--trust-domain `{}`", args.trust_domain))?;
+    let request = request(args)?;
+    let known = embedded_rules().context("the embedded WAF rule set does not load")?;
+    let bundle = PolicyBundle::load_dir(dir, &known).map_err(|problems| {
+        anyhow::anyhow!(
+            "{problems}\nthe policy directory has {} problem(s); run `palisadectl policy lint {}`",
+            problems.0.len(),
+            dir.display()
+        )
+    })?;
+    bundle
+        .explain(&trust_domain, &request, 0)
+        .map_err(|e| anyhow::anyhow!("--to/--header: {e}"))
+}
+
+async fn check_remote(
+    connect: &ConnectArgs,
+    args: &CheckArgs,
+) -> anyhow::Result<PolicyCheckResponse> {
+    let request = request(args)?;
+    let client = connect
+        .admin_client()
+        .context("`policy check` without --policy-dir asks the running control plane")?;
+    Ok(client.post_json(PATH_ADMIN_POLICY_CHECK, &request).await?)
+}
+
+fn write_answer(out: &mut dyn Write, a: &PolicyCheckResponse) -> std::io::Result<()> {
     let verdict = |allowed: bool| if allowed { "ALLOW" } else { "DENY" };
-    writeln!(out, "{}", verdict(d.allowed))?;
+    writeln!(out, "{}", verdict(a.allowed))?;
     writeln!(
         out,
-        "  service:    {service}.{namespace} ({policies} policy(ies))"
+        "  service:    {}.{} ({} policy(ies))",
+        a.service, a.namespace, a.policies
     )?;
-    writeln!(out, "  decided by: {}", describe(&d.decided_by))?;
-    writeln!(out, "  why:        {} [{}]", d.reason, d.reason.code())?;
-    if let Some(a) = d.audit.filter(|_| !d.audit_disagrees()) {
-        writeln!(
-            out,
-            "  audit mode: same verdict ({})",
-            describe(&a.decided_by)
-        )?;
-    } else if let Some(a) = &d.audit {
-        writeln!(
+    writeln!(out, "  decided by: {}", a.decided_by)?;
+    writeln!(out, "  why:        {} [{}]", a.reason, a.reason_code)?;
+    match &a.audit {
+        Some(audit) if audit.allowed == a.allowed => {
+            writeln!(out, "  audit mode: same verdict ({})", audit.decided_by)?
+        }
+        Some(audit) => writeln!(
             out,
             "  audit mode: would {} by {}: {}",
-            verdict(a.allowed),
-            describe(&a.decided_by),
-            a.reason
+            verdict(audit.allowed),
+            audit.decided_by,
+            audit.reason
+        )?,
+        None => {}
+    }
+    if a.policy_version != 0 {
+        writeln!(
+            out,
+            "  policy:     version {} (in force on the control plane)",
+            a.policy_version
         )?;
     }
     Ok(())
 }
 
-fn describe(by: &DecidedBy<'_>) -> String {
-    match by {
-        DecidedBy::Rule(r) => format!(
-            "{} rule {}{}",
-            r.action,
-            r,
-            if r.audit { " [audit]" } else { "" }
-        ),
-        DecidedBy::Default => "the default".to_owned(),
-    }
-}
-
-/// `NAME.NAMESPACE`, or `NAME` when exactly one namespace has policies for it (a service
-/// no policy names gets the mesh default whatever its namespace).
-fn resolve_service(set: &PolicySet, to: &str) -> anyhow::Result<(String, String)> {
-    if let Some((name, namespace)) = to.split_once('.') {
-        return Ok((name.to_owned(), namespace.to_owned()));
-    }
-    let namespaces: Vec<&str> = set
-        .services()
-        .into_iter()
-        .filter(|(_, s)| *s == to)
-        .map(|(ns, _)| ns)
-        .collect();
-    match namespaces.as_slice() {
-        [] => Ok((
-            to.to_owned(),
-            palisade_api::policy::DEFAULT_NAMESPACE.to_owned(),
-        )),
-        [ns] => Ok((to.to_owned(), (*ns).to_owned())),
-        many => bail!(
-            "--to `{to}` is ambiguous: policies target it in namespaces {}; write `{to}.NAMESPACE`",
-            many.join(", ")
-        ),
-    }
-}
-
-fn parse_headers(raw: &[String]) -> anyhow::Result<http::HeaderMap> {
-    let mut headers = http::HeaderMap::new();
+/// `name: value` pairs, each checked as an HTTP header here so that a typo is reported
+/// against the flag rather than by the control plane.
+fn parse_headers(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
     for h in raw {
         let Some((name, value)) = h.split_once(':') else {
             bail!("--header `{h}`: write `name: value`");
@@ -207,7 +209,10 @@ fn parse_headers(raw: &[String]) -> anyhow::Result<http::HeaderMap> {
             .with_context(|| format!("--header `{h}`: bad header name"))?;
         let value = http::HeaderValue::from_str(value.trim())
             .with_context(|| format!("--header `{h}`: bad header value"))?;
-        headers.append(name, value);
+        headers.push((
+            name.to_string(),
+            value.to_str().unwrap_or_default().to_owned(),
+        ));
     }
     Ok(headers)
 }
@@ -241,9 +246,24 @@ spec:
         dir
     }
 
+    fn connect() -> ConnectArgs {
+        ConnectArgs {
+            control_plane: "https://127.0.0.1:1".into(),
+            admin_dir: None,
+        }
+    }
+
+    fn run_blocking(cmd: PolicyCommand, out: &mut Vec<u8>) -> anyhow::Result<ExitCode> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run(&connect(), cmd, out))
+    }
+
     fn run_to_string(cmd: PolicyCommand) -> (ExitCode, String) {
         let mut out = Vec::new();
-        let code = run(cmd, &mut out).unwrap();
+        let code = run_blocking(cmd, &mut out).unwrap();
         (code, String::from_utf8(out).unwrap())
     }
 
@@ -256,7 +276,7 @@ spec:
             path: path.into(),
             headers: vec![],
             peer_ip: "127.0.0.1".parse().unwrap(),
-            policy_dir: dir.to_owned(),
+            policy_dir: Some(dir.to_owned()),
             trust_domain: "palisade.local".into(),
         }
     }
@@ -270,7 +290,7 @@ spec:
         assert_eq!(code, ExitCode::SUCCESS);
         assert_eq!(
             out,
-            "ok: 1 file(s), 1 policy(ies) for 1 service(s), mesh default allowAuthenticated\n"
+            "ok: 1 file(s), 1 policy(ies) for 1 service(s), mesh default allowAuthenticated, 0 WAF policy(ies)\n"
         );
     }
 
@@ -344,10 +364,48 @@ spec:
     }
 
     #[test]
+    fn lint_checks_waf_policies_too() {
+        let waf = "apiVersion: palisade.dev/v1alpha1\nkind: WafPolicy\nmetadata:\n  name: payments-waf\n  namespace: shop\nspec:\n  targetService: payments\n  paranoia: 2\n";
+        let dir = dir_with(&[("payments.yaml", POLICY), ("waf.yaml", waf)]);
+        let (code, out) = run_to_string(PolicyCommand::Lint {
+            dir: dir.path().into(),
+        });
+        assert_eq!(code, ExitCode::SUCCESS, "{out}");
+        assert!(out.ends_with(", 1 WAF policy(ies)\n"), "{out}");
+
+        let broken = waf.replace(
+            "paranoia: 2",
+            "paranoia: 7\n  exclusions:\n    - rules: [1]",
+        );
+        let dir = dir_with(&[("waf.yaml", &broken)]);
+        let (code, out) = run_to_string(PolicyCommand::Lint {
+            dir: dir.path().into(),
+        });
+        assert_eq!(code, ExitCode::from(EXIT_LINT_FAILED));
+        let file = dir.path().join("waf.yaml").display().to_string();
+        assert!(
+            out.contains(&format!(
+                "{file}:8:3: spec.paranoia: 7 is out of range 1..=4"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "{file}:10:7: spec.exclusions[0].rules[0]: no WAF rule has id 1"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("2 problem(s) found; nothing was applied\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn check_refuses_bad_input_clearly() {
         let dir = dir_with(&[("payments.yaml", POLICY)]);
         let mut out = Vec::new();
-        let err = run(
+        let err = run_blocking(
             PolicyCommand::Check(check_args(dir.path(), "orders", "payments", "GET", "/")),
             &mut out,
         )
@@ -358,7 +416,7 @@ spec:
             "{err:#}"
         );
         let broken = dir_with(&[("payments.yaml", "kind: [")]);
-        let err = run(
+        let err = run_blocking(
             PolicyCommand::Check(check_args(
                 broken.path(),
                 "spiffe://palisade.local/ns/a/sa/b",
@@ -375,8 +433,18 @@ spec:
         );
         assert!(parse_headers(&["no-colon".into()]).is_err());
         assert_eq!(
-            parse_headers(&["X-Tenant: acme".into()]).unwrap()["x-tenant"],
-            "acme"
+            parse_headers(&["X-Tenant: acme".into()]).unwrap(),
+            vec![("x-tenant".to_owned(), "acme".to_owned())]
         );
+        let mut args = check_args(
+            dir.path(),
+            "spiffe://palisade.local/ns/a/sa/b",
+            "payments",
+            "GET",
+            "/",
+        );
+        args.policy_dir = None;
+        let err = run_blocking(PolicyCommand::Check(args), &mut out).unwrap_err();
+        assert!(format!("{err:#}").contains("--admin-dir"), "{err:#}");
     }
 }

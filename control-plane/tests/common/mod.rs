@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use palisade_api::wire::{ErrorBody, IssueRequest, IssueResponse, PATH_SVID};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use palisade_api::wire::{
+    ConfigSnapshot, ErrorBody, IssueRequest, IssueResponse, PATH_SVID, PATH_WATCH,
+};
 use palisade_control_plane::client::{ApiClient, ClientError};
 pub use palisade_control_plane::start;
 use palisade_control_plane::{RunningControlPlane, ServeConfig};
@@ -173,4 +177,78 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 pub fn root_count(pem: &str) -> usize {
     certs_from_pem(pem.as_bytes()).unwrap().len()
+}
+
+/// Opens a watch stream over HTTP/2 with `svid` and returns the body to read lines from.
+pub async fn open_watch(
+    cp: &palisade_control_plane::RunningControlPlane,
+    svid: &Svid,
+    service: &str,
+) -> (
+    StatusCode,
+    hyper::body::Incoming,
+    tokio::task::JoinHandle<()>,
+) {
+    let store = SvidStore::new();
+    store.install(svid.chain.clone(), svid.key_der()).unwrap();
+    let mut tls = client_config(
+        Some(store),
+        shared_bundle(bundle_of(cp)),
+        ServerIdentity::OneOf(vec![cp.spiffe_id().clone()]),
+    );
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(cp.local_addr())
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let request = http::Request::builder()
+        .method(Method::GET)
+        .uri(format!("{}{PATH_WATCH}?service={service}", cp.url()))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    (response.status(), response.into_body(), driver)
+}
+
+/// Reads the next snapshot line (bounded in time).
+pub async fn next_snapshot(
+    body: &mut hyper::body::Incoming,
+    pending: &mut Vec<u8>,
+) -> ConfigSnapshot {
+    next_snapshot_within(body, pending, Duration::from_secs(5))
+        .await
+        .expect("a snapshot within 5 s")
+}
+
+/// The next snapshot line if one arrives within `limit`.
+pub async fn next_snapshot_within(
+    body: &mut hyper::body::Incoming,
+    pending: &mut Vec<u8>,
+    limit: Duration,
+) -> Option<ConfigSnapshot> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            return Some(serde_json::from_slice(&line).unwrap());
+        }
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .ok()?
+            .expect("the stream is open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            pending.extend_from_slice(&data);
+        }
+    }
 }

@@ -18,6 +18,7 @@ use super::model::{
     KIND_AUTHORIZATION_POLICY, KIND_MESH_CONFIG,
 };
 use super::pattern::{PathPattern, SpiffeIdPattern};
+use super::waf_policy::KIND_WAF_POLICY;
 
 /// One resource read from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +27,8 @@ pub enum Resource {
     Mesh(MeshConfig, Source),
 }
 
-/// Reads every YAML document of one file. Resources come back even when other documents
+/// Reads every YAML document of one file; `WafPolicy` documents are skipped (they are
+/// [`super::parse_waf_file`]'s). Resources come back even when other documents
 /// (or other fields) have problems, so that a caller can report everything at once; a
 /// resource with a problem of its own is left out.
 pub fn parse_file(file: &str, text: &str) -> (Vec<Resource>, Vec<Diagnostic>) {
@@ -76,7 +78,7 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Resource>, Vec<Diagnostic>) {
 }
 
 /// `(first line, text)` of each `---`-separated document.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
+pub(super) fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
     let mut current = String::new();
     let mut first = 1;
@@ -126,7 +128,7 @@ const CALLER_FIELDS: &[&str] = &[
 ];
 const ROUTE_FIELDS: &[&str] = &["methods", "paths"];
 const HEADER_FIELDS: &[&str] = &["name", "exact", "present", "regex"];
-const KINDS: &[&str] = &[KIND_AUTHORIZATION_POLICY, KIND_MESH_CONFIG];
+const KINDS: &[&str] = &[KIND_AUTHORIZATION_POLICY, KIND_MESH_CONFIG, KIND_WAF_POLICY];
 
 struct Checker<'a> {
     file: &'a str,
@@ -311,6 +313,10 @@ impl Checker<'_> {
             }
             None => return None,
         };
+        if kind == KIND_WAF_POLICY {
+            // WAF settings, read and checked by `parse_waf_file`.
+            return None;
+        }
         let metadata = self
             .required(top, "", "metadata", "add `metadata:` with a `name:`")
             .and_then(|v| self.mapping(v, "metadata", METADATA_FIELDS));

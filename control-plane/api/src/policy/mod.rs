@@ -20,6 +20,7 @@ mod load;
 mod model;
 mod pattern;
 mod set;
+mod waf_policy;
 
 pub use compile::ServicePolicy;
 pub use diagnostic::{Diagnostic, Diagnostics};
@@ -32,3 +33,4 @@ pub use model::{
 };
 pub use pattern::{LeafError, PathPattern, PathSegment, SpiffeIdPattern};
 pub use set::PolicySet;
+pub use waf_policy::{parse_waf_file, KnownRules, WafPolicy, KIND_WAF_POLICY, MAX_BODY_LIMIT};
