@@ -1,0 +1,428 @@
+//! The WAF: inspects each authorized inbound request with the base rule set under the
+//! service's settings, and refuses it (403, 413 or 400) when its anomaly score reaches the
+//! threshold in block mode.
+//!
+//! Bodies: for content types an application parses into arguments (urlencoded, JSON,
+//! multipart, XML, text), the proxy reads the body up to `body_limit` (plus one frame)
+//! before forwarding, inspects it, and then forwards the buffered bytes followed by the
+//! rest of the stream. Past the limit the settings decide: `reject` answers 413,
+//! `inspect_prefix` inspects the first `body_limit` bytes and lets the rest stream.
+//! Other types (gRPC, octet-stream, images) and bodies without a `Content-Type` stream
+//! uninspected: parsing an upload of unknown type as form data only yields false
+//! positives (one giant "argument name"), and frameworks do not parse untyped bodies
+//! into arguments either. Their method, path, query, headers and cookies are still
+//! inspected.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use palisade_waf::{Action, Mode, Verdict};
+use tower::{Layer, Service};
+
+use super::authorization::{truncate, AUDIT_PATH_MAX};
+use super::{RequestId, ResponseFuture};
+use crate::body::{boxed, local_response, BodyError, ProxyBody};
+use crate::enforcement::{Enforcement, WafConfig};
+use crate::metrics::Metrics;
+
+const BLOCKED: &str = "forbidden: the request was blocked by the web application firewall; quote the x-request-id to the service's operators";
+const TOO_LARGE: &str =
+    "payload too large: the request body exceeds what the web application firewall inspects";
+const UNDECODABLE: &str =
+    "bad request: the request body's content encoding could not be decoded for inspection";
+
+/// Whether the WAF reads the body before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyInspection {
+    /// Not at all: the body streams through.
+    None,
+    /// Up to the limit; past it, the settings' `over_limit` applies.
+    Full,
+}
+
+/// Which bodies are parsed into arguments by applications, by `Content-Type`.
+fn body_inspection(request: &Request<ProxyBody>) -> BodyInspection {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return BodyInspection::None;
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let inspectable = matches!(
+        essence.as_str(),
+        "application/x-www-form-urlencoded"
+            | "multipart/form-data"
+            | "application/json"
+            | "application/xml"
+            | "application/graphql"
+    ) || essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || essence.is_empty();
+    if inspectable {
+        BodyInspection::Full
+    } else {
+        BodyInspection::None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WafLayer {
+    enforcement: Arc<Enforcement>,
+    metrics: Arc<Metrics>,
+}
+
+impl WafLayer {
+    pub fn new(enforcement: Arc<Enforcement>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            enforcement,
+            metrics,
+        }
+    }
+}
+
+impl<S> Layer<S> for WafLayer {
+    type Service = Waf<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Waf {
+            inner,
+            enforcement: self.enforcement.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Waf<S> {
+    inner: S,
+    enforcement: Arc<Enforcement>,
+    metrics: Arc<Metrics>,
+}
+
+/// The part of a body read before inspection, and what is left of the stream.
+struct Buffered {
+    data: Bytes,
+    trailers: Option<http::HeaderMap>,
+    rest: Option<ProxyBody>,
+}
+
+/// Reads `body` until more than `limit` bytes arrived or it ended.
+async fn read_up_to(mut body: ProxyBody, limit: usize) -> Result<Buffered, BodyError> {
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    loop {
+        if data.len() > limit {
+            return Ok(Buffered {
+                data: data.freeze(),
+                trailers,
+                rest: Some(body),
+            });
+        }
+        match body.frame().await {
+            None => break,
+            Some(frame) => match frame?.into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    break;
+                }
+            },
+        }
+    }
+    Ok(Buffered {
+        data: data.freeze(),
+        trailers,
+        rest: None,
+    })
+}
+
+/// A body that first yields frames read earlier, then the rest of the original stream.
+struct Replay {
+    frames: VecDeque<Frame<Bytes>>,
+    rest: Option<ProxyBody>,
+}
+
+impl Body for Replay {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(frame) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let buffered: u64 = self
+            .frames
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(buffered),
+            Some(rest) => {
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + buffered);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + buffered);
+                }
+                hint
+            }
+        }
+    }
+}
+
+impl Buffered {
+    fn into_body(self) -> ProxyBody {
+        let mut frames = VecDeque::with_capacity(2);
+        if !self.data.is_empty() {
+            frames.push_back(Frame::data(self.data));
+        }
+        if let Some(trailers) = self.trailers {
+            frames.push_back(Frame::trailers(trailers));
+        }
+        boxed(Replay {
+            frames,
+            rest: self.rest,
+        })
+    }
+}
+
+fn action_label(action: Action) -> &'static str {
+    match action {
+        Action::Block => "block",
+        Action::Detect => "detect",
+        Action::Pass => "pass",
+    }
+}
+
+/// One `waf_match` audit event per match, and the metrics. Fragments come from the
+/// engine already truncated to 64 bytes, and redacted for secret headers, cookies and
+/// secret-looking arguments.
+fn report(
+    verdict: &Verdict,
+    metrics: &Metrics,
+    request_id: &str,
+    service: &str,
+    mode: Mode,
+    path: &str,
+) {
+    let action = action_label(verdict.action);
+    let mode = match mode {
+        Mode::Off => "off",
+        Mode::Detect => "detect",
+        Mode::Block => "block",
+    };
+    for m in &verdict.matches {
+        metrics.waf_match(m.rule_id, action);
+        tracing::warn!(
+            event = "waf_match",
+            request_id,
+            service,
+            rule_id = m.rule_id,
+            target = %m.target,
+            fragment = %m.fragment,
+            score = m.score,
+            action,
+            mode,
+            message = %m.message,
+            "WAF rule matched"
+        );
+    }
+    if verdict.action != Action::Pass {
+        tracing::warn!(
+            event = "waf_verdict",
+            request_id,
+            service,
+            path = truncate(path, AUDIT_PATH_MAX),
+            action,
+            mode,
+            score = verdict.score,
+            threshold = verdict.threshold,
+            body_over_limit = verdict.body_over_limit,
+            body_undecodable = verdict.body_undecodable,
+            "WAF threshold reached"
+        );
+    }
+}
+
+fn refusal(verdict: &Verdict) -> Option<Response<ProxyBody>> {
+    let status = verdict.status()?;
+    Some(match status {
+        413 => local_response(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
+        400 => local_response(StatusCode::BAD_REQUEST, UNDECODABLE),
+        _ => local_response(StatusCode::FORBIDDEN, BLOCKED),
+    })
+}
+
+impl<S> Service<Request<ProxyBody>> for Waf<S>
+where
+    S: Service<
+            Request<ProxyBody>,
+            Response = Response<ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = std::convert::Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+        let config: Arc<WafConfig> = self.enforcement.waf();
+        if config.always_off() {
+            return Box::pin(self.inner.call(request));
+        }
+        // The ready service goes into the future; the clone takes its place here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let enforcement = self.enforcement.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let inspection = body_inspection(&request);
+            let (parts, body) = request.into_parts();
+            let limit = config.settings.body_limit;
+            let buffered = if inspection == BodyInspection::None || body.is_end_stream() {
+                Buffered {
+                    data: Bytes::new(),
+                    trailers: None,
+                    rest: Some(body),
+                }
+            } else {
+                match read_up_to(body, limit).await {
+                    Ok(buffered) => buffered,
+                    Err(error) => {
+                        tracing::debug!(%error, "the request body failed while the WAF read it");
+                        return Ok(local_response(
+                            StatusCode::BAD_REQUEST,
+                            "bad request: the request body ended abnormally",
+                        ));
+                    }
+                }
+            };
+            let route = config.route_for(parts.uri.path());
+            let view = palisade_waf::Request::from_parts(&parts, &buffered.data);
+            let verdict = enforcement.engine().inspect(&view, &config.settings, route);
+            drop(view);
+            if !verdict.matches.is_empty() || verdict.action != Action::Pass {
+                let request_id = parts
+                    .extensions
+                    .get::<RequestId>()
+                    .and_then(|id| id.0.to_str().ok())
+                    .unwrap_or("");
+                let mode = route
+                    .and_then(|r| config.settings.routes.get(r))
+                    .and_then(|r| r.mode)
+                    .unwrap_or(config.settings.mode);
+                report(
+                    &verdict,
+                    &metrics,
+                    request_id,
+                    enforcement.service(),
+                    mode,
+                    parts.uri.path(),
+                );
+            }
+            if let Some(refused) = refusal(&verdict) {
+                return Ok(refused);
+            }
+            let request = Request::from_parts(parts, buffered.into_body());
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    fn request(content_type: Option<&str>) -> Request<ProxyBody> {
+        let mut builder = Request::post("/x");
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        builder.body(crate::body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_argument_bearing_bodies_are_inspected_whole() {
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/X-WWW-Form-Urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/plain",
+            "application/problem+json",
+            "application/soap+xml",
+        ] {
+            assert_eq!(
+                body_inspection(&request(Some(ct))),
+                BodyInspection::Full,
+                "{ct}"
+            );
+        }
+        for ct in ["application/grpc", "application/octet-stream", "image/png"] {
+            assert_eq!(
+                body_inspection(&request(Some(ct))),
+                BodyInspection::None,
+                "{ct}"
+            );
+        }
+        assert_eq!(body_inspection(&request(None)), BodyInspection::None);
+    }
+
+    #[tokio::test]
+    async fn a_read_prefix_is_replayed_before_the_rest_of_the_stream() {
+        let (mut tx, channel) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
+        for chunk in [&b"0123"[..], b"4567", b"89"] {
+            tx.send_data(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        drop(tx);
+        let buffered = read_up_to(boxed(channel), 5).await.unwrap();
+        assert_eq!(&buffered.data[..], b"01234567");
+        assert!(buffered.rest.is_some());
+        let all = buffered.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], b"0123456789");
+
+        let small = read_up_to(boxed(Full::new(Bytes::from_static(b"abc"))), 5)
+            .await
+            .unwrap();
+        assert!(small.rest.is_none());
+        assert_eq!(
+            &small.into_body().collect().await.unwrap().to_bytes()[..],
+            b"abc"
+        );
+    }
+}
