@@ -202,3 +202,211 @@ where
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use palisade_api::policy::{parse_file, Resource};
+    use palisade_api::wire::{ConfigSnapshot, ServiceAuthorization};
+    use palisade_spiffe::{SpiffeId, TrustDomain};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::body::boxed;
+    use crate::layers::HttpService;
+
+    const POLICY: &str = r#"
+apiVersion: palisade.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: payments-callers
+  namespace: shop
+spec:
+  targetService: payments
+  rules:
+    - name: orders-can-charge
+      action: allow
+      callers:
+        - spiffeId: spiffe://td/ns/shop/sa/orders
+      routes:
+        - methods: [GET, POST]
+          paths: ["/v1/charges/{id}"]
+    - name: billing-later
+      action: allow
+      mode: audit
+      callers:
+        - spiffeId: spiffe://td/ns/shop/sa/billing
+      routes:
+        - paths: ["/v1/charges/{id}"]
+"#;
+
+    pub(crate) fn authorization(yaml: &str) -> ServiceAuthorization {
+        let (resources, diagnostics) = parse_file("test.yaml", yaml);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let policies = resources
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::Policy(p) => Some(p),
+                Resource::Mesh(..) => None,
+            })
+            .collect();
+        ServiceAuthorization {
+            mesh: Default::default(),
+            policies,
+        }
+    }
+
+    /// The filters in front of an app that counts the requests it gets.
+    pub(crate) fn stack(
+        enforcement: Arc<Enforcement>,
+        metrics: Arc<Metrics>,
+    ) -> (HttpService, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let app = tower::service_fn(move |_request: Request<ProxyBody>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                Ok::<_, std::convert::Infallible>(Response::new(boxed(Full::new(
+                    Bytes::from_static(b"app"),
+                ))))
+            }
+        });
+        let service = tower::ServiceBuilder::new()
+            .layer(crate::inbound::filters(enforcement, metrics))
+            .service(app);
+        (HttpService::new(service), seen)
+    }
+
+    fn request(peer: Option<&str>, method: &str, path: &str) -> Request<ProxyBody> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(crate::body::empty())
+            .unwrap();
+        let peer = match peer {
+            Some(id) => PeerIdentity::Authenticated(Arc::new(SpiffeId::parse(id).unwrap())),
+            None => PeerIdentity::Unauthenticated,
+        };
+        request.extensions_mut().insert(peer);
+        request
+    }
+
+    async fn body(response: Response<ProxyBody>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn allows_denies_and_fails_closed_without_policy() {
+        let enforcement = Enforcement::new(TrustDomain::new("td").unwrap(), "payments").unwrap();
+        let metrics = Metrics::new();
+        let (service, seen) = stack(enforcement.clone(), metrics.clone());
+        let orders = Some("spiffe://td/ns/shop/sa/orders");
+
+        let response = service
+            .clone()
+            .oneshot(request(orders, "GET", "/v1/charges/1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body(response).await.contains("not configured yet"));
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+
+        enforcement.apply(&ConfigSnapshot {
+            authorization: Some(authorization(POLICY)),
+            ..Default::default()
+        });
+        let response = service
+            .clone()
+            .oneshot(request(orders, "GET", "/v1/charges/1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        // Denied: 403, a body naming no rule, and the app never sees it.
+        for (peer, method, path) in [
+            (orders, "DELETE", "/v1/charges/1"),
+            (
+                Some("spiffe://td/ns/shop/sa/billing"),
+                "GET",
+                "/v1/charges/1",
+            ),
+            (orders, "GET", "/v1/charges/%2e%2e/admin"),
+        ] {
+            let response = service
+                .clone()
+                .oneshot(request(peer, method, path))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+            assert!(response
+                .extensions()
+                .get::<crate::body::LocalResponse>()
+                .is_some());
+            let text = body(response).await;
+            assert!(
+                !text.contains("orders-can-charge") && !text.contains("payments-callers"),
+                "{text}"
+            );
+        }
+        // No SVID (permissive mode): 401.
+        let response = service
+            .clone()
+            .oneshot(request(None, "GET", "/v1/charges/1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        let text = metrics.encode(&palisade_spiffe::SvidStore::default());
+        assert!(
+            text.contains(r#"palisade_proxy_authz_decisions_total{result="allow"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"palisade_proxy_authz_decisions_total{result="deny"} 5"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_policy_applies_to_the_next_request_of_the_same_service() {
+        let enforcement = Enforcement::new(TrustDomain::new("td").unwrap(), "payments").unwrap();
+        let (service, _) = stack(enforcement.clone(), Metrics::new());
+        let billing = Some("spiffe://td/ns/shop/sa/billing");
+        enforcement.apply(&ConfigSnapshot {
+            authorization: Some(authorization(POLICY)),
+            ..Default::default()
+        });
+        let status = service
+            .clone()
+            .oneshot(request(billing, "GET", "/v1/charges/1"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Billing's rule leaves audit mode.
+        enforcement.apply(&ConfigSnapshot {
+            authorization: Some(authorization(&POLICY.replace("      mode: audit\n", ""))),
+            ..Default::default()
+        });
+        let status = service
+            .clone()
+            .oneshot(request(billing, "GET", "/v1/charges/1"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate("abc", 8), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

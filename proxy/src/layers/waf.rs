@@ -403,6 +403,143 @@ mod tests {
         assert_eq!(body_inspection(&request(None)), BodyInspection::None);
     }
 
+    fn enforcement(settings: palisade_waf::WafSettings) -> Arc<Enforcement> {
+        let enforcement =
+            Enforcement::new(palisade_spiffe::TrustDomain::new("td").unwrap(), "payments").unwrap();
+        enforcement.apply(&palisade_api::wire::ConfigSnapshot {
+            authorization: Some(Default::default()),
+            waf: Some(settings),
+            ..Default::default()
+        });
+        enforcement
+    }
+
+    fn post(target: &str, content_type: &str, body: impl Into<Bytes>) -> Request<ProxyBody> {
+        let mut request = Request::post(target)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(boxed(Full::new(body.into())))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(crate::layers::PeerIdentity::Authenticated(Arc::new(
+                palisade_spiffe::SpiffeId::parse("spiffe://td/ns/shop/sa/orders").unwrap(),
+            )));
+        request
+    }
+
+    #[tokio::test]
+    async fn attacks_are_blocked_before_the_app_and_benign_bodies_pass_whole() {
+        use std::sync::atomic::Ordering;
+        use tower::ServiceExt;
+        let metrics = Metrics::new();
+        let (service, seen) = crate::layers::authorization::tests::stack(
+            enforcement(Default::default()),
+            metrics.clone(),
+        );
+        let sqli = "1' UNION SELECT password FROM users--";
+        for request in [
+            post(
+                &format!("/search?q={}", sqli.replace(' ', "%20")),
+                "text/plain",
+                "",
+            ),
+            post(
+                "/search",
+                "application/json",
+                format!(r#"{{"q":"{sqli}"}}"#),
+            ),
+            post(
+                "/search",
+                "application/x-www-form-urlencoded",
+                format!("q={}", sqli.replace(' ', "+")),
+            ),
+        ] {
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(response
+                .extensions()
+                .get::<crate::body::LocalResponse>()
+                .is_some());
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+        let text = metrics.encode(&palisade_spiffe::SvidStore::default());
+        assert!(
+            text.contains("palisade_proxy_waf_matches_total{rule="),
+            "{text}"
+        );
+        assert!(text.contains(r#"action="block"} "#), "{text}");
+
+        // Benign JSON (with an apostrophe and SQL words in prose) passes, body intact.
+        let benign =
+            r#"{"note":"Don't select the union rep from the drop-down; we'll update it","qty":3}"#;
+        let response = service
+            .clone()
+            .oneshot(post("/orders", "application/json", benign))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        // An opaque upload is not parsed: an SQL-looking payload streams to the app.
+        let response = service
+            .clone()
+            .oneshot(post("/upload", "application/octet-stream", sqli))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn body_limits_reject_or_inspect_the_prefix_and_detect_mode_passes() {
+        use tower::ServiceExt;
+        let small = palisade_waf::WafSettings {
+            body_limit: 1024,
+            ..Default::default()
+        };
+        let (service, _) =
+            crate::layers::authorization::tests::stack(enforcement(small.clone()), Metrics::new());
+        let big = format!(r#"{{"text":"{}"}}"#, "a".repeat(4096));
+        let response = service
+            .clone()
+            .oneshot(post("/x", "application/json", big.clone()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+        let prefix = palisade_waf::WafSettings {
+            over_limit: palisade_waf::OverLimit::InspectPrefix,
+            ..small
+        };
+        let (service, seen) =
+            crate::layers::authorization::tests::stack(enforcement(prefix), Metrics::new());
+        let response = service
+            .clone()
+            .oneshot(post("/x", "text/plain", big))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let detect = palisade_waf::WafSettings {
+            mode: Mode::Detect,
+            ..Default::default()
+        };
+        let (service, seen) =
+            crate::layers::authorization::tests::stack(enforcement(detect), Metrics::new());
+        let response = service
+            .clone()
+            .oneshot(post(
+                "/x?q=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+                "text/plain",
+                "",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn a_read_prefix_is_replayed_before_the_rest_of_the_stream() {
         let (mut tx, channel) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
