@@ -422,17 +422,15 @@ async fn load(outbound: SocketAddr, stop: Arc<AtomicBool>) -> (usize, Vec<String
                 .send_request(request("GET", "payments", "/load", None, ""))
                 .await
             {
-                Ok(response) => read(response).await.map(|r| r.0),
+                Ok(response) => read(response).await,
                 Err(error) => Err(error.into()),
             }
         } else {
-            send(outbound, request("GET", "payments", "/load", None, ""))
-                .await
-                .map(|r| r.0)
+            send(outbound, request("GET", "payments", "/load", None, "")).await
         };
         match result {
-            Ok(status) if status == 200 => ok += 1,
-            Ok(status) => failures.push(format!("status {status}")),
+            Ok((status, _, _)) if status == 200 => ok += 1,
+            Ok((status, _, body)) => failures.push(format!("status {status}: {}", body.trim())),
             Err(error) => failures.push(format!("{error:#}")),
         }
     }
