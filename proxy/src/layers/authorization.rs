@@ -403,6 +403,117 @@ spec:
         assert_eq!(status, StatusCode::OK);
     }
 
+    /// Collects the JSON log lines written while the guard lives (current thread only,
+    /// which is where `#[tokio::test]` runs everything).
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        pub(crate) fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+            let captured = Self::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_writer(move || writer.clone())
+                .finish();
+            let guard = tracing::subscriber::set_default(subscriber);
+            // Callsites first hit by a concurrent test may have cached "no interest".
+            tracing::callsite::rebuild_interest_cache();
+            (captured, guard)
+        }
+
+        /// The lines whose `event` field is `event`, parsed.
+        pub(crate) fn events(&self, event: &str) -> Vec<serde_json::Value> {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["fields"]["event"] == event)
+                .map(|v| v["fields"].clone())
+                .collect()
+        }
+
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn deny_and_audit_events_carry_stable_fields() {
+        let (captured, _guard) = Captured::start();
+        let enforcement = Enforcement::new(TrustDomain::new("td").unwrap(), "payments").unwrap();
+        let metrics = Metrics::new();
+        let (service, _) = stack(enforcement.clone(), metrics.clone());
+        let audit_deny = POLICY.replace(
+            "    - name: billing-later",
+            "    - name: no-deletes-soon\n      action: deny\n      mode: audit\n      routes:\n        - methods: [DELETE]\n    - name: billing-later",
+        ).replace("methods: [GET, POST]", "methods: [GET, POST, DELETE]");
+        enforcement.apply(&ConfigSnapshot {
+            authorization: Some(authorization(&audit_deny)),
+            ..Default::default()
+        });
+        let mut denied = request(
+            Some("spiffe://td/ns/shop/sa/billing"),
+            "POST",
+            "/v1/charges/1",
+        );
+        denied
+            .extensions_mut()
+            .insert(RequestId(http::HeaderValue::from_static("req-1")));
+        assert_eq!(
+            service.clone().oneshot(denied).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+        let orders = Some("spiffe://td/ns/shop/sa/orders");
+        let response = service
+            .clone()
+            .oneshot(request(orders, "DELETE", "/v1/charges/1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let deny = captured.events("authz_deny");
+        assert_eq!(deny.len(), 1, "{}", captured.text());
+        let deny = &deny[0];
+        assert_eq!(deny["request_id"], "req-1");
+        assert_eq!(deny["peer"], "spiffe://td/ns/shop/sa/billing");
+        assert_eq!(deny["service"], "payments");
+        assert_eq!(deny["method"], "POST");
+        assert_eq!(deny["path"], "/v1/charges/1");
+        assert_eq!(deny["decided_by"], "default");
+        assert_eq!(deny["reason"], "not_allowed_by_policy");
+        assert_eq!(deny["mode"], "enforce");
+        // Billing would be allowed by its audit rule; the delete would be denied.
+        let audit = captured.events("authz_audit");
+        assert_eq!(audit.len(), 2, "{}", captured.text());
+        assert_eq!(
+            audit[0]["decided_by"],
+            "shop/payments-callers#2(billing-later)"
+        );
+        assert_eq!(audit[0]["would"], "allow");
+        assert_eq!(
+            audit[1]["decided_by"],
+            "shop/payments-callers#1(no-deletes-soon)"
+        );
+        assert_eq!(audit[1]["enforced"], "allow");
+        assert_eq!(audit[1]["would"], "deny");
+        assert_eq!(audit[1]["mode"], "audit");
+        let text = metrics.encode(&palisade_spiffe::SvidStore::default());
+        assert!(
+            text.contains(r#"palisade_proxy_authz_decisions_total{result="audit_deny"} 1"#),
+            "{text}"
+        );
+    }
+
     #[test]
     fn truncation_respects_character_boundaries() {
         assert_eq!(truncate("abc", 8), "abc");

@@ -541,6 +541,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn match_events_name_rule_and_target_and_never_secret_values() {
+        use tower::ServiceExt;
+        let (captured, _guard) = crate::layers::authorization::tests::Captured::start();
+        let (service, _) = crate::layers::authorization::tests::stack(
+            enforcement(Default::default()),
+            Metrics::new(),
+        );
+        let mut request = post(
+            "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+            "text/plain",
+            "",
+        );
+        let headers = request.headers_mut();
+        headers.insert(
+            header::COOKIE,
+            http::HeaderValue::from_static("session=1' UNION SELECT cookiesecret FROM users--"),
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer 1' UNION SELECT bearersecret FROM users--"),
+        );
+        request
+            .extensions_mut()
+            .insert(RequestId(http::HeaderValue::from_static("req-9")));
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let text = captured.text();
+        assert!(
+            !text.contains("cookiesecret") && !text.contains("bearersecret"),
+            "{text}"
+        );
+        let matches = captured.events("waf_match");
+        let on_query = matches
+            .iter()
+            .find(|m| m["target"] == "query_arg:q")
+            .unwrap_or_else(|| panic!("no match on the query argument: {text}"));
+        assert_eq!(on_query["request_id"], "req-9");
+        assert_eq!(on_query["action"], "block");
+        assert_eq!(on_query["mode"], "block");
+        assert!(on_query["rule_id"].as_u64().is_some());
+        assert!(on_query["score"].as_u64().is_some_and(|s| s > 0));
+        assert!(on_query["fragment"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty() && f.len() <= 64));
+        assert_eq!(captured.events("waf_verdict").len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_read_prefix_is_replayed_before_the_rest_of_the_stream() {
         let (mut tx, channel) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
         for chunk in [&b"0123"[..], b"4567", b"89"] {
