@@ -1,8 +1,8 @@
 //! The admin listener: `/live`, `/ready` and `/metrics`, plain HTTP, meant for the
 //! kubelet and Prometheus on a port that is not exposed to the mesh.
 //!
-//! Readiness is strict: the proxy is ready only with an installed, unexpired SVID and a
-//! configuration from the control plane. Without them every mesh call would fail, so
+//! Readiness is strict: the proxy is ready only with an installed, unexpired SVID, a
+//! configuration from the control plane and an authorization policy. Without them every mesh call would fail, so
 //! traffic should not be routed to the pod yet.
 
 use std::convert::Infallible;
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use crate::body::{self, local_response, ProxyBody};
 use crate::config::{Limits, Timeouts};
 use crate::drain::Watch;
+use crate::enforcement::Enforcement;
 use crate::metrics::Metrics;
 use crate::server::{http_builder, serve_connection};
 use crate::state::MeshState;
@@ -30,6 +31,7 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub svids: Arc<SvidStore>,
     pub state: Arc<MeshState>,
+    pub enforcement: Arc<Enforcement>,
 }
 
 impl Admin {
@@ -46,6 +48,11 @@ impl Admin {
         }
         if !self.state.is_configured() {
             return Err("no configuration has arrived from the control plane yet".into());
+        }
+        if !self.enforcement.is_configured() {
+            return Err(
+                "no authorization policy has arrived from the control plane yet (inbound requests are refused)".into(),
+            );
         }
         Ok(())
     }

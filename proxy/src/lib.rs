@@ -13,6 +13,7 @@ pub mod body;
 pub mod config;
 pub mod control;
 pub mod drain;
+pub mod enforcement;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
@@ -27,5 +28,6 @@ pub mod test_helpers;
 pub mod upgrade;
 
 pub use config::{Limits, ProxyConfig, Timeouts};
+pub use enforcement::Enforcement;
 pub use run::{run, ProxyError, ProxyIdentity};
 pub use state::MeshState;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use palisade_proxy::control::{spawn_watch, ControlPlaneAddr, WatchConfig};
 use palisade_proxy::identity::{bootstrap, load_bundle_file, IdentityConfig};
-use palisade_proxy::{run, MeshState, ProxyConfig, ProxyIdentity};
+use palisade_proxy::{run, Enforcement, MeshState, ProxyConfig, ProxyIdentity};
 use palisade_spiffe::TrustDomain;
 
 /// Palisade's sidecar proxy: mTLS, layer-7 authorization, WAF and forwarding.
@@ -115,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("--trust-domain is not a valid SPIFFE trust domain")?;
     let (trust_domain, bundle) = load_bundle_file(&cli.trust_bundle, configured_domain.as_ref())?;
+    // The WAF's rule set is compiled before anything listens: a proxy without its WAF
+    // must not serve (fail closed).
+    let enforcement = Enforcement::new(trust_domain.clone(), &cli.service)
+        .context("compiling the WAF's embedded rule set")?;
     let control_plane = ControlPlaneAddr::parse(&cli.control_plane)
         .with_context(|| format!("--control-plane `{}`", cli.control_plane))?;
     let advertise = cli.advertise_addr.unwrap_or(cli.inbound);
@@ -151,17 +155,28 @@ async fn main() -> anyhow::Result<()> {
     let renewal = identity.spawn_renewal(stopped());
     let state: Arc<MeshState> = MeshState::new();
     let watched_state = state.clone();
+    let watched_enforcement = enforcement.clone();
     let watch = spawn_watch(
         identity.control_plane().clone(),
         watch_config,
-        move |snapshot| watched_state.apply(&snapshot),
+        move |snapshot| {
+            watched_enforcement.apply(&snapshot);
+            watched_state.apply(&snapshot);
+        },
         stopped(),
     );
     let proxy_identity = ProxyIdentity {
         svids: identity.svids.clone(),
         bundle: identity.bundle.clone(),
     };
-    let served = run(config, proxy_identity, state, shutdown_signal()).await;
+    let served = run(
+        config,
+        proxy_identity,
+        state,
+        enforcement,
+        shutdown_signal(),
+    )
+    .await;
     let _ = stop_background.send(());
     let _ = renewal.await;
     let _ = watch.task.await;

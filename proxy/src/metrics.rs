@@ -47,6 +47,20 @@ pub struct HandshakeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// `allow`, `deny`, or `audit_deny` (allowed, but a rule in audit mode would deny).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafLabels {
+    /// The id of a rule of the compiled rule set (a bounded set).
+    pub rule: u32,
+    /// What happened to the request: `block`, `detect` or `pass`.
+    pub action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
     pub direction: &'static str,
 }
@@ -109,6 +123,8 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     open_connections: Family<DirectionLabels, Gauge>,
     svid_not_after: Gauge,
+    authz_decisions: Family<AuthzLabels, Counter>,
+    waf_matches: Family<WafLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +134,18 @@ impl Default for Metrics {
         let handshakes = Family::<HandshakeLabels, Counter>::default();
         let open_connections = Family::<DirectionLabels, Gauge>::default();
         let svid_not_after = Gauge::default();
+        let authz_decisions = Family::<AuthzLabels, Counter>::default();
+        let waf_matches = Family::<WafLabels, Counter>::default();
+        registry.register(
+            "authz_decisions",
+            "Inbound authorization decisions, by result (allow, deny, audit_deny)",
+            authz_decisions.clone(),
+        );
+        registry.register(
+            "waf_matches",
+            "WAF rule matches, by rule id and the action taken on the request",
+            waf_matches.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by direction, status class and peer identity",
@@ -144,6 +172,8 @@ impl Default for Metrics {
             handshakes,
             open_connections,
             svid_not_after,
+            authz_decisions,
+            waf_matches,
         }
     }
 }
@@ -184,6 +214,20 @@ impl Metrics {
                 direction: direction.as_str(),
                 result,
             })
+            .inc();
+    }
+
+    /// Counts one authorization decision (`allow`, `deny` or `audit_deny`).
+    pub fn authz_decision(&self, result: &'static str) {
+        self.authz_decisions
+            .get_or_create(&AuthzLabels { result })
+            .inc();
+    }
+
+    /// Counts one WAF rule match and what was done with the request.
+    pub fn waf_match(&self, rule: u32, action: &'static str) {
+        self.waf_matches
+            .get_or_create(&WafLabels { rule, action })
             .inc();
     }
 
@@ -244,6 +288,8 @@ mod tests {
         );
         metrics.handshake(Direction::Inbound, Err(HandshakeFailure::UnknownIssuer));
         let guard = metrics.open_connection(Direction::Outbound);
+        metrics.authz_decision("deny");
+        metrics.waf_match(942100, "block");
         let text = metrics.encode(&SvidStore::default());
         assert!(text.contains(
             r#"palisade_proxy_requests_total{direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b"} 1"#
@@ -253,6 +299,11 @@ mod tests {
         ));
         assert!(text.contains(r#"palisade_proxy_open_connections{direction="outbound"} 1"#));
         assert!(text.contains("palisade_proxy_svid_not_after_seconds 0"));
+        assert!(text.contains(r#"palisade_proxy_authz_decisions_total{result="deny"} 1"#));
+        assert!(
+            text.contains(r#"palisade_proxy_waf_matches_total{rule="942100",action="block"} 1"#),
+            "{text}"
+        );
         drop(guard);
         assert!(metrics
             .encode(&SvidStore::default())

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Admin};
 use crate::config::ProxyConfig;
 use crate::drain;
+use crate::enforcement::Enforcement;
 use crate::inbound::{self, Inbound};
 use crate::metrics::Metrics;
 use crate::outbound::{self, Outbound};
@@ -37,11 +38,14 @@ pub enum ProxyError {
 
 /// Runs the inbound, outbound and admin listeners until `shutdown` resolves, then stops
 /// accepting and lets in-flight requests finish within `config.drain_timeout`.
+/// Inbound requests are authorized and inspected with `enforcement`, which the caller
+/// keeps up to date from the control plane (as it does `state`).
 /// Returns [`ProxyError::Drain`] if some were still running at the deadline.
 pub async fn run(
     config: ProxyConfig,
     identity: ProxyIdentity,
     state: Arc<MeshState>,
+    enforcement: Arc<Enforcement>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
     let bind = |listener: &'static str, addr: SocketAddr| async move {
@@ -59,12 +63,13 @@ pub async fn run(
 
     let metrics = Metrics::new();
     let (signal, watch) = drain::channel();
-    let inbound = Inbound::new(&config, &identity, metrics.clone());
+    let inbound = Inbound::new(&config, &identity, metrics.clone(), enforcement.clone());
     let outbound = Outbound::new(&config, &identity, state.clone(), metrics.clone());
     let admin = Arc::new(Admin {
         metrics,
         svids: identity.svids.clone(),
         state,
+        enforcement,
     });
     tokio::spawn(inbound::serve(inbound_listener, inbound, watch.clone()));
     tokio::spawn(outbound::serve(outbound_listener, outbound, watch.clone()));

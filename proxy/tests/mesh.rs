@@ -19,7 +19,7 @@ use palisade_proxy::inbound::{self, Inbound};
 use palisade_proxy::metrics::Metrics;
 use palisade_proxy::outbound::{self, Outbound};
 use palisade_proxy::test_helpers::{TestApp, TestCa};
-use palisade_proxy::{MeshState, ProxyConfig, ProxyIdentity};
+use palisade_proxy::{Enforcement, MeshState, ProxyConfig, ProxyIdentity};
 use palisade_spiffe::tls::client_config;
 use palisade_spiffe::ServerIdentity;
 use serde_json::Value;
@@ -38,6 +38,7 @@ struct Mesh {
     outbound: SocketAddr,
     admin: SocketAddr,
     state: Arc<MeshState>,
+    enforcement: Arc<Enforcement>,
     signal: Signal,
 }
 
@@ -74,6 +75,23 @@ fn snapshot(endpoints: &[(&str, SocketAddr, &str)]) -> ConfigSnapshot {
     snapshot
 }
 
+/// Payments' enforcement with the mesh default (any caller of the trust domain, or in
+/// permissive mode every caller) and the default WAF settings, as the control plane sends
+/// them for a service without policy.
+fn enforcement(permissive: bool) -> Arc<Enforcement> {
+    let enforcement =
+        Enforcement::new(palisade_spiffe::TrustDomain::new("td").unwrap(), "payments").unwrap();
+    let mut authorization = palisade_api::wire::ServiceAuthorization::default();
+    if permissive {
+        authorization.mesh.default_action = palisade_api::policy::DefaultAction::AllowAll;
+    }
+    enforcement.apply(&ConfigSnapshot {
+        authorization: Some(authorization),
+        ..Default::default()
+    });
+    enforcement
+}
+
 /// Starts payments' inbound proxy in front of the test app and orders' outbound proxy,
 /// with payments registered at its inbound address under its own SPIFFE ID.
 async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
@@ -84,10 +102,12 @@ async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
 
     let payments = ca.identity("shop", "payments");
     let (inbound_listener, inbound_addr) = listener().await;
+    let enforcement = enforcement(permissive);
     let inbound = Inbound::new(
         &config(app.addr, permissive, tune),
         &payments,
         metrics.clone(),
+        enforcement.clone(),
     );
     tokio::spawn(inbound::serve(inbound_listener, inbound, watch.clone()));
 
@@ -108,6 +128,7 @@ async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
         metrics,
         svids: orders.svids.clone(),
         state: state.clone(),
+        enforcement: enforcement.clone(),
     });
     tokio::spawn(admin::serve(admin_listener, admin, watch));
 
@@ -120,6 +141,7 @@ async fn mesh_with(permissive: bool, tune: fn(&mut ProxyConfig)) -> Mesh {
         outbound: outbound_addr,
         admin: admin_addr,
         state,
+        enforcement,
         signal,
     }
 }
@@ -583,6 +605,7 @@ async fn admin_reports_liveness_readiness_and_metrics() {
         metrics: Metrics::new(),
         svids: mesh.ca.svid_store("shop", "orders"),
         state: MeshState::new(),
+        enforcement: mesh.enforcement.clone(),
     });
     assert!(unconfigured
         .readiness()
@@ -592,8 +615,22 @@ async fn admin_reports_liveness_readiness_and_metrics() {
         metrics: Metrics::new(),
         svids: palisade_spiffe::SvidStore::new(),
         state: mesh.state.clone(),
+        enforcement: mesh.enforcement.clone(),
     };
     assert!(no_svid.readiness().unwrap_err().contains("no SVID"));
+    // Endpoints alone are not enough: without an authorization policy every inbound
+    // request would be refused.
+    let no_policy = Admin {
+        metrics: Metrics::new(),
+        svids: mesh.ca.svid_store("shop", "orders"),
+        state: mesh.state.clone(),
+        enforcement: Enforcement::new(palisade_spiffe::TrustDomain::new("td").unwrap(), "x")
+            .unwrap(),
+    };
+    assert!(no_policy
+        .readiness()
+        .unwrap_err()
+        .contains("no authorization policy"));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use palisade_api::wire::{ConfigSnapshot, Endpoint};
 use palisade_proxy::test_helpers::{TestApp, TestCa};
-use palisade_proxy::{run, MeshState, ProxyConfig};
+use palisade_proxy::{run, Enforcement, MeshState, ProxyConfig};
 use tokio::net::TcpStream;
 
 fn free_port() -> SocketAddr {
@@ -41,11 +41,14 @@ async fn run_serves_until_shutdown_then_returns() {
     let config = ProxyConfig::new(free_port(), free_port(), free_port(), app.addr);
     let (inbound, outbound, admin) = (config.inbound, config.outbound, config.admin);
     let state = MeshState::new();
+    let enforcement =
+        Enforcement::new(palisade_spiffe::TrustDomain::new("td").unwrap(), "echo").unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = tokio::spawn(run(
         config,
         ca.identity("shop", "echo"),
         state.clone(),
+        enforcement.clone(),
         async move {
             let _ = stopped.await;
         },
@@ -73,6 +76,17 @@ async fn run_serves_until_shutdown_then_returns() {
         }],
     );
     state.apply(&snapshot);
+    enforcement.apply(&snapshot);
+    let (status, body) = get(admin, "admin", "/ready").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("no authorization policy"), "{body}");
+    // Before any policy, the inbound side admits nobody (fail closed).
+    let (status, body) = get(outbound, "echo", "/hello").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("not configured yet"), "{body}");
+
+    snapshot.authorization = Some(Default::default());
+    enforcement.apply(&snapshot);
     assert_eq!(
         get(admin, "admin", "/ready").await.unwrap().0,
         StatusCode::OK

@@ -33,9 +33,11 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::body::{self, ProxyBody};
 use crate::config::ProxyConfig;
 use crate::drain::Watch;
+use crate::enforcement::Enforcement;
 use crate::headers::new_request_id;
 use crate::layers::{
-    HttpService, PeerIdentity, PeerIdentityLayer, RequestIdLayer, RequestMetricsLayer,
+    AuthorizationLayer, ClientAddr, HttpService, PeerIdentity, PeerIdentityLayer, RequestIdLayer,
+    RequestMetricsLayer, WafLayer,
 };
 use crate::metrics::{Direction, HandshakeFailure, Metrics};
 use crate::run::ProxyIdentity;
@@ -88,9 +90,29 @@ where
     )
 }
 
-/// [`stack_with`] without filters.
-pub fn stack(forward: AppForwarder, metrics: Arc<Metrics>) -> HttpService {
-    stack_with(forward, metrics, Identity::new())
+/// The filters of a proxy: [`AuthorizationLayer`] then [`WafLayer`].
+pub type Filters =
+    tower::layer::util::Stack<WafLayer, tower::layer::util::Stack<AuthorizationLayer, Identity>>;
+
+/// Authorization, then the WAF, both reading `enforcement`.
+pub fn filters(enforcement: Arc<Enforcement>, metrics: Arc<Metrics>) -> Filters {
+    ServiceBuilder::new()
+        .layer(AuthorizationLayer::new(
+            enforcement.clone(),
+            metrics.clone(),
+        ))
+        .layer(WafLayer::new(enforcement, metrics))
+        .into_inner()
+}
+
+/// The full inbound stack: [`stack_with`] and [`filters`].
+pub fn stack(
+    forward: AppForwarder,
+    metrics: Arc<Metrics>,
+    enforcement: Arc<Enforcement>,
+) -> HttpService {
+    let filters = filters(enforcement, metrics.clone());
+    stack_with(forward, metrics, filters)
 }
 
 /// Everything an inbound listener needs; cheap to share between connections.
@@ -105,10 +127,17 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// The inbound side with the default stack ([`stack`]) in front of `config.app`.
-    pub fn new(config: &ProxyConfig, identity: &ProxyIdentity, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// The inbound side with the full stack ([`stack`]: authorization and the WAF from
+    /// `enforcement`) in front of `config.app`.
+    pub fn new(
+        config: &ProxyConfig,
+        identity: &ProxyIdentity,
+        metrics: Arc<Metrics>,
+        enforcement: Arc<Enforcement>,
+    ) -> Arc<Self> {
         let forward = AppForwarder::new(config.app, &config.timeouts);
-        Self::with_stack(config, identity, metrics.clone(), stack(forward, metrics))
+        let stack = stack(forward, metrics.clone(), enforcement);
+        Self::with_stack(config, identity, metrics, stack)
     }
 
     /// The inbound side with a caller-built stack (authorization and WAF wiring, tests).
@@ -178,7 +207,7 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
     if !is_tls {
         if inbound.permissive {
             tracing::debug!(%remote, "plaintext connection accepted (permissive mode)");
-            serve_http(tcp, PeerIdentity::Unauthenticated, &inbound, watch).await;
+            serve_http(tcp, remote, PeerIdentity::Unauthenticated, &inbound, watch).await;
         } else {
             inbound
                 .metrics
@@ -220,6 +249,7 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
     inbound.metrics.handshake(Direction::Inbound, Ok(()));
     serve_http(
         tls,
+        remote,
         PeerIdentity::Authenticated(Arc::new(peer)),
         &inbound,
         watch,
@@ -227,14 +257,20 @@ async fn handle(tcp: TcpStream, remote: std::net::SocketAddr, inbound: Arc<Inbou
     .await;
 }
 
-async fn serve_http<I>(io: I, peer: PeerIdentity, inbound: &Inbound, watch: Watch)
-where
+async fn serve_http<I>(
+    io: I,
+    remote: std::net::SocketAddr,
+    peer: PeerIdentity,
+    inbound: &Inbound,
+    watch: Watch,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stack = inbound.stack.clone();
     let service = move |request: Request<Incoming>| {
         let mut request = request.map(body::boxed);
         request.extensions_mut().insert(peer.clone());
+        request.extensions_mut().insert(ClientAddr(remote));
         stack.clone().oneshot(request)
     };
     serve_connection(&inbound.http, io, service, watch, inbound.idle_timeout).await;

@@ -6,13 +6,17 @@
 //! is answered as HTTP by the layer that knows what went wrong (with
 //! [`crate::body::local_response`]).
 
+mod authorization;
 mod metrics;
 mod peer_identity;
 mod request_id;
+mod waf;
 
+pub use authorization::{truncate, Authorization, AuthorizationLayer, AUDIT_PATH_MAX};
 pub use metrics::{RequestMetrics, RequestMetricsLayer, Upstream};
-pub use peer_identity::{PeerIdentity, PeerIdentityHeader, PeerIdentityLayer};
+pub use peer_identity::{ClientAddr, PeerIdentity, PeerIdentityHeader, PeerIdentityLayer};
 pub use request_id::{RequestId, RequestIdLayer, RequestIdService};
+pub use waf::{Waf, WafLayer};
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -43,6 +43,11 @@ impl PeerIdentity {
     }
 }
 
+/// The caller's TCP address, a request extension on every inbound request (policies may
+/// match caller CIDRs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PeerIdentityLayer;
 

@@ -1,0 +1,212 @@
+//! What the inbound side enforces, from the control plane's snapshots: the service's
+//! compiled authorization policy and its WAF settings, plus the WAF engine.
+//!
+//! Everything is compiled once per snapshot and swapped in whole (`ArcSwap`), so a
+//! request costs one atomic load per layer and never waits on a lock; a request on a
+//! keep-alive connection sees the policy in force when it arrives.
+//!
+//! Fail closed: until a snapshot carries `authorization`, no request is admitted. A later
+//! snapshot without it keeps the last policy (the control plane only omits it before its
+//! policy store has loaded), so a proxy never drops a good policy for nothing. WAF
+//! settings start at the secure defaults and `waf: None` keeps what is in force.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use palisade_api::policy::ServicePolicy;
+use palisade_api::wire::ConfigSnapshot;
+use palisade_spiffe::TrustDomain;
+use palisade_waf::{Engine, RuleError, RuleSet, WafSettings};
+
+/// The WAF settings in force, with their route keys compiled into a router.
+#[derive(Debug)]
+pub struct WafConfig {
+    pub settings: WafSettings,
+    routes: matchit::Router<String>,
+}
+
+impl WafConfig {
+    /// Compiles the route keys of `settings.routes`: each key is a `matchit` path pattern
+    /// (`/login`, `/v1/charges/{id}`, `/static/{*rest}`), the same syntax as policy routes.
+    /// A key that is not a pattern or conflicts with another is left out and logged, so
+    /// that path falls back to the service's settings.
+    pub fn new(settings: WafSettings) -> Self {
+        let mut routes = matchit::Router::new();
+        for key in settings.routes.keys() {
+            if !key.starts_with('/') {
+                tracing::warn!(route = %key, "WAF route settings ignored: a route key is a path pattern starting with `/`");
+                continue;
+            }
+            if let Err(error) = routes.insert(key.as_str(), key.clone()) {
+                tracing::warn!(route = %key, %error, "WAF route settings ignored: the route pattern is invalid or conflicts with another");
+            }
+        }
+        Self { settings, routes }
+    }
+
+    /// The `routes` key whose pattern matches `path` (the raw request path), if any.
+    pub fn route_for(&self, path: &str) -> Option<&str> {
+        if self.settings.routes.is_empty() {
+            return None;
+        }
+        self.routes.at(path).ok().map(|m| m.value.as_str())
+    }
+
+    /// Whether the WAF is off for every route, so no body needs buffering.
+    pub fn always_off(&self) -> bool {
+        use palisade_waf::Mode;
+        self.settings.mode == Mode::Off
+            && self
+                .settings
+                .routes
+                .values()
+                .all(|r| r.mode.is_none_or(|m| m == Mode::Off))
+    }
+}
+
+/// The enforcement state of one proxy; shared by every inbound connection.
+#[derive(Debug)]
+pub struct Enforcement {
+    trust_domain: TrustDomain,
+    service: String,
+    engine: Engine,
+    authorization: ArcSwapOption<ServicePolicy>,
+    waf: ArcSwap<WafConfig>,
+}
+
+impl Enforcement {
+    /// Enforcement for `service` in `trust_domain` with the embedded base rule set. A rule
+    /// set that does not compile is an error: the proxy must not start without its WAF.
+    pub fn new(trust_domain: TrustDomain, service: &str) -> Result<Arc<Self>, RuleError> {
+        Ok(Self::with_engine(
+            trust_domain,
+            service,
+            Engine::new(RuleSet::embedded()?),
+        ))
+    }
+
+    /// Enforcement with an already compiled WAF engine (tests share one across proxies).
+    pub fn with_engine(trust_domain: TrustDomain, service: &str, engine: Engine) -> Arc<Self> {
+        Arc::new(Self {
+            trust_domain,
+            service: service.to_owned(),
+            engine,
+            authorization: ArcSwapOption::empty(),
+            waf: ArcSwap::from_pointee(WafConfig::new(WafSettings::default())),
+        })
+    }
+
+    /// Compiles the snapshot's authorization and WAF settings and swaps them in.
+    pub fn apply(&self, snapshot: &ConfigSnapshot) {
+        match &snapshot.authorization {
+            Some(authz) => {
+                let policies: Vec<_> = authz.policies.iter().collect();
+                let compiled =
+                    ServicePolicy::compile(&self.trust_domain, authz.mesh.default_action, &policies);
+                self.authorization.store(Some(Arc::new(compiled)));
+                tracing::info!(
+                    version = snapshot.version,
+                    service = %self.service,
+                    policies = policies.len(),
+                    default_action = %authz.mesh.default_action,
+                    "authorization policy applied"
+                );
+            }
+            None if self.is_configured() => tracing::warn!(
+                version = snapshot.version,
+                "the control plane sent no authorization; keeping the policy in force"
+            ),
+            None => tracing::warn!(
+                version = snapshot.version,
+                "the control plane sent no authorization yet; every inbound request is refused until it does"
+            ),
+        }
+        if let Some(settings) = &snapshot.waf {
+            if self.waf.load().settings != *settings {
+                self.waf.store(Arc::new(WafConfig::new(settings.clone())));
+                tracing::info!(version = snapshot.version, mode = ?settings.mode, paranoia = settings.paranoia, threshold = settings.threshold, "WAF settings applied");
+            }
+        }
+    }
+
+    /// Whether an authorization policy is in force (readiness needs it).
+    pub fn is_configured(&self) -> bool {
+        self.authorization.load().is_some()
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The policy in force; `None` before the first one arrived.
+    pub fn authorization(&self) -> arc_swap::Guard<Option<Arc<ServicePolicy>>> {
+        self.authorization.load()
+    }
+
+    /// The WAF settings in force.
+    pub fn waf(&self) -> Arc<WafConfig> {
+        self.waf.load_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_api::wire::ServiceAuthorization;
+    use palisade_waf::RouteSettings;
+
+    fn enforcement() -> Arc<Enforcement> {
+        Enforcement::new(TrustDomain::new("td").unwrap(), "payments").unwrap()
+    }
+
+    #[test]
+    fn unconfigured_until_authorization_arrives_and_kept_when_omitted() {
+        let e = enforcement();
+        assert!(!e.is_configured());
+        e.apply(&ConfigSnapshot::default());
+        assert!(!e.is_configured());
+        e.apply(&ConfigSnapshot {
+            authorization: Some(ServiceAuthorization::default()),
+            ..Default::default()
+        });
+        assert!(e.is_configured());
+        e.apply(&ConfigSnapshot::default());
+        assert!(e.is_configured());
+    }
+
+    #[test]
+    fn waf_settings_start_secure_and_none_keeps_them() {
+        let e = enforcement();
+        assert_eq!(e.waf().settings, WafSettings::default());
+        let detect = WafSettings {
+            mode: palisade_waf::Mode::Detect,
+            ..Default::default()
+        };
+        e.apply(&ConfigSnapshot {
+            waf: Some(detect.clone()),
+            ..Default::default()
+        });
+        assert_eq!(e.waf().settings, detect);
+        e.apply(&ConfigSnapshot::default());
+        assert_eq!(e.waf().settings, detect);
+    }
+
+    #[test]
+    fn route_keys_are_path_patterns_and_bad_keys_are_ignored() {
+        let mut settings = WafSettings::default();
+        for key in ["/v1/charges/{id}", "/login", "no-slash", "/static/{*rest}"] {
+            settings.routes.insert(key.into(), RouteSettings::default());
+        }
+        let waf = WafConfig::new(settings);
+        assert_eq!(waf.route_for("/v1/charges/ch_1"), Some("/v1/charges/{id}"));
+        assert_eq!(waf.route_for("/login"), Some("/login"));
+        assert_eq!(waf.route_for("/static/a/b.css"), Some("/static/{*rest}"));
+        assert_eq!(waf.route_for("/v1/charges"), None);
+        assert_eq!(waf.route_for("no-slash"), None);
+        assert!(!waf.always_off());
+    }
+}
