@@ -238,6 +238,10 @@ pub(crate) struct Scratch {
     hit: Vec<u32>,
     span: Vec<(u32, u32)>,
     scored: Vec<bool>,
+    /// Rules hit by the global scan of the current value's raw bytes.
+    raw_hits: Vec<u32>,
+    /// Rules hit by the scan of the current chain's transformed value.
+    chain_hits: Vec<u32>,
 }
 
 impl Scratch {
@@ -249,6 +253,8 @@ impl Scratch {
             hit: vec![0; set.rules.len()],
             span: vec![(0, 0); set.rules.len()],
             scored: vec![false; set.rules.len()],
+            raw_hits: Vec::with_capacity(64),
+            chain_hits: Vec::with_capacity(64),
         }
     }
 
@@ -291,12 +297,15 @@ impl Scratch {
             let stamp = if changed {
                 self.stamp += 1;
                 let stamp = self.stamp;
+                self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
                     for m in ac.find_overlapping_iter(data) {
+                        let r = chain.pattern_rule[m.pattern().as_usize()];
                         mark(
                             &mut self.hit,
                             &mut self.span,
-                            chain.pattern_rule[m.pattern().as_usize()],
+                            &mut self.chain_hits,
+                            r,
                             stamp,
                             m.start(),
                             m.end(),
@@ -309,12 +318,15 @@ impl Scratch {
             } else {
                 self.stamp += 1;
                 let stamp = self.stamp;
+                self.raw_hits.clear();
                 if let Some(ac) = &set.global {
                     for m in ac.find_overlapping_iter(raw) {
+                        let r = set.global_pattern_rule[m.pattern().as_usize()];
                         mark(
                             &mut self.hit,
                             &mut self.span,
-                            set.global_pattern_rule[m.pattern().as_usize()],
+                            &mut self.raw_hits,
+                            r,
                             stamp,
                             m.start(),
                             m.end(),
@@ -324,7 +336,17 @@ impl Scratch {
                 raw_stamp = Some(stamp);
                 stamp
             };
-            for &r in &chain.rules {
+            let hits = if changed {
+                &self.chain_hits
+            } else {
+                &self.raw_hits
+            };
+            let chain_index = set.rule_chain[chain.rules[0] as usize];
+            let candidates = chain.unconditional.iter().chain(
+                hits.iter()
+                    .filter(|&&r| changed || set.rule_chain[r as usize] == chain_index),
+            );
+            for &r in candidates {
                 let r = r as usize;
                 let rule = &set.rules[r];
                 if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
@@ -393,11 +415,20 @@ impl Scratch {
 }
 
 /// Records the first literal hit of rule `r` in the scan stamped `stamp`.
-fn mark(hit: &mut [u32], span: &mut [(u32, u32)], r: u32, stamp: u32, start: usize, end: usize) {
-    let r = r as usize;
-    if hit[r] != stamp {
-        hit[r] = stamp;
-        span[r] = (start as u32, end as u32);
+fn mark(
+    hit: &mut [u32],
+    span: &mut [(u32, u32)],
+    hits: &mut Vec<u32>,
+    r: u32,
+    stamp: u32,
+    start: usize,
+    end: usize,
+) {
+    let i = r as usize;
+    if hit[i] != stamp {
+        hit[i] = stamp;
+        span[i] = (start as u32, end as u32);
+        hits.push(r);
     }
 }
 

@@ -30,6 +30,9 @@ pub(crate) struct Chain {
     pub transforms: Vec<Transform>,
     /// Indices into `RuleSet::rules`.
     pub rules: Vec<u32>,
+    /// The chain's rules that must be evaluated on every value they target (operators
+    /// without literals); the others run only when the prefilter saw one of their literals.
+    pub unconditional: Vec<u32>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
     pub automaton: Option<AhoCorasick>,
@@ -177,6 +180,7 @@ impl RuleSet {
                 chains.push(Chain {
                     transforms: r.chain.clone(),
                     rules: Vec::new(),
+                    unconditional: Vec::new(),
                     kinds: 0,
                     automaton: None,
                     pattern_rule: Vec::new(),
@@ -187,6 +191,18 @@ impl RuleSet {
             });
             let chain = &mut chains[c as usize];
             chain.rules.push(i as u32);
+            let conditional = matches!(
+                r.op,
+                Op::Literals
+                    | Op::Sqli
+                    | Op::Regex {
+                        prefiltered: true,
+                        ..
+                    }
+            );
+            if !conditional && !matches!(r.op, Op::ArgCountOver(_)) {
+                chain.unconditional.push(i as u32);
+            }
             if !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.kinds |= r.targets.kind_mask();
                 for p in usize::from(r.paranoia)..=4 {
