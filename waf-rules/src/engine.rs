@@ -286,7 +286,7 @@ impl Scratch {
             let data = if chain.triggers & features == 0 {
                 raw
             } else {
-                let d = apply_chain(&chain.transforms, raw, &mut self.a, &mut self.b);
+                let d = apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b);
                 changed = d != raw;
                 if changed {
                     d
@@ -319,9 +319,10 @@ impl Scratch {
                 self.stamp += 1;
                 let stamp = self.stamp;
                 self.raw_hits.clear();
-                if let Some(ac) = &set.global {
+                let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
+                if let Some(ac) = &scan.automaton {
                     for m in ac.find_overlapping_iter(raw) {
-                        let r = set.global_pattern_rule[m.pattern().as_usize()];
+                        let r = scan.pattern_rule[m.pattern().as_usize()];
                         mark(
                             &mut self.hit,
                             &mut self.span,
@@ -402,7 +403,13 @@ impl Scratch {
     ) -> Option<(u32, u32)> {
         let rule = &set.rules[ri];
         let chain = &set.chains[set.rule_chain[ri] as usize];
-        let data = apply_chain(&chain.transforms, value, &mut self.a, &mut self.b);
+        let data = apply_chain(
+            &chain.transforms,
+            value,
+            feature::of(value),
+            &mut self.a,
+            &mut self.b,
+        );
         let mut hit = None;
         if let Some(ac) = &chain.automaton {
             hit = ac
@@ -433,15 +440,20 @@ fn mark(
 }
 
 /// Applies a chain, ping-ponging between two buffers and borrowing the input while no
-/// step changes it.
+/// step changes it. While the value is still the input, steps whose trigger feature is
+/// absent from `features` (the input's) are skipped without scanning.
 fn apply_chain<'x>(
     transforms: &[Transform],
     input: &'x [u8],
+    features: u16,
     a: &'x mut Vec<u8>,
     b: &'x mut Vec<u8>,
 ) -> &'x [u8] {
     let mut cur = 0u8;
     for t in transforms {
+        if cur == 0 && features & t.trigger() == 0 {
+            continue;
+        }
         cur = match cur {
             0 => {
                 if t.apply(input, a) {
