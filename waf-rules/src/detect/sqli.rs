@@ -52,27 +52,36 @@ struct Token {
     end: usize,
 }
 
+/// Tokens needed to judge every prefix shape (the longest has 5, plus the end mark).
+const PREFIX_TOKENS: usize = 6;
+
 /// Returns the span of the first injection-shaped fragment, if any.
 pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
-    if value.len() < 2 || !worth_tokenizing(value) {
+    if value.len() < 2 {
         return None;
     }
+    // Without a logic operator, set operation or statement keyword only the prefix shapes
+    // that open with a string can form, and they are judged on the first few tokens: prose
+    // with apostrophes costs a handful of tokens, not a full tokenization per context.
+    let keywords = has_keywords(value);
+    let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
     let mut tokens = Tokens::default();
     let mut print = [0u8; MAX_TOKENS + 1];
     for quote in [None, Some(b'\''), Some(b'"')] {
-        if let Some(q) = quote {
-            if memchr::memchr(q, value).is_none() {
-                continue;
-            }
+        match quote {
+            Some(q) if memchr::memchr(q, value).is_none() => continue,
+            None if !keywords && !starts_quoted => continue,
+            _ => {}
         }
+        let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
         tokens.len = 0;
-        tokenize(value, quote, &mut tokens);
+        let complete = tokenize(value, quote, &mut tokens, limit);
         let tokens = tokens.as_slice();
         for (p, t) in print.iter_mut().zip(tokens) {
             *p = t.class;
         }
         let mut len = tokens.len();
-        if len < MAX_TOKENS {
+        if complete {
             print[len] = b'$';
             len += 1;
         }
@@ -86,21 +95,23 @@ pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
                 return span(0, shape.len());
             }
         }
-        for shape in ANYWHERE_SHAPES {
-            let shape = shape.as_bytes();
-            if let Some(at) = (0..tokens.len()).find(|&at| shape_at(print, at, shape)) {
-                return span(at, shape.len());
+        if keywords {
+            for shape in ANYWHERE_SHAPES {
+                let shape = shape.as_bytes();
+                if let Some(at) = (0..tokens.len()).find(|&at| shape_at(print, at, shape)) {
+                    return span(at, shape.len());
+                }
             }
         }
     }
     None
 }
 
-/// A cheap pass deciding whether any shape can form: a quote, `&&`/`||`, or a whole word
-/// that is a logic operator, a set operation or a statement keyword. The engine's literal
-/// prefilter also fires on substrings (`or` in `outdoor`); this rules those out.
-fn worth_tokenizing(v: &[u8]) -> bool {
-    if memchr::memchr3(b'\'', b'"', b'|', v).is_some() || memchr::memmem::find(v, b"&&").is_some() {
+/// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
+/// operation or a statement keyword (the engine's literal prefilter also fires on
+/// substrings such as `or` in `outdoor`).
+fn has_keywords(v: &[u8]) -> bool {
+    if memchr::memmem::find(v, b"||").is_some() || memchr::memmem::find(v, b"&&").is_some() {
         return true;
     }
     let mut i = 0;
@@ -202,7 +213,8 @@ fn is_word(b: u8) -> bool {
     is_word_start(b) || b.is_ascii_digit() || b == b'.'
 }
 
-fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens) {
+/// Tokenizes up to `limit` tokens; returns whether the whole value was consumed.
+fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool {
     let mut i = 0;
     if let Some(q) = quote {
         let end = string_end(v, 0, q);
@@ -213,7 +225,7 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens) {
         });
         i = end + 1;
     }
-    while i < v.len() && out.len < MAX_TOKENS {
+    while i < v.len() && out.len < limit.min(MAX_TOKENS) {
         let b = v[i];
         let start = i;
         if b.is_ascii_whitespace() || b == 0x0b || b == 0 || b == 0xa0 {
@@ -315,6 +327,7 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens) {
             _ => i += 1,
         }
     }
+    i >= v.len()
 }
 
 /// Appends a token; class `\0` marks ALL and DISTINCT, which only qualify a set
