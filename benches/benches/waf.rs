@@ -50,8 +50,8 @@ fn json_body() -> Vec<u8> {
             "name": format!("Trail runner model {i}, women's edition"),
             "qty": i % 3 + 1,
             "price": 49.9 + i as f64,
-            "tags": ["outdoor", "running", "waterproof"],
-            "note": "Please don't ring the bell; leave it at the door if we're out."
+            "tags": ["outdoor", "running", format!("size-{}", 36 + i % 8)],
+            "note": format!("Delivery {i}: please don't ring the bell; leave it at the door if we're out.")
         }));
     }
 }

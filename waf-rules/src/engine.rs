@@ -2,6 +2,7 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -161,7 +162,15 @@ impl Engine {
         let extracted = extract(req, body);
         let set = &*self.rules;
         let mut scratch = Scratch::new(set);
+        // A value identical to one already inspected (same kind, name and bytes: the keys
+        // of every object in a JSON array, repeated tags) cannot match anything new.
+        // The std hasher is keyed per process: crafted colliding values cannot turn the set
+        // quadratic.
+        let mut seen: HashSet<(u8, &str, &[u8])> = HashSet::with_capacity(extracted.values.len());
         for value in &extracted.values {
+            if !seen.insert((value.kind as u8, &value.name, &value.data)) {
+                continue;
+            }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
         }
         for (ri, rule) in set.rules.iter().enumerate() {
