@@ -27,31 +27,33 @@ fn get_target() -> String {
     t
 }
 
-/// A ~4 KB benign JSON API document.
+/// A benign JSON API document of about 4 KB (items are added until it reaches 4000 bytes).
 fn json_body() -> Vec<u8> {
     let mut items = Vec::new();
-    for i in 0..14 {
+    loop {
+        let i = items.len();
+        let doc = serde_json::json!({
+            "order": {
+                "id": "ORD-2024-000123",
+                "customer": {"name": "Ana O'Neil", "email": "ana+shop@example.com", "phone": "+44 20 7946 0958"},
+                "shipping": {"street": "221B Baker Street", "city": "London", "zip": "NW1 6XE", "country": "GB"},
+                "items": items,
+                "comment": "Union was a great select of workers; I'd select the blue ones from the list."
+            }
+        });
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        if body.len() >= 4000 {
+            return body;
+        }
         items.push(serde_json::json!({
             "sku": format!("SKU-2024-{i:04}"),
             "name": format!("Trail runner model {i}, women's edition"),
             "qty": i % 3 + 1,
-            "price": 49.9 + f64::from(i),
-            "tags": ["outdoor", "running", "waterproof"],
-            "note": "Please don't ring the bell; leave it at the door if we're out."
+            "price": 49.9 + i as f64,
+            "tags": ["outdoor", "running", format!("size-{}", 36 + i % 8)],
+            "note": format!("Delivery {i}: please don't ring the bell; leave it at the door if we're out.")
         }));
     }
-    let doc = serde_json::json!({
-        "order": {
-            "id": "ORD-2024-000123",
-            "customer": {"name": "Ana O'Neil", "email": "ana+shop@example.com", "phone": "+44 20 7946 0958"},
-            "shipping": {"street": "221B Baker Street", "city": "London", "zip": "NW1 6XE", "country": "GB"},
-            "items": items,
-            "comment": "Union was a great select of workers; I'd select the blue ones from the list."
-        }
-    });
-    let mut body = serde_json::to_vec(&doc).unwrap_or_default();
-    body.truncate(4096);
-    body
 }
 
 fn request<'a>(
@@ -74,7 +76,11 @@ fn bench_waf(c: &mut Criterion) {
     let engine = Engine::new(RuleSet::embedded().expect("base rules compile"));
     let get = get_target();
     let json = json_body();
-    assert!(json.len() > 3500, "JSON body is {} bytes", json.len());
+    assert!(
+        (4000..4400).contains(&json.len()),
+        "JSON body is {} bytes",
+        json.len()
+    );
     let attack = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--&next=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E";
     let big_text: Vec<u8> =
         "Prose with apostrophes, don't stop; SQL words like select and union in sentences. "

@@ -2,6 +2,7 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -161,7 +162,15 @@ impl Engine {
         let extracted = extract(req, body);
         let set = &*self.rules;
         let mut scratch = Scratch::new(set);
+        // A value identical to one already inspected (same kind, name and bytes: the keys
+        // of every object in a JSON array, repeated tags) cannot match anything new.
+        // The std hasher is keyed per process: crafted colliding values cannot turn the set
+        // quadratic.
+        let mut seen: HashSet<(u8, &str, &[u8])> = HashSet::with_capacity(extracted.values.len());
         for value in &extracted.values {
+            if !seen.insert((value.kind as u8, &value.name, &value.data)) {
+                continue;
+            }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
         }
         for (ri, rule) in set.rules.iter().enumerate() {
@@ -238,6 +247,10 @@ pub(crate) struct Scratch {
     hit: Vec<u32>,
     span: Vec<(u32, u32)>,
     scored: Vec<bool>,
+    /// Rules hit by the global scan of the current value's raw bytes.
+    raw_hits: Vec<u32>,
+    /// Rules hit by the scan of the current chain's transformed value.
+    chain_hits: Vec<u32>,
 }
 
 impl Scratch {
@@ -249,6 +262,8 @@ impl Scratch {
             hit: vec![0; set.rules.len()],
             span: vec![(0, 0); set.rules.len()],
             scored: vec![false; set.rules.len()],
+            raw_hits: Vec::with_capacity(64),
+            chain_hits: Vec::with_capacity(64),
         }
     }
 
@@ -280,7 +295,7 @@ impl Scratch {
             let data = if chain.triggers & features == 0 {
                 raw
             } else {
-                let d = apply_chain(&chain.transforms, raw, &mut self.a, &mut self.b);
+                let d = apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b);
                 changed = d != raw;
                 if changed {
                     d
@@ -291,12 +306,15 @@ impl Scratch {
             let stamp = if changed {
                 self.stamp += 1;
                 let stamp = self.stamp;
+                self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
                     for m in ac.find_overlapping_iter(data) {
+                        let r = chain.pattern_rule[m.pattern().as_usize()];
                         mark(
                             &mut self.hit,
                             &mut self.span,
-                            chain.pattern_rule[m.pattern().as_usize()],
+                            &mut self.chain_hits,
+                            r,
                             stamp,
                             m.start(),
                             m.end(),
@@ -309,12 +327,16 @@ impl Scratch {
             } else {
                 self.stamp += 1;
                 let stamp = self.stamp;
-                if let Some(ac) = &set.global {
+                self.raw_hits.clear();
+                let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
+                if let Some(ac) = &scan.automaton {
                     for m in ac.find_overlapping_iter(raw) {
+                        let r = scan.pattern_rule[m.pattern().as_usize()];
                         mark(
                             &mut self.hit,
                             &mut self.span,
-                            set.global_pattern_rule[m.pattern().as_usize()],
+                            &mut self.raw_hits,
+                            r,
                             stamp,
                             m.start(),
                             m.end(),
@@ -324,7 +346,17 @@ impl Scratch {
                 raw_stamp = Some(stamp);
                 stamp
             };
-            for &r in &chain.rules {
+            let hits = if changed {
+                &self.chain_hits
+            } else {
+                &self.raw_hits
+            };
+            let chain_index = set.rule_chain[chain.rules[0] as usize];
+            let candidates = chain.unconditional.iter().chain(
+                hits.iter()
+                    .filter(|&&r| changed || set.rule_chain[r as usize] == chain_index),
+            );
+            for &r in candidates {
                 let r = r as usize;
                 let rule = &set.rules[r];
                 if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
@@ -380,7 +412,13 @@ impl Scratch {
     ) -> Option<(u32, u32)> {
         let rule = &set.rules[ri];
         let chain = &set.chains[set.rule_chain[ri] as usize];
-        let data = apply_chain(&chain.transforms, value, &mut self.a, &mut self.b);
+        let data = apply_chain(
+            &chain.transforms,
+            value,
+            feature::of(value),
+            &mut self.a,
+            &mut self.b,
+        );
         let mut hit = None;
         if let Some(ac) = &chain.automaton {
             hit = ac
@@ -393,24 +431,38 @@ impl Scratch {
 }
 
 /// Records the first literal hit of rule `r` in the scan stamped `stamp`.
-fn mark(hit: &mut [u32], span: &mut [(u32, u32)], r: u32, stamp: u32, start: usize, end: usize) {
-    let r = r as usize;
-    if hit[r] != stamp {
-        hit[r] = stamp;
-        span[r] = (start as u32, end as u32);
+fn mark(
+    hit: &mut [u32],
+    span: &mut [(u32, u32)],
+    hits: &mut Vec<u32>,
+    r: u32,
+    stamp: u32,
+    start: usize,
+    end: usize,
+) {
+    let i = r as usize;
+    if hit[i] != stamp {
+        hit[i] = stamp;
+        span[i] = (start as u32, end as u32);
+        hits.push(r);
     }
 }
 
 /// Applies a chain, ping-ponging between two buffers and borrowing the input while no
-/// step changes it.
+/// step changes it. While the value is still the input, steps whose trigger feature is
+/// absent from `features` (the input's) are skipped without scanning.
 fn apply_chain<'x>(
     transforms: &[Transform],
     input: &'x [u8],
+    features: u16,
     a: &'x mut Vec<u8>,
     b: &'x mut Vec<u8>,
 ) -> &'x [u8] {
     let mut cur = 0u8;
     for t in transforms {
+        if cur == 0 && features & t.trigger() == 0 {
+            continue;
+        }
         cur = match cur {
             0 => {
                 if t.apply(input, a) {

@@ -92,6 +92,10 @@ pub(crate) enum Kind {
     BodyRaw,
 }
 
+/// Number of `Kind`s (`BodyRaw` is the last).
+pub(crate) const KIND_COUNT: usize = 13;
+const _: () = assert!(Kind::BodyRaw as usize + 1 == KIND_COUNT);
+
 impl Kind {
     pub fn bit(self) -> u32 {
         1 << (self as u32)

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use crate::error::RuleError;
+use crate::request::KIND_COUNT;
 use crate::rule::{parse_file, Op, Rule};
 use crate::transform::Transform;
 
@@ -30,6 +31,9 @@ pub(crate) struct Chain {
     pub transforms: Vec<Transform>,
     /// Indices into `RuleSet::rules`.
     pub rules: Vec<u32>,
+    /// The chain's rules that must be evaluated on every value they target (operators
+    /// without literals); the others run only when the prefilter saw one of their literals.
+    pub unconditional: Vec<u32>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
     pub automaton: Option<AhoCorasick>,
@@ -47,10 +51,18 @@ pub struct RuleSet {
     pub(crate) chains: Vec<Chain>,
     /// For each rule, the index of its chain.
     pub(crate) rule_chain: Vec<u32>,
-    /// Every literal of every rule, for values that no chain changes: one scan then
-    /// serves all chains.
-    pub(crate) global: Option<AhoCorasick>,
-    pub(crate) global_pattern_rule: Vec<u32>,
+    /// For values that no chain changes, one scan serves all chains: per value kind, an
+    /// automaton of every literal of every rule targeting that kind (kinds with the same
+    /// rules share one), so a JSON body's quotes do not wake the SQL rules of arguments.
+    pub(crate) global: Vec<Scan>,
+    /// `Kind as usize` -> index into `global`.
+    pub(crate) global_by_kind: [u8; KIND_COUNT],
+}
+
+/// An automaton and the rule of each of its patterns.
+pub(crate) struct Scan {
+    pub automaton: Option<AhoCorasick>,
+    pub pattern_rule: Vec<u32>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -102,9 +114,12 @@ fn automaton(patterns: &[&str]) -> Result<Option<AhoCorasick>, RuleError> {
     if patterns.is_empty() {
         return Ok(None);
     }
+    // A full DFA: the automata are small (a few hundred literals) and scanned for every
+    // value, so trading memory for the fastest per-byte search is right here.
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(patterns)
         .map(Some)
         .map_err(|e| RuleError::Automaton(e.to_string()))
@@ -177,6 +192,7 @@ impl RuleSet {
                 chains.push(Chain {
                     transforms: r.chain.clone(),
                     rules: Vec::new(),
+                    unconditional: Vec::new(),
                     kinds: 0,
                     automaton: None,
                     pattern_rule: Vec::new(),
@@ -187,6 +203,18 @@ impl RuleSet {
             });
             let chain = &mut chains[c as usize];
             chain.rules.push(i as u32);
+            let conditional = matches!(
+                r.op,
+                Op::Literals
+                    | Op::Sqli
+                    | Op::Regex {
+                        prefiltered: true,
+                        ..
+                    }
+            );
+            if !conditional && !matches!(r.op, Op::ArgCountOver(_)) {
+                chain.unconditional.push(i as u32);
+            }
             if !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.kinds |= r.targets.kind_mask();
                 for p in usize::from(r.paranoia)..=4 {
@@ -195,27 +223,50 @@ impl RuleSet {
             }
             rule_chain.push(c);
         }
-        let mut global_patterns: Vec<&str> = Vec::new();
-        let mut global_pattern_rule = Vec::new();
         for chain in &mut chains {
             let mut patterns: Vec<&str> = Vec::new();
             for &ri in &chain.rules {
                 for lit in &rules[ri as usize].literals {
                     patterns.push(lit);
                     chain.pattern_rule.push(ri);
-                    global_patterns.push(lit);
-                    global_pattern_rule.push(ri);
                 }
             }
             chain.automaton = automaton(&patterns)?;
         }
-        let global = automaton(&global_patterns)?;
+        let mut global: Vec<Scan> = Vec::new();
+        let mut by_rules: HashMap<Vec<u32>, u8> = HashMap::new();
+        let mut global_by_kind = [0u8; KIND_COUNT];
+        for (k, slot) in global_by_kind.iter_mut().enumerate() {
+            let bit = 1u32 << k;
+            let members: Vec<u32> = (0..rules.len() as u32)
+                .filter(|&r| rules[r as usize].targets.kind_mask() & bit != 0)
+                .collect();
+            if let Some(&i) = by_rules.get(&members) {
+                *slot = i;
+                continue;
+            }
+            let mut patterns: Vec<&str> = Vec::new();
+            let mut pattern_rule = Vec::new();
+            for &ri in &members {
+                for lit in &rules[ri as usize].literals {
+                    patterns.push(lit);
+                    pattern_rule.push(ri);
+                }
+            }
+            global.push(Scan {
+                automaton: automaton(&patterns)?,
+                pattern_rule,
+            });
+            let i = (global.len() - 1) as u8;
+            by_rules.insert(members, i);
+            *slot = i;
+        }
         Ok(RuleSet {
             rules,
             chains,
             rule_chain,
             global,
-            global_pattern_rule,
+            global_by_kind,
         })
     }
 

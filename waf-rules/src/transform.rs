@@ -72,7 +72,7 @@ pub(crate) mod feature {
             if c.is_ascii_uppercase() {
                 f |= UPPER;
             }
-            if c == b'/' || c == b'.' {
+            if c == b'/' {
                 f |= PATH;
             }
             if c == b'/' || c == b'-' || c == b'#' {
@@ -157,7 +157,8 @@ impl Transform {
                 out.extend(input.iter().map(u8::to_ascii_lowercase));
             }
             Transform::NormalizePath => {
-                if !input.iter().any(|&b| b == b'\\' || b == b'/' || b == b'.') {
+                // Without a separator there is one segment, kept as it is (a lone `.` too).
+                if !input.iter().any(|&b| b == b'\\' || b == b'/') {
                     return false;
                 }
                 normalize_path(input, out);

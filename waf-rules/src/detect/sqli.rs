@@ -52,26 +52,40 @@ struct Token {
     end: usize,
 }
 
+/// Tokens needed to judge every prefix shape (the longest has 5, plus the end mark).
+const PREFIX_TOKENS: usize = 6;
+
 /// Returns the span of the first injection-shaped fragment, if any.
 pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
     if value.len() < 2 {
         return None;
     }
-    let mut tokens = Vec::with_capacity(MAX_TOKENS);
-    let mut print = Vec::with_capacity(MAX_TOKENS + 1);
+    // Without a logic operator, set operation or statement keyword only the prefix shapes
+    // that open with a string can form, and they are judged on the first few tokens: prose
+    // with apostrophes costs a handful of tokens, not a full tokenization per context.
+    let keywords = has_keywords(value);
+    let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
+    let mut tokens = Tokens::default();
+    let mut print = [0u8; MAX_TOKENS + 1];
     for quote in [None, Some(b'\''), Some(b'"')] {
-        if let Some(q) = quote {
-            if memchr::memchr(q, value).is_none() {
-                continue;
-            }
+        match quote {
+            Some(q) if memchr::memchr(q, value).is_none() => continue,
+            None if !keywords && !starts_quoted => continue,
+            _ => {}
         }
-        tokens.clear();
-        tokenize(value, quote, &mut tokens);
-        print.clear();
-        print.extend(tokens.iter().map(|t| t.class));
-        if tokens.len() < MAX_TOKENS {
-            print.push(b'$');
+        let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
+        tokens.len = 0;
+        let complete = tokenize(value, quote, &mut tokens, limit);
+        let tokens = tokens.as_slice();
+        for (p, t) in print.iter_mut().zip(tokens) {
+            *p = t.class;
         }
+        let mut len = tokens.len();
+        if complete {
+            print[len] = b'$';
+            len += 1;
+        }
+        let print = &print[..len];
         let span = |from: usize, n: usize| {
             let last = (from + n).min(tokens.len()).saturating_sub(1);
             Some((tokens[from].start, tokens[last.max(from)].end))
@@ -81,14 +95,72 @@ pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
                 return span(0, shape.len());
             }
         }
-        for shape in ANYWHERE_SHAPES {
-            let shape = shape.as_bytes();
-            if let Some(at) = (0..tokens.len()).find(|&at| shape_at(&print, at, shape)) {
-                return span(at, shape.len());
+        if keywords {
+            for shape in ANYWHERE_SHAPES {
+                let shape = shape.as_bytes();
+                if let Some(at) = (0..tokens.len()).find(|&at| shape_at(print, at, shape)) {
+                    return span(at, shape.len());
+                }
             }
         }
     }
     None
+}
+
+/// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
+/// operation or a statement keyword (the engine's literal prefilter also fires on
+/// substrings such as `or` in `outdoor`).
+fn has_keywords(v: &[u8]) -> bool {
+    if memchr::memmem::find(v, b"||").is_some() || memchr::memmem::find(v, b"&&").is_some() {
+        return true;
+    }
+    let mut i = 0;
+    while i < v.len() {
+        if is_word_start(v[i]) {
+            let start = i;
+            while i < v.len() && is_word(v[i]) {
+                i += 1;
+            }
+            if matches!(word_class(&v[start..i]), b'&' | b'U' | b'E') {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Tokens of one tokenization, on the stack: the detector allocates nothing.
+struct Tokens {
+    buf: [Token; MAX_TOKENS],
+    len: usize,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            buf: [Token {
+                class: 0,
+                start: 0,
+                end: 0,
+            }; MAX_TOKENS],
+            len: 0,
+        }
+    }
+}
+
+impl Tokens {
+    fn as_slice(&self) -> &[Token] {
+        &self.buf[..self.len]
+    }
+
+    fn push(&mut self, t: Token) {
+        if self.len < MAX_TOKENS {
+            self.buf[self.len] = t;
+            self.len += 1;
+        }
+    }
 }
 
 fn word_class(word: &[u8]) -> u8 {
@@ -141,7 +213,8 @@ fn is_word(b: u8) -> bool {
     is_word_start(b) || b.is_ascii_digit() || b == b'.'
 }
 
-fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Vec<Token>) {
+/// Tokenizes up to `limit` tokens; returns whether the whole value was consumed.
+fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool {
     let mut i = 0;
     if let Some(q) = quote {
         let end = string_end(v, 0, q);
@@ -152,7 +225,7 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Vec<Token>) {
         });
         i = end + 1;
     }
-    while i < v.len() && out.len() < MAX_TOKENS {
+    while i < v.len() && out.len < limit.min(MAX_TOKENS) {
         let b = v[i];
         let start = i;
         if b.is_ascii_whitespace() || b == 0x0b || b == 0 || b == 0xa0 {
@@ -254,17 +327,18 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Vec<Token>) {
             _ => i += 1,
         }
     }
+    i >= v.len()
 }
 
 /// Appends a token; class `\0` marks ALL and DISTINCT, which only qualify a set
 /// operation: dropping them keeps `UNION ALL SELECT` the same shape as `UNION SELECT`.
-fn emit(out: &mut Vec<Token>, class: u8, start: usize, end: usize) {
+fn emit(out: &mut Tokens, class: u8, start: usize, end: usize) {
     if class != b'\0' {
         out.push(Token { class, start, end });
     }
 }
 
-fn comment_to_eol(v: &[u8], i: &mut usize, out: &mut Vec<Token>) {
+fn comment_to_eol(v: &[u8], i: &mut usize, out: &mut Tokens) {
     let start = *i;
     match memchr::memchr(b'\n', &v[*i..]) {
         Some(p) => *i += p + 1,

@@ -21,6 +21,7 @@ const DANGEROUS_TAGS: &[&[u8]] = &[
     b"import",
     b"xss",
     b"isindex",
+    b"style",
 ];
 
 /// Attributes whose value is a URL a browser may navigate to or load.
@@ -114,12 +115,19 @@ fn tag(v: &[u8], lt: usize) -> Option<usize> {
     if i < v.len() && !(v[i].is_ascii_whitespace() || v[i] == b'/' || v[i] == b'>') {
         return None;
     }
-    attributes(v, i)
+    attributes(v, i, TAG_ATTRIBUTES_MAX)
 }
 
-/// Scans attributes from `i` until `>`; returns the end of a dangerous attribute.
-fn attributes(v: &[u8], mut i: usize) -> Option<usize> {
-    loop {
+/// Attributes examined in a tag; bounds the work on a hostile `<a a a a ...`.
+const TAG_ATTRIBUTES_MAX: usize = 64;
+
+/// Attributes examined after a quote. A breakout puts its handler within the first few;
+/// the bound keeps prose full of apostrophes linear instead of rescanned per quote.
+const BREAKOUT_ATTRIBUTES_MAX: usize = 4;
+
+/// Scans up to `max` attributes from `i` until `>`; returns the end of a dangerous one.
+fn attributes(v: &[u8], mut i: usize, max: usize) -> Option<usize> {
+    for _ in 0..max {
         while i < v.len() && (v[i].is_ascii_whitespace() || v[i] == b'/' || v[i] == 0) {
             i += 1;
         }
@@ -172,6 +180,7 @@ fn attributes(v: &[u8], mut i: usize) -> Option<usize> {
             i += 1;
         }
     }
+    None
 }
 
 fn is_event_handler(name: &[u8]) -> bool {
@@ -194,7 +203,7 @@ fn css_script(value: &[u8]) -> bool {
 /// a value escapes an attribute it was placed in (browsers accept `"onclick=` without a
 /// space); a quote followed by prose has no `on...=` attribute and does not qualify.
 fn attribute_breakout(v: &[u8], i: usize) -> Option<usize> {
-    attributes(v, i)
+    attributes(v, i, BREAKOUT_ATTRIBUTES_MAX)
 }
 
 #[cfg(test)]
@@ -218,6 +227,7 @@ mod tests {
             "data:text/html;base64,PHNjcmlwdD4=",
             "<x:script xmlns:x=\"http://www.w3.org/1999/xhtml\">",
             "x\"onzoom=alert(1)",
+            "<STYLE>@import'http://evil/x.css';</STYLE>",
         ] {
             assert!(xss(attack.as_bytes()).is_some(), "missed {attack:?}");
         }
