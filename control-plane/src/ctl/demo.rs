@@ -284,7 +284,8 @@ async fn walkthrough(
         "the payments sidecar denies it before the app sees it",
         match reply {
             Ok((StatusCode::FORBIDDEN, _)) => {
-                Ok("403 Forbidden (the deny is in payments' sidecar log)".into())
+                let event = last_event(&work.join("proxy-payments.log"), "authz_deny").await;
+                Ok(format!("403 Forbidden; payments' sidecar logged {event}"))
             }
             Ok((status, body)) => Err(format!("expected 403, got {status}: {body}")),
             Err(error) => Err(format!("the call failed: {error}")),
@@ -303,7 +304,8 @@ async fn walkthrough(
         "the WAF in payments' sidecar blocks it",
         match reply {
             Ok((StatusCode::FORBIDDEN, _)) => {
-                Ok("403 Forbidden (the matched rule is in payments' sidecar log)".into())
+                let event = last_event(&work.join("proxy-payments.log"), "waf_match").await;
+                Ok(format!("403 Forbidden; payments' sidecar logged {event}"))
             }
             Ok((status, body)) => Err(format!("expected 403, got {status}: {body}")),
             Err(error) => Err(format!("the call failed: {error}")),
@@ -323,6 +325,21 @@ async fn walkthrough(
             .context("waiting for Ctrl-C")?;
     }
     Ok(failures)
+}
+
+/// The newest security event of one kind in a sidecar's JSON log, for showing the
+/// operator what the SIEM would receive. Log lines may land a moment after the answer.
+async fn last_event(log: &Path, event: &str) -> String {
+    let needle = format!("\"event\":\"{event}\"");
+    for _ in 0..20 {
+        if let Ok(text) = tokio::fs::read_to_string(log).await {
+            if let Some(line) = text.lines().rev().find(|line| line.contains(&needle)) {
+                return line.to_owned();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    format!("no `{event}` event (see {})", log.display())
 }
 
 fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
