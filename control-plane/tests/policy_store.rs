@@ -336,6 +336,8 @@ async fn the_admin_policy_check_explains_with_the_policy_in_force() {
         ("payments", "shop", 1)
     );
     assert!(allowed.policy_version > 0);
+    assert_eq!(allowed.policy_version, cp.policy().version);
+    assert_eq!(cp.policy().bundle.files, 5);
 
     let denied = check(
         &cp,
