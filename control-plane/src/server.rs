@@ -205,6 +205,11 @@ impl RunningControlPlane {
         self.shared.bundle.load().to_pem()
     }
 
+    /// The policy set in force (the last good one) and its version, as pushed to proxies.
+    pub fn policy(&self) -> Arc<ActivePolicy> {
+        Arc::clone(&self.shared.registry.current().policy)
+    }
+
     /// Makes a join token in-process (what `POST /v1/admin/tokens` does for palisadectl).
     pub fn create_join_token(
         &self,

@@ -1,6 +1,10 @@
 //! Watching `--policy-dir`: a valid change is applied and pushed to every watching proxy
-//! (within one poll interval plus the push), a broken one is refused with every problem
+//! (within two poll intervals plus the push), a broken one is refused with every problem
 //! in one structured `policy_rejected` event, and the last good set stays in force.
+//!
+//! A change is read only once the directory has been quiet for one poll: a file caught
+//! half-written (truncated, say, by `echo > file`) could otherwise be a valid but
+//! different policy — an empty file is valid and removes a service's policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use super::{ActivePolicy, PolicyBundle};
 use crate::registry::Registry;
 
 /// How often the directory is looked at.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Every this many polls the contents are read even when sizes and mtimes did not change:
 /// a same-size rewrite within the file system's mtime granularity is still noticed.
 const FULL_READ_EVERY: u32 = 10;
@@ -27,6 +31,8 @@ pub struct DirWatcher {
     listing: Listing,
     digest: String,
     polls_since_read: u32,
+    /// The listing changed at the last poll; read once it holds still.
+    settling: bool,
 }
 
 impl DirWatcher {
@@ -41,6 +47,7 @@ impl DirWatcher {
             listing,
             digest: contents.digest,
             polls_since_read: 0,
+            settling: false,
         };
         Ok((bundle, watcher))
     }
@@ -54,12 +61,22 @@ impl DirWatcher {
     pub fn poll(&mut self) -> Option<Result<PolicyBundle, Diagnostics>> {
         let listing = dir::list(&self.dir);
         self.polls_since_read += 1;
-        if listing == self.listing && self.polls_since_read < FULL_READ_EVERY {
+        if listing != self.listing {
+            self.listing = listing;
+            self.settling = true;
             return None;
         }
-        self.polls_since_read = 0;
+        if !self.settling && self.polls_since_read < FULL_READ_EVERY {
+            return None;
+        }
         let contents = dir::read(&listing);
-        self.listing = listing;
+        if dir::list(&self.dir) != listing {
+            // Written to while we read: wait for it to hold still.
+            self.settling = true;
+            return None;
+        }
+        self.settling = false;
+        self.polls_since_read = 0;
         if contents.digest == self.digest {
             return None;
         }
@@ -158,6 +175,16 @@ mod tests {
 
     const MESH: &str = "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata:\n  name: mesh\nspec:\n  defaultAction: deny\n";
 
+    /// Polls until something is reported (a change is read after one quiet poll).
+    fn next_outcome(watcher: &mut DirWatcher) -> Result<PolicyBundle, Diagnostics> {
+        for _ in 0..3 {
+            if let Some(outcome) = watcher.poll() {
+                return outcome;
+            }
+        }
+        panic!("no outcome after 3 polls");
+    }
+
     #[test]
     fn a_change_is_seen_once_and_a_broken_one_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -168,6 +195,10 @@ mod tests {
         assert!(watcher.poll().is_none());
 
         std::fs::write(dir.path().join("mesh.yaml"), MESH.replace("deny", "dney")).unwrap();
+        assert!(
+            watcher.poll().is_none(),
+            "the first poll waits for the directory to settle"
+        );
         let refused = watcher.poll().unwrap().unwrap_err();
         assert!(refused.to_string().contains("mesh.yaml:6:"), "{refused}");
         let json = diagnostics_json(&refused);
@@ -179,7 +210,13 @@ mod tests {
             MESH.replace("deny", "allowAll"),
         )
         .unwrap();
-        assert!(watcher.poll().unwrap().is_ok());
+        assert!(next_outcome(&mut watcher).is_ok());
+        for _ in 0..FULL_READ_EVERY {
+            assert!(
+                watcher.poll().is_none(),
+                "periodic reads of an unchanged directory report nothing"
+            );
+        }
     }
 
     /// A `MakeWriter` collecting the formatted events.

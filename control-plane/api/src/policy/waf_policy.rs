@@ -469,6 +469,7 @@ impl Checker<'_> {
     }
 
     fn exclusion(&mut self, v: &Value, path: &str) -> Option<Exclusion> {
+        let errors_before = self.diagnostics.len();
         let map = self.mapping(v, path, EXCLUSION_FIELDS)?;
         let mut exclusion = Exclusion::default();
         for (i, item) in self.list(map, path, "rules").iter().enumerate() {
@@ -531,16 +532,11 @@ impl Checker<'_> {
                 }
             }
         }
-        if exclusion.rules.is_empty()
+        let names_nothing = exclusion.rules.is_empty()
             && exclusion.tags.is_empty()
             && exclusion.args.is_empty()
-            && exclusion.routes.is_empty()
-            && !map.is_empty()
-        {
-            // Every list had a problem, already reported.
-            return None;
-        }
-        if map.is_empty() {
+            && exclusion.routes.is_empty();
+        if names_nothing && self.diagnostics.len() == errors_before {
             self.error(
                 path,
                 "an empty exclusion would switch off every rule everywhere".into(),
@@ -549,15 +545,24 @@ impl Checker<'_> {
                         .into(),
                 ),
             );
-            return None;
         }
-        Some(exclusion)
+        (self.diagnostics.len() == errors_before).then_some(exclusion)
     }
 
     /// The items of the list `key`, or nothing (reporting anything that is not a list).
+    /// `key: []` is refused as in the policy kinds: "nothing" and "everything" are both
+    /// plausible readings, and here the second would switch rules off.
     fn list<'v>(&mut self, map: &'v Mapping, path: &str, key: &str) -> &'v [Value] {
         match map.get(key) {
             None => &[],
+            Some(Value::Sequence(items)) if items.is_empty() => {
+                self.error(
+                    &join(path, key),
+                    format!("`{key}` is an empty list"),
+                    Some(format!("omit `{key}`, or list at least one entry")),
+                );
+                &[]
+            }
             Some(Value::Sequence(items)) => items,
             Some(other) => {
                 self.error(
@@ -574,7 +579,7 @@ impl Checker<'_> {
 fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) => format!("`{n}`"),
-        Value::String(s) => format!("`{s}`"),
+        Value::String(s) => format!("the string `{s}`"),
         other => type_name(other).to_owned(),
     }
 }
@@ -705,6 +710,28 @@ spec:
         let (_, problems) = parse_waf_file("waf.yaml", &text, &known());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("switch off every rule"));
+    }
+
+    #[test]
+    fn empty_lists_and_wrong_types_are_refused() {
+        let text = FULL
+            .replace(
+                "    - rules: [942100]\n      args: [comment]\n",
+                "    - rules: []\n      args: [comment]\n",
+            )
+            .replace("paranoia: 2", "paranoia: \"2\"");
+        let (policies, problems) = parse_waf_file("waf.yaml", &text, &known());
+        assert!(policies.is_empty());
+        let all: Vec<String> = problems.iter().map(|d| d.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{all:?}");
+        assert!(
+            all[0].contains("spec.paranoia: expected a whole number, found the string `2`"),
+            "{all:?}"
+        );
+        assert!(
+            all[1].contains("spec.exclusions[0].rules: `rules` is an empty list"),
+            "{all:?}"
+        );
     }
 
     #[test]
