@@ -199,6 +199,12 @@ impl Body for Replay {
 
 impl Buffered {
     fn into_body(self) -> ProxyBody {
+        // Nothing was read: the original stream goes on untouched.
+        if self.data.is_empty() && self.trailers.is_none() {
+            if let Some(rest) = self.rest {
+                return rest;
+            }
+        }
         let mut frames = VecDeque::with_capacity(2);
         if !self.data.is_empty() {
             frames.push_back(Frame::data(self.data));
