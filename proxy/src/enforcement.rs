@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use palisade_api::policy::ServicePolicy;
-use palisade_api::wire::ConfigSnapshot;
+use palisade_api::wire::{ConfigSnapshot, ServiceAuthorization};
 use palisade_spiffe::TrustDomain;
 use palisade_waf::{Engine, RuleError, RuleSet, WafSettings};
 
@@ -71,6 +71,9 @@ pub struct Enforcement {
     service: String,
     engine: Engine,
     authorization: ArcSwapOption<ServicePolicy>,
+    /// What `authorization` was compiled from: an unchanged one (most snapshots only
+    /// change endpoints) is not compiled again.
+    compiled_from: ArcSwapOption<ServiceAuthorization>,
     waf: ArcSwap<WafConfig>,
 }
 
@@ -92,6 +95,7 @@ impl Enforcement {
             service: service.to_owned(),
             engine,
             authorization: ArcSwapOption::empty(),
+            compiled_from: ArcSwapOption::empty(),
             waf: ArcSwap::from_pointee(WafConfig::new(WafSettings::default())),
         })
     }
@@ -99,11 +103,13 @@ impl Enforcement {
     /// Compiles the snapshot's authorization and WAF settings and swaps them in.
     pub fn apply(&self, snapshot: &ConfigSnapshot) {
         match &snapshot.authorization {
+            Some(authz) if self.compiled_from.load().as_deref() == Some(authz) => {}
             Some(authz) => {
                 let policies: Vec<_> = authz.policies.iter().collect();
                 let compiled =
                     ServicePolicy::compile(&self.trust_domain, authz.mesh.default_action, &policies);
                 self.authorization.store(Some(Arc::new(compiled)));
+                self.compiled_from.store(Some(Arc::new(authz.clone())));
                 tracing::info!(
                     version = snapshot.version,
                     service = %self.service,
@@ -156,7 +162,6 @@ impl Enforcement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_api::wire::ServiceAuthorization;
     use palisade_waf::RouteSettings;
 
     fn enforcement() -> Arc<Enforcement> {
@@ -174,6 +179,17 @@ mod tests {
             ..Default::default()
         });
         assert!(e.is_configured());
+        let compiled = e.authorization().as_ref().map(Arc::as_ptr);
+        e.apply(&ConfigSnapshot {
+            version: 2,
+            authorization: Some(ServiceAuthorization::default()),
+            ..Default::default()
+        });
+        assert_eq!(
+            e.authorization().as_ref().map(Arc::as_ptr),
+            compiled,
+            "an unchanged authorization is not compiled again"
+        );
         e.apply(&ConfigSnapshot::default());
         assert!(e.is_configured());
     }

@@ -5,6 +5,14 @@
 //! one consistent version and never waits on a lock. An endpoint that survives an update
 //! (same address, same identity) keeps its load and ejection state, so balancing does not
 //! forget a failing endpoint because an unrelated service changed.
+//!
+//! A service that vanishes from a snapshot is kept for [`VANISHED_SERVICE_GRACE`]: after
+//! a control-plane restart its registry starts empty and fills as proxies re-register,
+//! so the first snapshots can miss services that are alive. The control plane itself
+//! drops an endpoint only after 45 s of silence, so a service that truly went away was
+//! already dead for that long; keeping its endpoints a little longer costs at most a
+//! failed connect (which ejects the endpoint), never a wrong peer: the endpoint's
+//! identity stays pinned.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,10 +29,15 @@ pub struct MeshState {
     current: ArcSwapOption<Snapshot>,
 }
 
+/// How long a service missing from snapshots is still resolved.
+pub const VANISHED_SERVICE_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 struct Snapshot {
     version: u64,
     services: HashMap<String, Arc<Service>>,
+    /// Services the latest snapshot no longer has, with when they went missing.
+    vanished: HashMap<String, (Arc<Service>, Instant)>,
 }
 
 /// One service and where it runs.
@@ -109,7 +122,10 @@ impl MeshState {
         let previous = self.current.load_full();
         let known: HashMap<(&str, &SpiffeId), &Arc<Endpoint>> = previous
             .iter()
-            .flat_map(|snapshot| snapshot.services.values())
+            .flat_map(|snapshot| {
+                let vanished = snapshot.vanished.values().map(|(service, _)| service);
+                snapshot.services.values().chain(vanished)
+            })
             .flat_map(|service| service.endpoints.iter())
             .map(|endpoint| ((endpoint.addr.as_str(), &endpoint.spiffe_id), endpoint))
             .collect();
@@ -147,9 +163,33 @@ impl MeshState {
             );
         }
         drop(known);
+        let now = Instant::now();
+        let mut vanished = HashMap::new();
+        if let Some(previous) = previous.as_ref() {
+            let missing_now = previous
+                .services
+                .iter()
+                .map(|(name, service)| (name, (service, now)));
+            let missing_before = previous
+                .vanished
+                .iter()
+                .map(|(name, (service, since))| (name, (service, *since)));
+            for (name, (service, since)) in missing_now.chain(missing_before) {
+                if services.contains_key(name) || vanished.contains_key(name) {
+                    continue;
+                }
+                if now.saturating_duration_since(since) < VANISHED_SERVICE_GRACE {
+                    if since == now {
+                        tracing::info!(service = %name, "service missing from the control plane's snapshot; still routing to its last endpoints for a grace period");
+                    }
+                    vanished.insert(name.clone(), (service.clone(), since));
+                }
+            }
+        }
         self.current.store(Some(Arc::new(Snapshot {
             version: snapshot.version,
             services,
+            vanished,
         })));
     }
 
@@ -163,9 +203,19 @@ impl MeshState {
         self.current.load().as_ref().map(|s| s.version)
     }
 
-    /// The service named exactly `name` (lowercase).
+    /// The service named exactly `name` (lowercase), or one that vanished from the
+    /// snapshots less than [`VANISHED_SERVICE_GRACE`] ago.
     pub fn service(&self, name: &str) -> Option<Arc<Service>> {
-        self.current.load().as_ref()?.services.get(name).cloned()
+        let current = self.current.load();
+        let current = current.as_ref()?;
+        if let Some(service) = current.services.get(name) {
+            return Some(service.clone());
+        }
+        current
+            .vanished
+            .get(name)
+            .filter(|(_, since)| since.elapsed() < VANISHED_SERVICE_GRACE)
+            .map(|(service, _)| service.clone())
     }
 }
 
@@ -219,5 +269,28 @@ mod tests {
         assert_eq!(state.version(), Some(2));
         assert!(state.service("payments").unwrap().endpoints[0].is_ejected());
         assert!(!state.service("orders").unwrap().endpoints[0].is_ejected());
+    }
+
+    #[test]
+    fn a_vanished_service_is_kept_for_a_grace_period_and_comes_back_with_its_state() {
+        let state = MeshState::new();
+        let payments = ("payments", "127.0.0.1:1", "spiffe://td/ns/shop/sa/payments");
+        state.apply(&snapshot(1, &[payments]));
+        state.service("payments").unwrap().endpoints[0].eject(Duration::from_secs(60));
+        // A control plane that restarted and has not heard from payments yet.
+        state.apply(&snapshot(
+            2,
+            &[("orders", "127.0.0.1:3", "spiffe://td/ns/shop/sa/orders")],
+        ));
+        state.apply(&snapshot(
+            3,
+            &[("orders", "127.0.0.1:3", "spiffe://td/ns/shop/sa/orders")],
+        ));
+        let kept = state
+            .service("payments")
+            .expect("kept during the grace period");
+        assert_eq!(kept.endpoints[0].addr, "127.0.0.1:1");
+        state.apply(&snapshot(4, &[payments]));
+        assert!(state.service("payments").unwrap().endpoints[0].is_ejected());
     }
 }

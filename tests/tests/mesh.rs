@@ -48,7 +48,7 @@ spec:
     )
 }
 
-const ROUTES: &[&str] = &["/v1/charges/{id}", "/search", "/orders", "/load"];
+const ROUTES: &[&str] = &["/v1/charges/{id}", "/search", "/orders", "/load", "/count"];
 
 struct Mesh {
     cp: TestControlPlane,
@@ -513,5 +513,42 @@ async fn traffic_survives_a_control_plane_outage_and_proxies_reconnect_and_renew
     .await
     .unwrap();
     assert_eq!(status, 200);
+    mesh.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_10_mb_upload_streams_through_authorization_and_the_waf() {
+    let mesh = Mesh::start(Duration::from_secs(3600)).await;
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: usize = 10 * 1024 * 1024;
+    let (mut tx, channel) =
+        http_body_util::channel::Channel::<bytes::Bytes, std::convert::Infallible>::new(2);
+    let request = http::Request::post("/count")
+        .header(http::header::HOST, "payments")
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(channel)
+        .unwrap();
+    let tcp = TcpStream::connect(mesh.orders.outbound).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = tokio::spawn(async move { sender.send_request(request).await });
+    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+    for _ in 0..16 {
+        tx.send_data(chunk.clone()).await.unwrap();
+    }
+    assert!(
+        mesh.app.wait_for_bytes(1, Duration::from_secs(5)).await,
+        "the app saw no byte before the client finished sending: the body is buffered"
+    );
+    for _ in 16..TOTAL / CHUNK {
+        tx.send_data(chunk.clone()).await.unwrap();
+    }
+    drop(tx);
+    let (status, _, body) = read(response.await.unwrap().unwrap()).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, TOTAL.to_string());
     mesh.shutdown().await;
 }

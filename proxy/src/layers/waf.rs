@@ -199,6 +199,12 @@ impl Body for Replay {
 
 impl Buffered {
     fn into_body(self) -> ProxyBody {
+        // Nothing was read: the original stream goes on untouched.
+        if self.data.is_empty() && self.trailers.is_none() {
+            if let Some(rest) = self.rest {
+                return rest;
+            }
+        }
         let mut frames = VecDeque::with_capacity(2);
         if !self.data.is_empty() {
             frames.push_back(Frame::data(self.data));
@@ -332,7 +338,11 @@ where
                 }
             };
             let route = config.route_for(parts.uri.path());
-            let view = palisade_waf::Request::from_parts(&parts, &buffered.data);
+            let mut view = palisade_waf::Request::from_parts(&parts, &buffered.data);
+            // The proxy wrote this one itself from the TLS peer (a `spiffe://` URI, which
+            // URL-scheme rules at higher paranoia would flag); nothing of the caller's.
+            view.headers
+                .retain(|(name, _)| *name != crate::headers::PEER_ID);
             let verdict = enforcement.engine().inspect(&view, &config.settings, route);
             drop(view);
             if !verdict.matches.is_empty() || verdict.action != Action::Pass {
