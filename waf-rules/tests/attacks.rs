@@ -127,9 +127,15 @@ fn header_payloads_are_blocked_in_every_header() {
     }
     assert!(missed.is_empty(), "not blocked:\n{}", missed.join("\n"));
     let benign = Request::new("GET", "/")
-        .header("user-agent", b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0")
+        .header(
+            "user-agent",
+            b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0",
+        )
         .header("accept-language", b"de-DE,de;q=0.9,en;q=0.8")
-        .header("x-custom-trace", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "x-custom-trace",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .header("if-modified-since", b"Wed, 21 Oct 2015 07:28:00 GMT");
     assert!(!blocked(&engine, 1, &benign));
 }
@@ -176,7 +182,10 @@ fn graphql_queries_and_variables_are_inspected() {
     let bad_target =
         format!("/graphql?query={q}&variables=%7B%22id%22%3A%221%27%20OR%20%271%27%3D%271%22%7D");
     let bad_get = Request::new("GET", &bad_target);
-    assert!(blocked(&engine, 1, &bad_get), "SQLi in GET variables passed");
+    assert!(
+        blocked(&engine, 1, &bad_get),
+        "SQLi in GET variables passed"
+    );
     let benign_post = Request::new("POST", "/graphql")
         .header("content-type", b"application/json")
         .body(br#"{"query": "mutation Add($body: String!) { addComment(postId: 7, body: $body) { id } }", "variables": {"body": "I'd select this one, or the other."}, "operationName": "Add"}"#);
