@@ -283,3 +283,35 @@ fn known_payloads_are_blocked_in_every_position() {
     }
     assert!(missed.is_empty(), "not blocked:\n{}", missed.join("\n"));
 }
+
+/// Prototype pollution arrives as JSON keys (any depth) or bracket names; a key merely
+/// containing "prototype" passes.
+#[test]
+fn prototype_pollution_in_names() {
+    let engine = Engine::new(RuleSet::embedded().expect("embedded rules compile"));
+    let json = |body: &'static [u8]| {
+        Request::new("POST", "/api/settings")
+            .header("content-type", b"application/json")
+            .body(body)
+    };
+    assert!(blocked(
+        &engine,
+        1,
+        &json(br#"{"a": {"__proto__": {"isAdmin": true}}}"#)
+    ));
+    assert!(blocked(
+        &engine,
+        1,
+        &json(br#"{"constructor": {"prototype": {"isAdmin": true}}}"#)
+    ));
+    assert!(blocked(
+        &engine,
+        1,
+        &Request::new("GET", "/?constructor[prototype][isAdmin]=1")
+    ));
+    assert!(!blocked(
+        &engine,
+        1,
+        &json(br#"{"prototypeName": "mk2", "constructorId": 7}"#)
+    ));
+}
