@@ -40,7 +40,14 @@ type Case = (String, &'static str, String, &'static str, Vec<u8>);
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for file in ["prose.txt", "technical.txt", "tokens.txt"] {
+    for file in [
+        "prose.txt",
+        "technical.txt",
+        "tokens.txt",
+        "more.txt",
+        "graphql.txt",
+        "international.txt",
+    ] {
         for value in read_lines(file) {
             let enc = form_encode(&value);
             cases.push((

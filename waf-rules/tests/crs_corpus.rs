@@ -15,7 +15,7 @@ use palisade_waf::raw::{parse, OwnedRequest};
 use palisade_waf::{Action, Engine, RuleSet, WafSettings};
 use serde_yaml::Value;
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Tally {
     attacks: usize,
     blocked: usize,
@@ -24,6 +24,9 @@ struct Tally {
     /// Raw requests our parser refused (a real listener answers them with 400); counted
     /// as blocked attacks or failed benign cases.
     unparseable: usize,
+    /// For blocked attack cases: how many each of our attack classes (rule tags) took part
+    /// in, so the table shows which classes (NoSQL, deserialization, CRLF...) do the work.
+    by_tag: BTreeMap<String, usize>,
 }
 
 fn corpus_dir() -> PathBuf {
@@ -158,6 +161,18 @@ fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
                         Ok(req) => {
                             let v = engine.inspect(&req.view(), &settings, None);
                             let blocked = v.action == Action::Block;
+                            if blocked && attack {
+                                let mut tags: Vec<&str> = v
+                                    .matches
+                                    .iter()
+                                    .flat_map(|m| m.tags.iter().map(String::as_str))
+                                    .collect();
+                                tags.sort_unstable();
+                                tags.dedup();
+                                for t in tags {
+                                    *tally.by_tag.entry(t.to_string()).or_default() += 1;
+                                }
+                            }
                             if paranoia == 1
                                 && blocked != attack
                                 && dump
@@ -250,6 +265,11 @@ fn crs_corpus_meets_floors() {
                 pass * 100.0,
                 t.unparseable
             );
+            if !t.by_tag.is_empty() {
+                let classes: Vec<String> =
+                    t.by_tag.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!("    blocked by class: {}", classes.join(", "));
+            }
             let floor = &floors["crs"][paranoia.to_string()][class];
             for (what, got) in [("attacks_blocked", detect), ("benign_passed", pass)] {
                 let min = floor[what].as_f64().unwrap_or(0.0);
