@@ -44,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-python3 "$here/driver.py" "$@" &
+PYTHONDONTWRITEBYTECODE=1 python3 "$here/driver.py" "$@" &
 driver_pid=$!
 set +e
 wait "$driver_pid"
