@@ -49,6 +49,7 @@ def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], Run]:
 
 
 def _added(run: Run | None, base: Run | None, p: str) -> float | None:
+    """Added latency, or None when either run failed (a saturated run's latency is its queue)."""
     if run is None or base is None or run.failure or base.failure:
         return None
     if p not in run.latency_ms or p not in base.latency_ms:
@@ -89,7 +90,9 @@ def render(meta: dict, runs: list[Run], waf: dict, unavailable: dict[str, str]) 
         if not any(r.scenario in (scenario, peer) for r in runs):
             continue
         w(f"## Added latency: {TITLE[scenario]} vs {TITLE[peer]}\n")
-        w("Milliseconds added over direct; ratio = Palisade ÷ peer (below 1 means Palisade adds less).\n")
+        w("Milliseconds added over direct; ratio = Palisade ÷ peer (below 1 means Palisade adds less). "
+          "`–` means a run failed or could not keep up with the offered rate (see the table below); "
+          "a negative figure means the machine's noise exceeded the difference.\n")
         head = "| proto | size | rate/s | " + " | ".join(
             f"{who} {p}" for who in ("Palisade", "peer") for p in PERCENTILES) + " | ratio p50 | ratio p99 |"
         w(head)
@@ -124,7 +127,7 @@ def render(meta: dict, runs: list[Run], waf: dict, unavailable: dict[str, str]) 
     w("|---|---|---|---|---|---|---|")
     top_rate = max((r.rate for r in runs if r.rate is not None), default=None)
     for scenario, peer in PEER.items():
-        for proto, size in sorted({(r.proto, r.size) for r in runs if r.scenario == scenario}):
+        for proto, size in sorted({(r.proto, r.size) for r in runs if r.scenario in (scenario, peer)}):
             ours_max, theirs_max = idx.get((scenario, proto, size, "max")), idx.get((peer, proto, size, "max"))
             ours_top = idx.get((scenario, proto, size, str(top_rate)))
             theirs_top = idx.get((peer, proto, size, str(top_rate)))
