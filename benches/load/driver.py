@@ -176,18 +176,24 @@ def soak(args, target: setups.Target) -> dict:
     seconds = 20 if args.quick else 600
     every = 5 if args.quick else 60
     pids = [p for root in target.pids for p in process_tree(root)]
-    start = rss_kib(pids)
+    idle = rss_kib(pids)
     argv = oha_command(target, "h1", "small", args.soak_rate, seconds)
-    print(f"soak: {target.name} at {args.soak_rate}/s for {seconds} s; RSS at start {start / 1024:.1f} MiB", flush=True)
+    print(f"soak: {target.name} at {args.soak_rate}/s for {seconds} s; RSS idle {idle / 1024:.1f} MiB", flush=True)
     samples = []
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + seconds + 60
+        # The first sample is taken once the load has warmed up, then one every `every` s.
+        pause = 5.0
         while child.poll() is None and time.monotonic() < deadline:
-            time.sleep(min(every, max(0.1, deadline - time.monotonic())))
+            time.sleep(min(pause, max(0.1, deadline - time.monotonic())))
+            pause = every
+            if child.poll() is not None:
+                break
             samples.append(rss_kib(pids))
             print(f"  RSS {samples[-1] / 1024:.1f} MiB", flush=True)
         stdout, stderr = child.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        end = rss_kib(pids)
     finally:
         if child.poll() is None:
             child.kill()
@@ -197,7 +203,7 @@ def soak(args, target: setups.Target) -> dict:
     p99 = report.get("latencyPercentiles", {}).get("p99")
     return {
         "target": target.name, "rate": args.soak_rate, "proto": "h1", "size": "small",
-        "seconds": seconds, "every": every, "rss_start_kib": start, "rss_end_kib": rss_kib(pids),
+        "seconds": seconds, "every": every, "rss_idle_kib": idle, "rss_end_kib": end,
         "samples_kib": samples, "requests": sum(statuses.values()), "ok": statuses.get("200", 0),
         "p99": None if p99 is None else p99 * 1000, "oha_stderr": stderr.strip()[:300],
     }

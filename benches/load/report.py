@@ -21,17 +21,29 @@ SOAK_HEADING = "## Soak\n"
 
 
 def render_soak(soak: dict, meta: dict) -> str:
-    """The soak section: RSS at start, every sample, and at the end of a long fixed-rate run."""
+    """The soak section: RSS idle, at the start and end of a long fixed-rate run, and growth.
+
+    Growth is measured from the first sample under load, so that buffers and connection
+    state allocated when the load begins do not read as a leak.
+    """
+    samples = soak["samples_kib"]
+    first, last = (samples[0] if samples else None), soak["rss_end_kib"]
+    growth = "–" if first is None else f"{(last - first) / 1024:+.1f} MiB"
     return (
         f"{SOAK_HEADING}\n"
         f"Command: `{meta['command']}` on {meta['date']} UTC ({meta['cpu']}, {meta['nproc']} CPUs, "
         f"kernel {meta['kernel']}; indicative only, shared machine).\n\n"
         f"{soak['target']} at {soak['rate']} requests/s, {soak['proto']}, {soak['size']} responses, "
-        f"for {soak['seconds']} s: proxy RSS **{soak['rss_start_kib'] / 1024:.1f} MiB at start, "
-        f"{soak['rss_end_kib'] / 1024:.1f} MiB at the end** (samples every {soak['every']} s: "
-        + ", ".join(f"{k / 1024:.1f}" for k in soak["samples_kib"]) + " MiB). "
+        f"for {soak['seconds']} s. Proxy RSS: {soak['rss_idle_kib'] / 1024:.1f} MiB idle before the "
+        f"load, **{_mib(first)} MiB at the start** (first sample under load), **{_mib(last)} MiB at "
+        f"the end** (as the load stopped), growth {growth}. Samples every {soak['every']} s: "
+        + ", ".join(_mib(k) for k in samples) + " MiB. "
         f"Answered {soak['ok']} of {soak['requests']} with 200; p99 {_ms(soak.get('p99'))} ms.\n"
     )
+
+
+def _mib(kib: int | None) -> str:
+    return "–" if kib is None else f"{kib / 1024:.1f}"
 
 
 def _ms(value: float | None) -> str:
