@@ -45,8 +45,17 @@ class Run:
 
 
 def oha_command(target: Target, proto: str, size: str, rate: int | None, seconds: float) -> list[str]:
-    url = (target.h2_url if proto == "h2" else target.h1_url) + SIZES[size] + QUERY
+    base = target.h2_url if proto == "h2" else target.h1_url
     argv = ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s"]
+    if target.host:
+        # The outbound proxy routes by the request's authority, which HTTP/2 carries in
+        # `:authority` (taken from the URL), not in a Host header: name the service in the
+        # URL and point that name at the listener.
+        scheme, addr = base.split("://", 1)
+        default_port = "443" if scheme == "https" else "80"
+        argv += ["--connect-to", f"{target.host}:{default_port}:{addr}"]
+        base = f"{scheme}://{target.host}"
+    url = base + SIZES[size] + QUERY
     if proto == "h2":
         # A few connections with many streams each, as HTTP/2 clients behave.
         argv += ["--http2", "-c", "8", "-p", "8"]
@@ -54,8 +63,6 @@ def oha_command(target: Target, proto: str, size: str, rate: int | None, seconds
         argv += ["-c", "64"]
     if rate is not None:
         argv += ["-q", str(rate), "--latency-correction"]
-    if target.host:
-        argv += ["-H", f"Host: {target.host}"]
     if target.client_cert:
         # The server's chain is checked by the harness's own readiness request; oha cannot
         # verify a SPIFFE SVID (URI SAN only), so it skips server verification.

@@ -83,12 +83,13 @@ class OhaCommandTests(unittest.TestCase):
         fixed = oha_command(t, "h1", "small", 500, 3)
         self.assertIn("--latency-correction", fixed)
         self.assertEqual(fixed[fixed.index("-q") + 1], "500")
-        self.assertIn("Host: app", fixed)
-        self.assertTrue(fixed[-1].startswith("http://127.0.0.1:1/small?"))
+        self.assertEqual(fixed[fixed.index("--connect-to") + 1], "app:80:127.0.0.1:1")
+        self.assertTrue(fixed[-1].startswith("http://app/small?"))
         saturate = oha_command(t, "h2", "16k", None, 3)
         self.assertNotIn("-q", saturate)
         self.assertIn("--http2", saturate)
-        self.assertTrue(saturate[-1].startswith("http://127.0.0.1:2/16k?"))
+        self.assertTrue(saturate[-1].startswith("http://app/16k?"))
+        self.assertEqual(saturate[saturate.index("--connect-to") + 1], "app:80:127.0.0.1:2")
 
     def test_client_certificate_is_presented(self):
         t = Target("x", "https://127.0.0.1:1", "https://127.0.0.1:1",
