@@ -102,6 +102,10 @@ def render(meta: dict, runs: list[Run], waf: dict, unavailable: dict[str, str]) 
         if not any(r.scenario in (scenario, peer) for r in runs):
             continue
         w(f"## Added latency: {TITLE[scenario]} vs {TITLE[peer]}\n")
+        if scenario == "palisade-inbound":
+            w("Both terminate the load generator's mutual TLS (a client certificate from the same kind "
+              "of CA: an SVID for Palisade, an openssl-made ECDSA P-256 certificate for nginx), so their "
+              "added latency includes TLS on the client's leg; direct is plaintext.\n")
         w("Milliseconds added over direct; ratio = Palisade ÷ peer (below 1 means Palisade adds less). "
           "`–` means a run failed or could not keep up with the offered rate (see the table below); "
           "a negative figure means the machine's noise exceeded the difference.\n")
