@@ -87,6 +87,9 @@ def machine(args: argparse.Namespace, argv: list[str]) -> dict:
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "?"
 
+    proxy = args.bin_dir / "palisade-proxy"
+    palisade = (f"{version([str(proxy), '--version'])} from {args.bin_dir}" if proxy.is_file()
+                else f"no palisade-proxy in {args.bin_dir}")
     load = os.getloadavg()
     return {
         "cpu": cpu,
@@ -94,7 +97,8 @@ def machine(args: argparse.Namespace, argv: list[str]) -> dict:
         "kernel": platform.release(),
         "tools": "; ".join([version(["oha", "--version"]), version(["nginx", "-v"]),
                             "libmodsecurity3 " + version(["dpkg-query", "-W", "-f", "${Version}", "libmodsecurity3"]),
-                            "modsecurity-crs " + version(["dpkg-query", "-W", "-f", "${Version}", "modsecurity-crs"])]),
+                            "modsecurity-crs " + version(["dpkg-query", "-W", "-f", "${Version}", "modsecurity-crs"]),
+                            palisade]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "mode": "soak" if args.soak else ("quick" if args.quick else "full"),
         "seconds": args.seconds,
