@@ -51,7 +51,9 @@ def _ms(value: float | None) -> str:
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b <= 0:
+    """a ÷ b, or `–` when either is missing or not positive (noise made a difference
+    negative, and a ratio of such differences means nothing)."""
+    if a is None or b is None or a < 0 or b <= 0:
         return "–"
     return f"{a / b:.2f}×"
 

@@ -47,6 +47,12 @@ class ReportTests(unittest.TestCase):
         self.assertIn("| 500.0 |", page)
         self.assertIn("| palisade ÷ nginx | h1 | small | – | 0.50× | 0.50× |", page)
 
+    def test_no_ratio_of_negative_differences(self):
+        runs = [run("direct", 500, 0.2, 9.0), run("palisade", 500, 0.4, 2.0), run("nginx", 500, 0.6, 5.0)]
+        page = render(META, runs, {}, {})
+        self.assertIn("| 0.50× | – |", page)
+        self.assertNotIn("-", page.split("| h1 | small | 500 |")[1].split("\n")[0].split("|")[-3])
+
     def test_waf_table_counts_blocked_and_passed(self):
         waf = {"nginx-modsecurity": {"results": [
             {"kind": "attack", "name": "a", "status": 403},
