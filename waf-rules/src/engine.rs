@@ -159,9 +159,10 @@ impl Engine {
             Some(d) => d.as_slice(),
             None => body,
         };
-        let extracted = extract(req, body);
+        let mut names = String::new();
+        let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
-        let mut scratch = Scratch::new(set);
+        let mut scratch = Scratch::take(set);
         // A value identical to one already inspected (same kind, name and bytes: the keys
         // of every object in a JSON array, repeated tags) cannot match anything new.
         // The std hasher is keyed per process: crafted colliding values cannot turn the set
@@ -189,6 +190,7 @@ impl Engine {
                 }
             }
         }
+        scratch.give_back();
         if verdict.score >= eff.threshold {
             verdict.action = match eff.mode {
                 Mode::Block => Action::Block,
@@ -238,6 +240,12 @@ fn is_secret(value: &Value<'_>) -> bool {
     }
 }
 
+thread_local! {
+    /// The last `Scratch` used on this thread: requests reuse its buffers instead of
+    /// allocating them anew.
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
 /// Per-request working memory: two transformation buffers and per-rule hit stamps, so
 /// the hot loop allocates nothing per rule or per value.
 pub(crate) struct Scratch {
@@ -265,6 +273,22 @@ impl Scratch {
             raw_hits: Vec::with_capacity(64),
             chain_hits: Vec::with_capacity(64),
         }
+    }
+
+    /// This thread's scratch, fitted to `set` and with no rule scored yet.
+    fn take(set: &RuleSet) -> Scratch {
+        match SCRATCH.take() {
+            Some(mut s) if s.hit.len() == set.rules.len() => {
+                s.scored.fill(false);
+                s
+            }
+            _ => Scratch::new(set),
+        }
+    }
+
+    /// Keeps the scratch for this thread's next request.
+    fn give_back(self) {
+        SCRATCH.set(Some(self));
     }
 
     fn inspect_value(
@@ -304,8 +328,7 @@ impl Scratch {
                 }
             };
             let stamp = if changed {
-                self.stamp += 1;
-                let stamp = self.stamp;
+                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
                     for m in ac.find_overlapping_iter(data) {
@@ -325,8 +348,7 @@ impl Scratch {
             } else if let Some(stamp) = raw_stamp {
                 stamp
             } else {
-                self.stamp += 1;
-                let stamp = self.stamp;
+                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.raw_hits.clear();
                 let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
                 if let Some(ac) = &scan.automaton {
@@ -428,6 +450,18 @@ impl Scratch {
         }
         eval(rule, data, hit)
     }
+}
+
+/// A fresh stamp for one scan. Stamps only grow, so hits recorded by earlier scans (of
+/// this request or an earlier one on this thread) never count for the new one; on
+/// wrap-around every recorded hit is forgotten first.
+fn next_stamp(stamp: &mut u32, hit: &mut [u32]) -> u32 {
+    if *stamp == u32::MAX {
+        hit.fill(0);
+        *stamp = 0;
+    }
+    *stamp += 1;
+    *stamp
 }
 
 /// Records the first literal hit of rule `r` in the scan stamped `stamp`.
