@@ -2,7 +2,9 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -165,11 +167,15 @@ impl Engine {
         let mut scratch = Scratch::take(set);
         // A value identical to one already inspected (same kind, name and bytes: the keys
         // of every object in a JSON array, repeated tags) cannot match anything new.
-        // The std hasher is keyed per process: crafted colliding values cannot turn the set
-        // quadratic.
-        let mut seen: HashSet<(u8, &str, &[u8])> = HashSet::with_capacity(extracted.values.len());
+        // Values are remembered by a 64-bit hash keyed per process (SipHash), so crafted
+        // values can neither collide on purpose (skipping an attack) nor turn the set
+        // quadratic, and the set keeps its memory across requests.
+        scratch.seen.clear();
         for value in &extracted.values {
-            if !seen.insert((value.kind as u8, &value.name, &value.data)) {
+            let key = scratch
+                .hasher
+                .hash_one((value.kind as u8, &*value.name, &*value.data));
+            if !scratch.seen.insert(key) {
                 continue;
             }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
@@ -259,6 +265,29 @@ pub(crate) struct Scratch {
     raw_hits: Vec<u32>,
     /// Rules hit by the scan of the current chain's transformed value.
     chain_hits: Vec<u32>,
+    /// Hashes of the values inspected so far in this request.
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    hasher: RandomState,
+}
+
+/// The hasher of `Scratch::seen`, whose keys already are keyed SipHash outputs.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Scratch {
@@ -272,6 +301,8 @@ impl Scratch {
             scored: vec![false; set.rules.len()],
             raw_hits: Vec::with_capacity(64),
             chain_hits: Vec::with_capacity(64),
+            seen: HashSet::default(),
+            hasher: RandomState::new(),
         }
     }
 

@@ -196,7 +196,12 @@ impl Transform {
             }
             Transform::Base64Decode => return base64_decode(input, out),
             Transform::RemoveSqlComments => {
-                if !input.iter().any(|&b| b == b'/' || b == b'-' || b == b'#') {
+                // Only `/*`, `--` and `#` start a comment; a lone `-` or `/` (dates, SKUs,
+                // URLs) is common and changes nothing.
+                if memchr::memchr(b'#', input).is_none()
+                    && memchr::memmem::find(input, b"--").is_none()
+                    && memchr::memmem::find(input, b"/*").is_none()
+                {
                     return false;
                 }
                 remove_sql_comments(input, out);
