@@ -172,10 +172,22 @@ impl Engine {
         // quadratic, and the set keeps its memory across requests.
         scratch.seen.clear();
         for value in &extracted.values {
-            let key = scratch
-                .hasher
-                .hash_one((value.kind as u8, &*value.name, &*value.data));
-            if !scratch.seen.insert(key) {
+            let once = matches!(
+                value.kind,
+                Kind::Method | Kind::Path | Kind::QueryRaw | Kind::BodyRaw
+            );
+            // Those kinds occur once per request: hashing the raw body would cost more
+            // than any saving.
+            let key = if once {
+                None
+            } else {
+                Some(
+                    scratch
+                        .hasher
+                        .hash_one((value.kind as u8, &*value.name, &*value.data)),
+                )
+            };
+            if key.is_some_and(|k| !scratch.seen.insert(k)) {
                 continue;
             }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);

@@ -337,7 +337,8 @@ mod tests {
 
     #[test]
     fn names_follow_key_paths_and_arrays() {
-        let (n, v) = scan(r#" {"a":{"b":"x","c":["y",{"d":"z"}],"n":-1.5e3,"t":true},"e":"w","z":null} "#);
+        let (n, v) =
+            scan(r#" {"a":{"b":"x","c":["y",{"d":"z"}],"n":-1.5e3,"t":true},"e":"w","z":null} "#);
         assert_eq!(n, 4);
         assert!(v.contains(&(Kind::BodyArg, "a.b".into(), "x".into())));
         assert!(v.contains(&(Kind::BodyArg, "a.c".into(), "y".into())));
@@ -369,7 +370,8 @@ mod tests {
         ] {
             let (_, v) = scan(bad);
             assert!(
-                v.iter().any(|(k, n, d)| *k == Kind::BodyArg && n.is_empty() && d == bad),
+                v.iter()
+                    .any(|(k, n, d)| *k == Kind::BodyArg && n.is_empty() && d == bad),
                 "{bad:?} was accepted: {v:?}"
             );
         }
@@ -385,6 +387,9 @@ mod tests {
         let mut names = String::new();
         let mut out = Vec::new();
         json(b"{\"a\":\"\xff\"}", &mut names, &mut out);
-        assert_eq!(out.last().map(|v| v.data.as_ref()), Some(&b"{\"a\":\"\xff\"}"[..]));
+        assert_eq!(
+            out.last().map(|v| v.data.as_ref()),
+            Some(&b"{\"a\":\"\xff\"}"[..])
+        );
     }
 }
