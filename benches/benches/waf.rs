@@ -2,6 +2,11 @@
 //! request, and prefilter throughput, at paranoia 1 and 2 with the full base rule set.
 //!
 //! `cargo bench -p palisade-benches --bench waf`
+//!
+//! For load-independent instruction counts of one inspection, set `WAF_ONE` to `get`,
+//! `json` or `bad`: the bench then runs only that inspection (paranoia 1) a few times and
+//! exits, e.g. under
+//! `valgrind --tool=callgrind --toggle-collect='*Engine*inspect*' target/release/deps/waf-*`.
 
 use std::hint::black_box;
 
@@ -19,6 +24,9 @@ const HEADERS: &[(&str, &[u8])] = &[
     ("x-request-id", b"550e8400-e29b-41d4-a716-446655440000"),
     ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
 ];
+
+/// Inspections run under `WAF_ONE` (the first one warms lazily built state, if any).
+const ONE_RUNS: usize = 5;
 
 /// A ~1 KB benign GET (request line and headers).
 fn get_target() -> String {
@@ -89,6 +97,22 @@ fn bench_waf(c: &mut Criterion) {
             .take(64 * 1024)
             .collect();
 
+    if let Ok(which) = std::env::var("WAF_ONE") {
+        let settings = WafSettings {
+            body_limit: 1 << 20,
+            ..WafSettings::default()
+        };
+        let req = match which.as_str() {
+            "get" => request("GET", &get, None, b""),
+            "json" => request("POST", "/api/v1/orders", Some(b"application/json"), &json),
+            "bad" => request("GET", attack, None, b""),
+            other => panic!("WAF_ONE={other}: expected get, json or bad"),
+        };
+        for _ in 0..ONE_RUNS {
+            black_box(engine.inspect(black_box(&req), &settings, None));
+        }
+        return;
+    }
     for paranoia in [1u8, 2] {
         let settings = WafSettings {
             body_limit: 1 << 20,

@@ -4,13 +4,17 @@
 
 use std::borrow::Cow;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
 use crate::request::{Kind, Value, MAX_BODY_VALUES};
 
 /// Dispatches on the content type. Without a content type the body is treated as a form,
 /// as many clients omit it; unknown text types are inspected as one unnamed argument.
-pub(crate) fn parse<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
+/// `names` holds the JSON key paths that values borrow as their names.
+pub(crate) fn parse<'a>(
+    content_type: &'a [u8],
+    body: &'a [u8],
+    names: &'a mut String,
+    out: &mut Vec<Value<'a>>,
+) -> usize {
     let ct = content_type.trim_ascii();
     let essence = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
     let is = |t: &[u8]| essence.eq_ignore_ascii_case(t);
@@ -19,7 +23,7 @@ pub(crate) fn parse<'a>(content_type: &'a [u8], body: &'a [u8], out: &mut Vec<Va
     } else if is(b"application/json")
         || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
     {
-        json(body, out)
+        crate::json::json(body, names, out)
     } else if is(b"multipart/form-data") {
         multipart(ct, body, out)
     } else if is(b"application/xml")
@@ -107,158 +111,6 @@ pub(crate) fn urlencoded<'a>(
         });
     }
     count
-}
-
-/// JSON: every string becomes a value named by its dotted key path (array items take
-/// their array's name); every key is also inspected as a name. Numbers, booleans and
-/// null cannot carry an attack and are skipped.
-fn json<'a>(body: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
-    let start = out.len();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let mut path = String::new();
-    let seed = Walk {
-        out: &mut *out,
-        path: &mut path,
-        count: 0,
-    };
-    match seed.deserialize(&mut de) {
-        Ok(n) => n,
-        Err(_) => {
-            // Not JSON after all: keep what parsed and inspect the whole body as one value.
-            out.push(Value {
-                kind: Kind::BodyArg,
-                name: Cow::Borrowed(""),
-                data: Cow::Borrowed(body),
-            });
-            (out.len() - start).max(1)
-        }
-    }
-}
-
-struct Walk<'o, 'a> {
-    out: &'o mut Vec<Value<'a>>,
-    path: &'o mut String,
-    count: usize,
-}
-
-/// A string that stays borrowed from the body unless it held escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de, 'o> DeserializeSeed<'de> for Walk<'o, 'de> {
-    type Value = usize;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, 'o> Visitor<'de> for Walk<'o, 'de> {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
-        Ok(self.count)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
-        Ok(self.count)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
-        Ok(self.count)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
-        Ok(self.count)
-    }
-    fn visit_unit<E>(self) -> Result<usize, E> {
-        Ok(self.count)
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<usize, E> {
-        Ok(self.push(Cow::Borrowed(v.as_bytes())))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<usize, E> {
-        Ok(self.push(Cow::Owned(v.as_bytes().to_vec())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let mut count = self.count;
-        loop {
-            let walk = Walk {
-                out: &mut *self.out,
-                path: &mut *self.path,
-                count,
-            };
-            match seq.next_element_seed(walk)? {
-                Some(n) => count = n,
-                None => return Ok(count),
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
-        let mut count = self.count;
-        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            let saved = self.path.len();
-            if !self.path.is_empty() {
-                self.path.push('.');
-            }
-            self.path.push_str(&key);
-            if self.out.len() < MAX_BODY_VALUES {
-                self.out.push(Value {
-                    kind: Kind::BodyArgName,
-                    name: Cow::Borrowed(""),
-                    data: match key {
-                        Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
-                        Cow::Owned(k) => Cow::Owned(k.into_bytes()),
-                    },
-                });
-            }
-            count = map.next_value_seed(Walk {
-                out: &mut *self.out,
-                path: &mut *self.path,
-                count,
-            })?;
-            self.path.truncate(saved);
-        }
-        Ok(count)
-    }
-}
-
-impl<'o, 'a> Walk<'o, 'a> {
-    /// Records a string value; returns the argument count including it.
-    fn push(self, data: Cow<'a, [u8]>) -> usize {
-        if self.out.len() < MAX_BODY_VALUES {
-            self.out.push(Value {
-                kind: Kind::BodyArg,
-                name: Cow::Owned(self.path.clone()),
-                data,
-            });
-        }
-        self.count + 1
-    }
 }
 
 /// Multipart: field names and values; for file parts the file name (not the content).
@@ -440,8 +292,9 @@ mod tests {
     use super::*;
 
     fn collect(ct: &str, body: &str) -> Vec<(Kind, String, String)> {
+        let mut names = String::new();
         let mut out = Vec::new();
-        parse(ct.as_bytes(), body.as_bytes(), &mut out);
+        parse(ct.as_bytes(), body.as_bytes(), &mut names, &mut out);
         out.into_iter()
             .map(|v| {
                 (

@@ -2,7 +2,9 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -159,16 +161,33 @@ impl Engine {
             Some(d) => d.as_slice(),
             None => body,
         };
-        let extracted = extract(req, body);
+        let mut names = String::new();
+        let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
-        let mut scratch = Scratch::new(set);
+        let mut scratch = Scratch::take(set);
         // A value identical to one already inspected (same kind, name and bytes: the keys
         // of every object in a JSON array, repeated tags) cannot match anything new.
-        // The std hasher is keyed per process: crafted colliding values cannot turn the set
-        // quadratic.
-        let mut seen: HashSet<(u8, &str, &[u8])> = HashSet::with_capacity(extracted.values.len());
+        // Values are remembered by a 64-bit hash keyed per process (SipHash), so crafted
+        // values can neither collide on purpose (skipping an attack) nor turn the set
+        // quadratic, and the set keeps its memory across requests.
+        scratch.seen.clear();
         for value in &extracted.values {
-            if !seen.insert((value.kind as u8, &value.name, &value.data)) {
+            let once = matches!(
+                value.kind,
+                Kind::Method | Kind::Path | Kind::QueryRaw | Kind::BodyRaw
+            );
+            // Those kinds occur once per request: hashing the raw body would cost more
+            // than any saving.
+            let key = if once {
+                None
+            } else {
+                Some(
+                    scratch
+                        .hasher
+                        .hash_one((value.kind as u8, &*value.name, &*value.data)),
+                )
+            };
+            if key.is_some_and(|k| !scratch.seen.insert(k)) {
                 continue;
             }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
@@ -189,6 +208,7 @@ impl Engine {
                 }
             }
         }
+        scratch.give_back();
         if verdict.score >= eff.threshold {
             verdict.action = match eff.mode {
                 Mode::Block => Action::Block,
@@ -238,6 +258,12 @@ fn is_secret(value: &Value<'_>) -> bool {
     }
 }
 
+thread_local! {
+    /// The last `Scratch` used on this thread: requests reuse its buffers instead of
+    /// allocating them anew.
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
 /// Per-request working memory: two transformation buffers and per-rule hit stamps, so
 /// the hot loop allocates nothing per rule or per value.
 pub(crate) struct Scratch {
@@ -251,6 +277,29 @@ pub(crate) struct Scratch {
     raw_hits: Vec<u32>,
     /// Rules hit by the scan of the current chain's transformed value.
     chain_hits: Vec<u32>,
+    /// Hashes of the values inspected so far in this request.
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    hasher: RandomState,
+}
+
+/// The hasher of `Scratch::seen`, whose keys already are keyed SipHash outputs.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Scratch {
@@ -264,7 +313,25 @@ impl Scratch {
             scored: vec![false; set.rules.len()],
             raw_hits: Vec::with_capacity(64),
             chain_hits: Vec::with_capacity(64),
+            seen: HashSet::default(),
+            hasher: RandomState::new(),
         }
+    }
+
+    /// This thread's scratch, fitted to `set` and with no rule scored yet.
+    fn take(set: &RuleSet) -> Scratch {
+        match SCRATCH.take() {
+            Some(mut s) if s.hit.len() == set.rules.len() => {
+                s.scored.fill(false);
+                s
+            }
+            _ => Scratch::new(set),
+        }
+    }
+
+    /// Keeps the scratch for this thread's next request.
+    fn give_back(self) {
+        SCRATCH.set(Some(self));
     }
 
     fn inspect_value(
@@ -304,8 +371,7 @@ impl Scratch {
                 }
             };
             let stamp = if changed {
-                self.stamp += 1;
-                let stamp = self.stamp;
+                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
                     for m in ac.find_overlapping_iter(data) {
@@ -325,8 +391,7 @@ impl Scratch {
             } else if let Some(stamp) = raw_stamp {
                 stamp
             } else {
-                self.stamp += 1;
-                let stamp = self.stamp;
+                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.raw_hits.clear();
                 let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
                 if let Some(ac) = &scan.automaton {
@@ -428,6 +493,18 @@ impl Scratch {
         }
         eval(rule, data, hit)
     }
+}
+
+/// A fresh stamp for one scan. Stamps only grow, so hits recorded by earlier scans (of
+/// this request or an earlier one on this thread) never count for the new one; on
+/// wrap-around every recorded hit is forgotten first.
+fn next_stamp(stamp: &mut u32, hit: &mut [u32]) -> u32 {
+    if *stamp == u32::MAX {
+        hit.fill(0);
+        *stamp = 0;
+    }
+    *stamp += 1;
+    *stamp
 }
 
 /// Records the first literal hit of rule `r` in the scan stamped `stamp`.

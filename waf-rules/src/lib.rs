@@ -14,6 +14,7 @@ mod decode;
 mod detect;
 mod engine;
 mod error;
+mod json;
 pub mod raw;
 mod request;
 mod rule;

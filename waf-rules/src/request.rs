@@ -139,7 +139,13 @@ pub(crate) struct Extracted<'a> {
     pub arg_count: usize,
 }
 
-pub(crate) fn extract<'a>(req: &Request<'a>, body: &'a [u8]) -> Extracted<'a> {
+/// `names` is per-request storage for body argument names built by the parser (JSON
+/// key paths), so values borrow their names instead of owning one each.
+pub(crate) fn extract<'a>(
+    req: &Request<'a>,
+    body: &'a [u8],
+    names: &'a mut String,
+) -> Extracted<'a> {
     let mut values = Vec::with_capacity(32);
     let mut arg_count = 0;
     let plain = |kind, data: &'a [u8]| Value {
@@ -176,7 +182,7 @@ pub(crate) fn extract<'a>(req: &Request<'a>, body: &'a [u8]) -> Extracted<'a> {
     if !body.is_empty() {
         values.push(plain(Kind::BodyRaw, body));
         let ct = req.header_value("content-type").unwrap_or(b"");
-        arg_count += body::parse(ct, body, &mut values);
+        arg_count += body::parse(ct, body, names, &mut values);
     }
     Extracted { values, arg_count }
 }

@@ -95,6 +95,11 @@ pub(crate) mod feature {
 
     static TABLE: [u16; 256] = table();
 
+    /// Whether byte `b` carries feature `f`.
+    pub fn has(b: u8, f: u16) -> bool {
+        TABLE[usize::from(b)] & f != 0
+    }
+
     /// The features present in `value`.
     pub fn of(value: &[u8]) -> u16 {
         value
@@ -196,7 +201,12 @@ impl Transform {
             }
             Transform::Base64Decode => return base64_decode(input, out),
             Transform::RemoveSqlComments => {
-                if !input.iter().any(|&b| b == b'/' || b == b'-' || b == b'#') {
+                // Only `/*`, `--` and `#` start a comment; a lone `-` or `/` (dates, SKUs,
+                // URLs) is common and changes nothing.
+                if memchr::memchr(b'#', input).is_none()
+                    && memchr::memmem::find(input, b"--").is_none()
+                    && memchr::memmem::find(input, b"/*").is_none()
+                {
                     return false;
                 }
                 remove_sql_comments(input, out);
@@ -212,8 +222,9 @@ impl Transform {
     }
 }
 
+/// Space, tab, CR, LF, VT, FF and NBSP (one table lookup: it runs per byte).
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
+    feature::has(b, feature::SPACE)
 }
 
 fn hex(b: u8) -> Option<u8> {
