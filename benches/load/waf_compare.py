@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import re
 import signal
 import socket
@@ -464,6 +463,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpora" / "crs-regression")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "results" / "waf-compare.md")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--details", type=Path,
+                   help="also write one JSON line per request (class, name, attack, verdicts)")
     args = p.parse_args(argv)
     if not args.palisadectl.is_file():
         print(f"{args.palisadectl} is missing: cargo build -p palisade-control-plane --bin palisadectl",
@@ -501,10 +502,15 @@ def main(argv: list[str]) -> int:
             signal.signal(signal.SIGTERM, previous)
     version_text, crs_version = versions(args.palisadectl)
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-            "command": "python3 benches/load/waf_compare.py " + " ".join(argv),
+            "command": " ".join(["python3 benches/load/waf_compare.py", *argv]),
             "versions": version_text, "crs": crs_version}
     page = render(meta, tally(cases), skipped, dict(refused))
     args.out.write_text(page)
+    if args.details is not None:
+        with open(args.details, "w", encoding="utf-8") as f:
+            for c in cases:
+                f.write(json.dumps({"class": c.klass, "name": c.name, "attack": c.attack,
+                                    "verdicts": c.verdicts}) + "\n")
     print(page)
     return 0
 
