@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_spiffe::SvidStore;
+
+use crate::telemetry::Tracing;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -146,6 +148,8 @@ pub struct Metrics {
     durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     /// The service this proxy serves: the `service` label of inbound requests.
     local_service: String,
+    /// Span export, when turned on.
+    tracing: Option<Tracing>,
     handshakes: Family<HandshakeLabels, Counter>,
     open_connections: Family<DirectionLabels, Gauge>,
     svid_not_after: Gauge,
@@ -155,12 +159,12 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::with_service(UNKNOWN_SERVICE)
+        Self::with_service(UNKNOWN_SERVICE, None)
     }
 }
 
 impl Metrics {
-    fn with_service(local_service: &str) -> Self {
+    fn with_service(local_service: &str, tracing: Option<Tracing>) -> Self {
         let mut registry = Registry::with_prefix("palisade_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
         let durations =
@@ -213,6 +217,7 @@ impl Metrics {
             requests,
             durations,
             local_service: local_service.to_owned(),
+            tracing,
             handshakes,
             open_connections,
             svid_not_after,
@@ -242,7 +247,17 @@ impl Metrics {
 
     /// Metrics of the proxy serving `service`.
     pub fn for_service(service: &str) -> Arc<Self> {
-        Arc::new(Self::with_service(service))
+        Arc::new(Self::with_service(service, None))
+    }
+
+    /// Metrics of the proxy serving `service`, exporting a span per request to `tracing`.
+    pub fn traced(service: &str, tracing: Option<Tracing>) -> Arc<Self> {
+        Arc::new(Self::with_service(service, tracing))
+    }
+
+    /// The span exporter, when tracing is on.
+    pub fn tracing(&self) -> Option<&Tracing> {
+        self.tracing.as_ref()
     }
 
     /// The service this proxy serves, as labelled on inbound requests.

@@ -14,6 +14,8 @@ use tower::{Layer, Service};
 use super::{PeerIdentity, ResponseFuture};
 use crate::body::ProxyBody;
 use crate::metrics::{Direction, Metrics, UNKNOWN_SERVICE};
+use crate::telemetry::{self, TraceFacts};
+use opentelemetry::KeyValue;
 
 /// The destination proxy's identity, a response extension set by the outbound forwarder
 /// once an endpoint answered.
@@ -84,8 +86,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
         let caller = request.extensions().get::<PeerIdentity>().cloned();
+        // Tracing off costs this one check.
+        let trace = self.metrics.tracing().map(|tracing| {
+            let facts = Arc::new(TraceFacts::default());
+            request.extensions_mut().insert(facts.clone());
+            let context = tracing.start(self.direction, request.headers_mut());
+            (context, facts, request.method().clone())
+        });
         // The access line's request facts are copied only when the line will be written.
         let access =
             tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO).then(|| AccessFacts {
@@ -122,6 +131,20 @@ where
             };
             let elapsed = started.elapsed();
             metrics.request(direction, response.status(), peer, service, elapsed);
+            if let Some((context, facts, method)) = trace {
+                let mut attributes = vec![
+                    KeyValue::new("palisade.direction", direction.as_str()),
+                    KeyValue::new("palisade.peer", peer.to_owned()),
+                    KeyValue::new("palisade.service", service.to_owned()),
+                    KeyValue::new("http.request.method", method.as_str().to_owned()),
+                    KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    ),
+                ];
+                facts.attributes(&mut attributes);
+                telemetry::finish(&context, attributes, response.status());
+            }
             if let Some(facts) = access {
                 tracing::info!(
                     target: ACCESS_TARGET,

@@ -345,6 +345,9 @@ where
                 .retain(|(name, _)| *name != crate::headers::PEER_ID);
             let verdict = enforcement.engine().inspect(&view, &config.settings, route);
             drop(view);
+            if let Some(facts) = parts.extensions.get::<Arc<crate::telemetry::TraceFacts>>() {
+                facts.set_waf_score(verdict.score);
+            }
             if !verdict.matches.is_empty() || verdict.action != Action::Pass {
                 let request_id = parts
                     .extensions
