@@ -178,3 +178,78 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
     .await
     .unwrap();
 }
+
+/// Not a pass/fail test: the cost of export on the request path, measured as sequential
+/// requests through two proxies with export off, then on (to the test receiver). Run
+/// with `cargo test -p palisade-e2e --test traces -- --ignored --nocapture`; compare
+/// the printed medians on a quiet machine, in release mode for real numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run on demand"]
+async fn export_overhead_on_the_request_path() {
+    const REQUESTS: usize = 300;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("payments.yaml"), POLICY).unwrap();
+    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+        .await
+        .unwrap();
+    let app = TestApp::start().await;
+    for traced in [false, true] {
+        let tracing = |service: &str| {
+            traced.then(|| Tracing::with_endpoint(&receiver.endpoint(), service).unwrap())
+        };
+        let payments = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "payments",
+            "payments",
+            app.addr,
+            tracing("payments"),
+        )
+        .await
+        .unwrap();
+        let orders = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "orders",
+            "orders",
+            free_port().unwrap(),
+            tracing("orders"),
+        )
+        .await
+        .unwrap();
+        let within = Duration::from_secs(10);
+        assert!(payments.wait_configured(&[], within).await);
+        assert!(orders.wait_configured(&["payments"], within).await);
+        let mut sender = palisade_e2e::proxies::http1(orders.outbound).await.unwrap();
+        let mut took = Vec::with_capacity(REQUESTS);
+        for i in 0..REQUESTS {
+            sender.ready().await.unwrap();
+            let started = std::time::Instant::now();
+            let response = sender
+                .send_request(request(
+                    "GET",
+                    "payments",
+                    &format!("/v1/charges/{i}"),
+                    None,
+                    "",
+                ))
+                .await
+                .unwrap();
+            palisade_e2e::proxies::read(response).await.unwrap();
+            took.push(started.elapsed());
+        }
+        took.sort();
+        println!(
+            "export {}: median {:?}, p90 {:?} over {REQUESTS} sequential requests",
+            if traced { "on " } else { "off" },
+            took[REQUESTS / 2],
+            took[REQUESTS * 9 / 10]
+        );
+        payments.shutdown().await;
+        orders.shutdown().await;
+    }
+    cp.shutdown().await;
+}
