@@ -228,11 +228,12 @@ async fn security_events_are_json_lines_with_the_documented_fields() {
             "request_id",
             "service",
             "rule_id",
-            "target",
+            "match_target",
+            "fragment",
             "score",
             "action",
             "mode",
-            "message",
+            "rule_message",
         ],
     );
     let verdicts = assert_event(
@@ -293,6 +294,20 @@ async fn security_events_are_json_lines_with_the_documented_fields() {
     );
 
     let text = capture.text();
+    // serde_json keeps the last of duplicate keys; a SIEM may keep either.
+    for line in text.lines() {
+        for key in [
+            "\"timestamp\":",
+            "\"level\":",
+            "\"target\":",
+            "\"message\":",
+        ] {
+            assert!(
+                line.matches(key).count() <= 1,
+                "a field collides with the envelope key {key}: {line}"
+            );
+        }
+    }
     assert!(!text.contains(&token), "a join token was logged");
     assert!(
         !text.contains("s3cr3t-value"),
