@@ -11,6 +11,8 @@ pub mod client;
 pub mod csr;
 pub mod ctl;
 pub mod fsio;
+pub mod metrics;
+pub mod metrics_listener;
 pub mod policy_store;
 pub mod registry;
 pub mod server;

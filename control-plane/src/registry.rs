@@ -54,6 +54,8 @@ pub struct Published {
     pub endpoints: BTreeMap<String, Vec<Endpoint>>,
     /// The policy set in force (the last good one).
     pub policy: Arc<ActivePolicy>,
+    /// When this state was published: the push latency is measured from here.
+    pub published_at: Option<Instant>,
 }
 
 impl Published {
@@ -146,6 +148,11 @@ impl Registry {
         self.publish(&mut inner);
     }
 
+    /// How many watch streams are open (one per connected proxy).
+    pub fn open_watches(&self) -> usize {
+        self.lock().watchers.values().sum()
+    }
+
     /// Marks a watch stream of `id` open until the returned guard drops.
     pub fn watching(self: &Arc<Self>, id: &SpiffeId) -> WatchGuard {
         *self.lock().watchers.entry(id.to_string()).or_default() += 1;
@@ -232,6 +239,7 @@ fn snapshot(inner: &mut Inner) -> Published {
             })
             .collect(),
         policy: Arc::clone(&inner.policy),
+        published_at: Some(Instant::now()),
     }
 }
 

@@ -40,6 +40,8 @@ use crate::admin;
 use crate::audit::{AuditEntry, AuditLog};
 use crate::ca::{CaError, CertificateAuthority, ExtraNames};
 use crate::csr::{CheckedCsr, CsrError};
+use crate::metrics::{ControlPlaneMetrics, StateView};
+use crate::metrics_listener::{self, Observed};
 use crate::policy_store::watch::{self as policy_watch, DirWatcher};
 use crate::policy_store::{embedded_rules, ActivePolicy};
 use crate::registry::{validate_service, Registry, DEFAULT_GRACE};
@@ -83,6 +85,8 @@ pub struct ServeConfig {
     pub registration_grace: Duration,
     /// Interval of keep-alive snapshots on watch streams.
     pub keepalive: Duration,
+    /// Where to serve `/metrics`, `/live` and `/ready` over plain HTTP; off when `None`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -97,6 +101,7 @@ impl ServeConfig {
             ca: None,
             registration_grace: DEFAULT_GRACE,
             keepalive: DEFAULT_KEEPALIVE,
+            metrics: None,
         }
     }
 }
@@ -149,6 +154,29 @@ struct Shared {
     control_plane_id: SpiffeId,
     keepalive: Duration,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<ControlPlaneMetrics>,
+}
+
+impl Observed for Shared {
+    fn metrics_text(&self) -> String {
+        let published = self.registry.current();
+        let state = StateView {
+            open_watches: self.registry.open_watches(),
+            policy_version: published.policy.version,
+            config_version: published.version,
+        };
+        self.metrics.encode(state, &self.ca.load())
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        let Some(info) = self.own.info() else {
+            return Err("the serving certificate is not issued yet".into());
+        };
+        if info.not_after_unix <= time::OffsetDateTime::now_utc().unix_timestamp() {
+            return Err("the serving certificate has expired and could not be renewed".into());
+        }
+        Ok(())
+    }
 }
 
 /// A running control plane. Dropping it without [`shutdown`](Self::shutdown) leaves the
@@ -156,6 +184,7 @@ struct Shared {
 pub struct RunningControlPlane {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -172,6 +201,16 @@ impl std::fmt::Debug for RunningControlPlane {
 impl RunningControlPlane {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics listener, when `ServeConfig::metrics` asked for one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus text `/metrics` serves, without going through the listener.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
     }
 
     /// `https://<local addr>`, for clients.
@@ -280,6 +319,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         own: SvidStore::new(),
         keepalive: config.keepalive,
         shutdown: shutdown_rx,
+        metrics: Arc::new(ControlPlaneMetrics::default()),
     });
     renew_own_certificate(&shared).map_err(|e| ServeError::OwnCertificate(e.to_string()))?;
     let listener = TcpListener::bind(config.listen)
@@ -302,10 +342,22 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         tokio::spawn(accept_loop(Arc::clone(&shared), listener, acceptor)),
         tokio::spawn(maintenance(Arc::clone(&shared))),
     ];
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics {
+        let bind_error = |source| ServeError::Bind { addr, source };
+        let metrics_listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        metrics_addr = Some(metrics_listener.local_addr().map_err(bind_error)?);
+        tasks.push(tokio::spawn(metrics_listener::serve(
+            metrics_listener,
+            Arc::clone(&shared),
+            shared.shutdown.clone(),
+        )));
+    }
     if let Some(watcher) = policy_watcher {
         tasks.push(tokio::spawn(policy_watch::run(
             watcher,
             Arc::clone(&shared.registry),
+            Arc::clone(&shared.metrics),
             shared.shutdown.clone(),
         )));
     }
@@ -314,11 +366,13 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         addr = %local_addr,
         trust_domain = %shared.trust_domain,
         svid_ttl_secs = shared.svid_ttl.as_secs(),
+        metrics_addr = ?metrics_addr,
         "control plane listening"
     );
     Ok(RunningControlPlane {
         shared,
         local_addr,
+        metrics_addr,
         shutdown_tx,
         tasks,
     })
@@ -646,8 +700,12 @@ async fn handle_issue(
         Err(e) => Err(e),
     };
     match result {
-        Ok(response) => Ok(json_response(StatusCode::OK, &response)),
+        Ok(response) => {
+            shared.metrics.svid_issued();
+            Ok(json_response(StatusCode::OK, &response))
+        }
         Err(error) => {
+            shared.metrics.svid_refused(error.code);
             tracing::warn!(
                 event = "svid_refused",
                 code = error.code,
@@ -876,11 +934,14 @@ fn handle_watch(
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let registry = Arc::clone(&shared.registry);
     let keepalive = shared.keepalive;
+    let metrics = Arc::clone(&shared.metrics);
     let mut shutdown = shared.shutdown.clone();
     tracing::info!(event = "watch_opened", spiffe_id = %id, service = %service, peer_addr = %peer.addr, "config watch opened");
     tokio::spawn(async move {
         let _guard = registry.watching(&id);
         let mut snapshots = registry.subscribe();
+        // The first snapshot of a stream is not a push of a change, nor is a keep-alive.
+        let mut last_sent = None;
         loop {
             let published = snapshots.borrow_and_update().clone();
             let snapshot = published.snapshot_for(&namespace, &service);
@@ -889,6 +950,12 @@ fn handle_watch(
             if tx.send(Bytes::from(line)).await.is_err() {
                 break;
             }
+            if last_sent.is_some_and(|version| version != published.version) {
+                if let Some(at) = published.published_at {
+                    metrics.pushed(at.elapsed());
+                }
+            }
+            last_sent = Some(published.version);
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(keepalive) => {}

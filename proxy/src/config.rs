@@ -21,6 +21,8 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    /// Span export (see [`crate::telemetry`]); `None` keeps tracing off.
+    pub tracing: Option<crate::telemetry::Tracing>,
 }
 
 impl ProxyConfig {
@@ -37,6 +39,7 @@ impl ProxyConfig {
             admin,
             app,
             permissive: false,
+            tracing: None,
             drain_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             timeouts: Timeouts::default(),

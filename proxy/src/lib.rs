@@ -23,6 +23,7 @@ pub mod outbound;
 mod run;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod test_helpers;
 pub mod upgrade;

@@ -108,7 +108,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = cli.config();
+    let mut config = cli.config();
+    // Off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (docs/observability.md).
+    config.tracing = palisade_proxy::telemetry::Tracing::from_env(&cli.service)?;
     let configured_domain = cli
         .trust_domain
         .as_deref()
@@ -170,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         svids: identity.svids.clone(),
         bundle: identity.bundle.clone(),
     };
+    let tracing_export = config.tracing.clone();
     let served = run(
         config,
         proxy_identity,
@@ -181,6 +184,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_background.send(());
     let _ = renewal.await;
     let _ = watch.task.await;
+    if let Some(tracing_export) = tracing_export {
+        tracing_export.shutdown();
+    }
     served?;
     Ok(())
 }

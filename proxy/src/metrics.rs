@@ -3,15 +3,21 @@
 //! Every label value comes from a small, bounded set: a direction, a status class, a
 //! handshake failure reason, or a SPIFFE ID of a workload the trust domain issued (one per
 //! service account). Raw paths, hosts or client-sent strings never become label values,
-//! so a hostile client cannot grow the series count.
+//! so a hostile client cannot grow the series count. The `service` label is a registered
+//! service name: inbound the proxy's own service, outbound the service the destination
+//! resolved to (or `unknown` when it resolved to none).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use palisade_spiffe::SvidStore;
+
+use crate::telemetry::Tracing;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -37,6 +43,25 @@ pub struct RequestLabels {
     /// Inbound: the caller's SPIFFE ID, or `unauthenticated`. Outbound: the destination
     /// proxy's SPIFFE ID, or `none` when no endpoint was reached.
     pub peer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    pub direction: &'static str,
+    pub status_class: &'static str,
+    /// As in [`RequestLabels::peer`].
+    pub peer: String,
+    /// A registered service name, or `unknown` (see the module documentation).
+    pub service: String,
+}
+
+/// The label value of a request whose destination named no registered service.
+pub const UNKNOWN_SERVICE: &str = "unknown";
+
+/// Buckets of the request duration histogram: 0.5 ms doubling up to about 16 s, which
+/// spans a loopback hop and the longest default request timeout.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +145,11 @@ impl HandshakeFailure {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    /// The service this proxy serves: the `service` label of inbound requests.
+    local_service: String,
+    /// Span export, when turned on.
+    tracing: Option<Tracing>,
     handshakes: Family<HandshakeLabels, Counter>,
     open_connections: Family<DirectionLabels, Gauge>,
     svid_not_after: Gauge,
@@ -129,8 +159,18 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::with_service(UNKNOWN_SERVICE, None)
+    }
+}
+
+impl Metrics {
+    fn with_service(local_service: &str, tracing: Option<Tracing>) -> Self {
         let mut registry = Registry::with_prefix("palisade_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
+        let durations =
+            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
         let handshakes = Family::<HandshakeLabels, Counter>::default();
         let open_connections = Family::<DirectionLabels, Gauge>::default();
         let svid_not_after = Gauge::default();
@@ -151,6 +191,12 @@ impl Default for Metrics {
             "Requests answered, by direction, status class and peer identity",
             requests.clone(),
         );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from receiving a request to its response head, by direction, status class, peer identity and destination service",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
         registry.register(
             "tls_handshakes",
             "TLS handshakes, by direction and result (ok or the failure reason)",
@@ -169,6 +215,9 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
+            durations,
+            local_service: local_service.to_owned(),
+            tracing,
             handshakes,
             open_connections,
             svid_not_after,
@@ -190,18 +239,58 @@ pub fn status_class(status: http::StatusCode) -> &'static str {
 }
 
 impl Metrics {
+    /// Metrics of a proxy whose own service is not known (tests); inbound requests are
+    /// labelled `service="unknown"`.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    pub fn request(&self, direction: Direction, status: http::StatusCode, peer: &str) {
+    /// Metrics of the proxy serving `service`.
+    pub fn for_service(service: &str) -> Arc<Self> {
+        Arc::new(Self::with_service(service, None))
+    }
+
+    /// Metrics of the proxy serving `service`, exporting a span per request to `tracing`.
+    pub fn traced(service: &str, tracing: Option<Tracing>) -> Arc<Self> {
+        Arc::new(Self::with_service(service, tracing))
+    }
+
+    /// The span exporter, when tracing is on.
+    pub fn tracing(&self) -> Option<&Tracing> {
+        self.tracing.as_ref()
+    }
+
+    /// The service this proxy serves, as labelled on inbound requests.
+    pub fn local_service(&self) -> &str {
+        &self.local_service
+    }
+
+    /// Counts one answered request and records how long its response head took.
+    pub fn request(
+        &self,
+        direction: Direction,
+        status: http::StatusCode,
+        peer: &str,
+        service: &str,
+        elapsed: Duration,
+    ) {
+        let status_class = status_class(status);
+        let direction = direction.as_str();
         self.requests
             .get_or_create(&RequestLabels {
-                direction: direction.as_str(),
-                status_class: status_class(status),
+                direction,
+                status_class,
                 peer: peer.to_owned(),
             })
             .inc();
+        self.durations
+            .get_or_create(&DurationLabels {
+                direction,
+                status_class,
+                peer: peer.to_owned(),
+                service: service.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn handshake(&self, direction: Direction, result: Result<(), HandshakeFailure>) {
@@ -285,6 +374,8 @@ mod tests {
             Direction::Inbound,
             http::StatusCode::OK,
             "spiffe://td/ns/a/sa/b",
+            "orders",
+            Duration::from_millis(3),
         );
         metrics.handshake(Direction::Inbound, Err(HandshakeFailure::UnknownIssuer));
         let guard = metrics.open_connection(Direction::Outbound);
@@ -293,6 +384,12 @@ mod tests {
         let text = metrics.encode(&SvidStore::default());
         assert!(text.contains(
             r#"palisade_proxy_requests_total{direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"palisade_proxy_request_duration_seconds_bucket{le="0.004",direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b",service="orders"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"palisade_proxy_request_duration_seconds_bucket{le="0.002",direction="inbound",status_class="2xx",peer="spiffe://td/ns/a/sa/b",service="orders"} 0"#
         ), "{text}");
         assert!(text.contains(
             r#"palisade_proxy_tls_handshakes_total{direction="inbound",result="unknown_issuer"} 1"#

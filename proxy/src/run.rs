@@ -61,7 +61,7 @@ pub async fn run(
     let outbound_listener = bind("outbound", config.outbound).await?;
     let admin_listener = bind("admin", config.admin).await?;
 
-    let metrics = Metrics::new();
+    let metrics = Metrics::traced(enforcement.service(), config.tracing.clone());
     let (signal, watch) = drain::channel();
     let inbound = Inbound::new(&config, &identity, metrics.clone(), enforcement.clone());
     let outbound = Outbound::new(&config, &identity, state.clone(), metrics.clone());

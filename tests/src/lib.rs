@@ -2,5 +2,6 @@
 //! probes) and [`proxies`] (whole proxies and app-side HTTP clients) are the harness
 //! they share.
 
+pub mod otlp;
 pub mod proxies;
 pub mod test_helpers;

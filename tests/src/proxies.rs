@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use palisade_proxy::control::{spawn_watch, WatchConfig, WatchHandle, WatchStatus};
 use palisade_proxy::identity::Identity;
+use palisade_proxy::telemetry::Tracing;
 use palisade_proxy::{run, Enforcement, MeshState, ProxyConfig, ProxyIdentity};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -50,6 +51,18 @@ impl MeshProxy {
         service: &str,
         app: SocketAddr,
     ) -> anyhow::Result<Self> {
+        Self::start_traced(cp, namespace, service_account, service, app, None).await
+    }
+
+    /// [`start`](Self::start), exporting a span per request to `tracing`.
+    pub async fn start_traced(
+        cp: &TestControlPlane,
+        namespace: &str,
+        service_account: &str,
+        service: &str,
+        app: SocketAddr,
+        tracing: Option<Tracing>,
+    ) -> anyhow::Result<Self> {
         let identity = cp.identity(namespace, service_account).await?;
         let (inbound, outbound, admin) = (free_port()?, free_port()?, free_port()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -76,7 +89,8 @@ impl MeshProxy {
             until_stopped(),
         );
         let renewal = identity.spawn_renewal(until_stopped());
-        let config = ProxyConfig::new(inbound, outbound, admin, app);
+        let mut config = ProxyConfig::new(inbound, outbound, admin, app);
+        config.tracing = tracing;
         let proxy_identity = ProxyIdentity {
             svids: identity.svids.clone(),
             bundle: identity.bundle.clone(),

@@ -75,6 +75,11 @@ impl TestControlPlane {
         self.config.listen
     }
 
+    /// The plain-HTTP metrics listener, when started with `config.metrics` set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running().metrics_addr()
+    }
+
     pub fn addr(&self) -> ControlPlaneAddr {
         ControlPlaneAddr::parse(&format!("https://{}", self.local_addr()))
             .expect("a socket address is a valid control plane address")

@@ -40,6 +40,11 @@ struct ServeArgs {
     /// The SPIFFE trust domain of this mesh.
     #[arg(long, env = "PALISADE_TRUST_DOMAIN", default_value = "palisade.local")]
     trust_domain: String,
+    /// Serve `/metrics`, `/live` and `/ready` over plain HTTP on this address (for
+    /// example 127.0.0.1:7444); off when unset. Bind it to a loopback or pod-internal
+    /// address: it is not authenticated.
+    #[arg(long, env = "PALISADE_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Lifetime of issued SVIDs, from 1m to 24h.
     #[arg(long, env = "PALISADE_SVID_TTL", default_value = "1h")]
     svid_ttl: humantime::Duration,
@@ -113,6 +118,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.data_dir, args.listen, &args.trust_domain);
     config.svid_ttl = args.svid_ttl.into();
     config.policy_dir = args.policy_dir;
+    config.metrics = args.metrics;
     config.ca = args.ca.pair();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

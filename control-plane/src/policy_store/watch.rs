@@ -15,6 +15,7 @@ use tokio::sync::watch as signal;
 
 use super::dir::{self, Listing};
 use super::{ActivePolicy, PolicyBundle};
+use crate::metrics::ControlPlaneMetrics;
 use crate::registry::Registry;
 
 /// How often the directory is looked at.
@@ -89,6 +90,7 @@ impl DirWatcher {
 pub async fn run(
     mut watcher: DirWatcher,
     registry: Arc<Registry>,
+    metrics: Arc<ControlPlaneMetrics>,
     mut shutdown: signal::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -116,7 +118,8 @@ pub async fn run(
                 registry.set_policy(Arc::new(active));
             }
             Some(Err(problems)) => {
-                log_rejected(watcher.dir(), &problems, registry.current().policy.version)
+                metrics.policy_rejected();
+                log_rejected(watcher.dir(), &problems, registry.current().policy.version);
             }
         }
     }

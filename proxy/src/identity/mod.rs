@@ -204,6 +204,7 @@ pub async fn bootstrap(config: IdentityConfig) -> Result<Identity, IdentityError
     let response = client.issue(fresh.csr_pem, &config.join_token).await?;
     let info = install(&svids, &config.bundle, &id, response, fresh.key.into())?;
     tracing::info!(
+        event = "svid_installed",
         spiffe_id = %info.id,
         serial = %info.serial_hex,
         not_after = info.not_after_unix,
@@ -357,6 +358,7 @@ impl Identity {
             let error = match self.renew_now().await {
                 Ok(info) => {
                     tracing::info!(
+                        event = "svid_renewed",
                         spiffe_id = %info.id,
                         serial = %info.serial_hex,
                         not_after = info.not_after_unix,
@@ -371,15 +373,15 @@ impl Identity {
             let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
             match schedule::urgency(status.installed_at, not_after, now) {
                 Urgency::Warn => tracing::warn!(
-                    spiffe_id = %self.id, %error, expires_in = ?left, retry_in = ?delay,
+                    event = "svid_renewal_failed", urgency = "warn", spiffe_id = %self.id, %error, expires_in = ?left, retry_in = ?delay,
                     "SVID renewal failed; the current SVID is still valid, retrying"
                 ),
                 Urgency::Error => tracing::error!(
-                    spiffe_id = %self.id, %error, expires_in = ?left, retry_in = ?delay,
+                    event = "svid_renewal_failed", urgency = "error", spiffe_id = %self.id, %error, expires_in = ?left, retry_in = ?delay,
                     "SVID renewal failed and the SVID expires soon; check that the control plane is reachable"
                 ),
                 Urgency::Expired => tracing::error!(
-                    spiffe_id = %self.id, %error, retry_in = ?delay,
+                    event = "svid_renewal_failed", urgency = "expired", spiffe_id = %self.id, %error, retry_in = ?delay,
                     "the SVID has EXPIRED: this proxy has no valid identity and mTLS traffic fails; it keeps retrying, but renewal authenticates with the SVID, so a restart with a new join token may be needed"
                 ),
             }

@@ -19,6 +19,7 @@ use super::{ClientAddr, PeerIdentity, RequestId, ResponseFuture};
 use crate::body::{local_response, ProxyBody};
 use crate::enforcement::Enforcement;
 use crate::metrics::Metrics;
+use crate::telemetry::TraceFacts;
 
 /// Longest path written to an audit event, in bytes: enough to recognise a route, bounded
 /// against hostile requests.
@@ -107,6 +108,9 @@ impl<S> Authorization<S> {
         let policy = self.enforcement.authorization();
         let Some(policy) = policy.as_ref() else {
             self.metrics.authz_decision("deny");
+            if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
+                facts.set_authz("deny");
+            }
             tracing::warn!(
                 event = "authz_deny",
                 request_id,
@@ -150,11 +154,17 @@ impl<S> Authorization<S> {
         }
         if decision.allowed {
             let audit_deny = decision.audit.is_some_and(|a| !a.allowed);
-            self.metrics
-                .authz_decision(if audit_deny { "audit_deny" } else { "allow" });
+            let result = if audit_deny { "audit_deny" } else { "allow" };
+            self.metrics.authz_decision(result);
+            if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
+                facts.set_authz(result);
+            }
             return Outcome::Forward;
         }
         self.metrics.authz_decision("deny");
+        if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
+            facts.set_authz("deny");
+        }
         tracing::warn!(
             event = "authz_deny",
             request_id,

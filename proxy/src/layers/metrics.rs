@@ -1,20 +1,42 @@
-//! Counts every answered request by direction, status class and peer identity, after the
-//! response is known, so that denies and proxy errors are counted like app answers.
+//! Counts every answered request by direction, status class and peer identity, and times
+//! it by the same and the destination service, after the response head is known, so that
+//! denies and proxy errors are counted like app answers. It also writes the access log:
+//! one `access` event per answered request (the path without the query string, which may
+//! carry secrets).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{PeerIdentity, ResponseFuture};
 use crate::body::ProxyBody;
-use crate::metrics::{Direction, Metrics};
+use crate::metrics::{Direction, Metrics, UNKNOWN_SERVICE};
+use crate::telemetry::{self, TraceFacts};
+use opentelemetry::KeyValue;
 
 /// The destination proxy's identity, a response extension set by the outbound forwarder
 /// once an endpoint answered.
 #[derive(Debug, Clone)]
 pub struct Upstream(pub palisade_spiffe::SpiffeId);
+
+/// The registered service an outbound request resolved to, a response extension set by
+/// the outbound forwarder on every answer once the destination resolved (errors too).
+#[derive(Debug, Clone)]
+pub struct Destination(pub Arc<crate::state::Service>);
+
+/// The `tracing` target of access lines, so that they can be filtered on their own
+/// (`RUST_LOG=info,palisade::access=off` silences them).
+pub const ACCESS_TARGET: &str = "palisade::access";
+
+/// What an access line says about the request, taken before the request moves on.
+struct AccessFacts {
+    method: http::Method,
+    path: String,
+    request_id: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct RequestMetricsLayer {
@@ -64,10 +86,30 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
         let caller = request.extensions().get::<PeerIdentity>().cloned();
+        // Tracing off costs this one check.
+        let trace = self.metrics.tracing().map(|tracing| {
+            let facts = Arc::new(TraceFacts::default());
+            request.extensions_mut().insert(facts.clone());
+            let context = tracing.start(self.direction, request.headers_mut());
+            (context, facts, request.method().clone())
+        });
+        // The access line's request facts are copied only when the line will be written.
+        let access =
+            tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO).then(|| AccessFacts {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                request_id: request
+                    .headers()
+                    .get(crate::headers::REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+            });
         let direction = self.direction;
         let metrics = self.metrics.clone();
+        let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -80,7 +122,44 @@ where
                     .get::<Upstream>()
                     .map_or("none", |upstream| upstream.0.as_str()),
             };
-            metrics.request(direction, response.status(), peer);
+            let service = match direction {
+                Direction::Inbound => metrics.local_service(),
+                Direction::Outbound => response
+                    .extensions()
+                    .get::<Destination>()
+                    .map_or(UNKNOWN_SERVICE, |destination| destination.0.name.as_str()),
+            };
+            let elapsed = started.elapsed();
+            metrics.request(direction, response.status(), peer, service, elapsed);
+            if let Some((context, facts, method)) = trace {
+                let mut attributes = vec![
+                    KeyValue::new("palisade.direction", direction.as_str()),
+                    KeyValue::new("palisade.peer", peer.to_owned()),
+                    KeyValue::new("palisade.service", service.to_owned()),
+                    KeyValue::new("http.request.method", method.as_str().to_owned()),
+                    KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    ),
+                ];
+                facts.attributes(&mut attributes);
+                telemetry::finish(&context, attributes, response.status());
+            }
+            if let Some(facts) = access {
+                tracing::info!(
+                    target: ACCESS_TARGET,
+                    event = "access",
+                    request_id = %facts.request_id,
+                    direction = direction.as_str(),
+                    method = %facts.method,
+                    path = %facts.path,
+                    status = response.status().as_u16(),
+                    peer,
+                    service,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request answered"
+                );
+            }
             Ok(response)
         })
     }

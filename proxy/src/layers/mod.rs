@@ -13,7 +13,7 @@ mod request_id;
 mod waf;
 
 pub use authorization::{truncate, Authorization, AuthorizationLayer, AUDIT_PATH_MAX};
-pub use metrics::{RequestMetrics, RequestMetricsLayer, Upstream};
+pub use metrics::{Destination, RequestMetrics, RequestMetricsLayer, Upstream};
 pub use peer_identity::{ClientAddr, PeerIdentity, PeerIdentityHeader, PeerIdentityLayer};
 pub use request_id::{RequestId, RequestIdLayer, RequestIdService};
 pub use waf::{Waf, WafLayer};

@@ -251,12 +251,12 @@ fn report(
             request_id,
             service,
             rule_id = m.rule_id,
-            target = %m.target,
+            match_target = %m.target,
             fragment = %m.fragment,
             score = m.score,
             action,
             mode,
-            message = %m.message,
+            rule_message = %m.message,
             "WAF rule matched"
         );
     }
@@ -345,6 +345,9 @@ where
                 .retain(|(name, _)| *name != crate::headers::PEER_ID);
             let verdict = enforcement.engine().inspect(&view, &config.settings, route);
             drop(view);
+            if let Some(facts) = parts.extensions.get::<Arc<crate::telemetry::TraceFacts>>() {
+                facts.set_waf_score(verdict.score);
+            }
             if !verdict.matches.is_empty() || verdict.action != Action::Pass {
                 let request_id = parts
                     .extensions
@@ -585,7 +588,7 @@ mod tests {
         let matches = captured.events("waf_match");
         let on_query = matches
             .iter()
-            .find(|m| m["target"] == "query_arg:q")
+            .find(|m| m["match_target"] == "query_arg:q")
             .unwrap_or_else(|| panic!("no match on the query argument: {text}"));
         assert_eq!(on_query["request_id"], "req-9");
         assert_eq!(on_query["action"], "block");

@@ -28,7 +28,9 @@ use crate::body::{self, local_response, ProxyBody};
 use crate::config::{ProxyConfig, Timeouts};
 use crate::drain::Watch;
 use crate::headers::strip_hop_by_hop;
-use crate::layers::{HttpService, RequestIdLayer, RequestMetricsLayer, ResponseFuture, Upstream};
+use crate::layers::{
+    Destination, HttpService, RequestIdLayer, RequestMetricsLayer, ResponseFuture, Upstream,
+};
 use crate::metrics::{Direction, Metrics};
 use crate::run::ProxyIdentity;
 use crate::server::{http_builder, serve_connection};
@@ -98,6 +100,25 @@ impl Service<Request<ProxyBody>> for Forwarder {
                 ),
             ));
         };
+        let destination = Destination(service.clone());
+        let response = self.forward(request, &authority, service);
+        // Every answer carries the resolved service, proxy errors included, so that the
+        // request metrics can label it with a registered name.
+        Box::pin(async move {
+            let mut response = response.await?;
+            response.extensions_mut().insert(destination);
+            Ok(response)
+        })
+    }
+}
+
+impl Forwarder {
+    fn forward(
+        &mut self,
+        request: Request<ProxyBody>,
+        authority: &str,
+        service: Arc<crate::state::Service>,
+    ) -> ResponseFuture {
         if let Some(protocol) = upgrade::requested(&request) {
             return Box::pin(forward_upgrade(
                 self.client.clone(),

@@ -1,0 +1,255 @@
+//! Traces across the mesh: two real proxies export OTLP/gRPC to a test receiver speaking
+//! the real protocol; one request from the app with a W3C `traceparent` yields an
+//! outbound span and an inbound span in the app's trace, the inbound one the child of the
+//! outbound one, carrying direction, peer, service, decision, WAF score and status.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use palisade_e2e::otlp::OtlpReceiver;
+use palisade_e2e::proxies::{free_port, request, send, MeshProxy};
+use palisade_e2e::test_helpers::TestControlPlane;
+use palisade_proxy::telemetry::Tracing;
+use palisade_proxy::test_helpers::TestApp;
+
+const POLICY: &str = r#"apiVersion: palisade.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: payments-callers
+  namespace: shop
+spec:
+  targetService: payments
+  rules:
+    - name: orders-can-call
+      action: allow
+      callers:
+        - spiffeId: spiffe://mesh.test/ns/shop/sa/orders
+      routes:
+        - paths: ["/v1/charges/{id}"]
+"#;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const APP_SPAN_ID: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<AnyValue> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone()?.value)
+}
+
+fn string(value: &str) -> Option<AnyValue> {
+    Some(AnyValue::StringValue(value.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_proxies_export_spans_of_the_apps_trace() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("payments.yaml"), POLICY).unwrap();
+    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+        .await
+        .unwrap();
+    let app = TestApp::start().await;
+    let payments_tracing = Tracing::with_endpoint(&receiver.endpoint(), "payments").unwrap();
+    let orders_tracing = Tracing::with_endpoint(&receiver.endpoint(), "orders").unwrap();
+    let payments = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "payments",
+        "payments",
+        app.addr,
+        Some(payments_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let orders = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "orders",
+        "orders",
+        free_port().unwrap(),
+        Some(orders_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let within = Duration::from_secs(10);
+    assert!(payments.wait_configured(&[], within).await);
+    assert!(orders.wait_configured(&["payments"], within).await);
+
+    let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
+    call.headers_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{APP_SPAN_ID}-01").parse().unwrap(),
+    );
+    let (status, _, body) = send(orders.outbound, call).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // A call without a traceparent starts a trace of its own, still shared by both.
+    let (status, _, body) = send(
+        orders.outbound,
+        request("GET", "payments", "/v1/charges/ch_2", None, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let deadline = tokio::time::Instant::now() + within;
+    let spans = loop {
+        let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
+        tokio::task::spawn_blocking(move || {
+            a.flush();
+            b.flush();
+        })
+        .await
+        .unwrap();
+        let spans = receiver.spans();
+        if spans.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let in_app_trace: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    let outbound = in_app_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap_or_else(|| panic!("no outbound span in the app's trace: {spans:#?}"));
+    let inbound = in_app_trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap_or_else(|| panic!("no inbound span in the app's trace: {spans:#?}"));
+    assert_eq!(hex(&outbound.parent_span_id), APP_SPAN_ID);
+    assert_eq!(
+        inbound.parent_span_id, outbound.span_id,
+        "the inbound span is the child of the outbound one"
+    );
+    assert_eq!(
+        attribute(outbound, "palisade.direction"),
+        string("outbound")
+    );
+    assert_eq!(
+        attribute(outbound, "palisade.peer"),
+        string("spiffe://mesh.test/ns/shop/sa/payments")
+    );
+    assert_eq!(attribute(outbound, "palisade.service"), string("payments"));
+    assert_eq!(attribute(inbound, "palisade.direction"), string("inbound"));
+    assert_eq!(
+        attribute(inbound, "palisade.peer"),
+        string("spiffe://mesh.test/ns/shop/sa/orders")
+    );
+    assert_eq!(attribute(inbound, "palisade.service"), string("payments"));
+    assert_eq!(
+        attribute(inbound, "palisade.authz.decision"),
+        string("allow")
+    );
+    assert_eq!(
+        attribute(inbound, "palisade.waf.score"),
+        Some(AnyValue::IntValue(0))
+    );
+    assert_eq!(
+        attribute(inbound, "http.response.status_code"),
+        Some(AnyValue::IntValue(200))
+    );
+
+    let others: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) != TRACE_ID)
+        .collect();
+    assert_eq!(others.len(), 2, "{spans:#?}");
+    assert_eq!(others[0].trace_id, others[1].trace_id, "{others:#?}");
+
+    payments.shutdown().await;
+    orders.shutdown().await;
+    cp.shutdown().await;
+    tokio::task::spawn_blocking(move || {
+        payments_tracing.shutdown();
+        orders_tracing.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
+/// Not a pass/fail test: the cost of export on the request path, measured as sequential
+/// requests through two proxies with export off, then on (to the test receiver). Run
+/// with `cargo test -p palisade-e2e --test traces -- --ignored --nocapture`; compare
+/// the printed medians on a quiet machine, in release mode for real numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, printed; run on demand"]
+async fn export_overhead_on_the_request_path() {
+    const REQUESTS: usize = 300;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("payments.yaml"), POLICY).unwrap();
+    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+        .await
+        .unwrap();
+    let app = TestApp::start().await;
+    for traced in [false, true] {
+        let tracing = |service: &str| {
+            traced.then(|| Tracing::with_endpoint(&receiver.endpoint(), service).unwrap())
+        };
+        let payments = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "payments",
+            "payments",
+            app.addr,
+            tracing("payments"),
+        )
+        .await
+        .unwrap();
+        let orders = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "orders",
+            "orders",
+            free_port().unwrap(),
+            tracing("orders"),
+        )
+        .await
+        .unwrap();
+        let within = Duration::from_secs(10);
+        assert!(payments.wait_configured(&[], within).await);
+        assert!(orders.wait_configured(&["payments"], within).await);
+        let mut sender = palisade_e2e::proxies::http1(orders.outbound).await.unwrap();
+        let mut took = Vec::with_capacity(REQUESTS);
+        for i in 0..REQUESTS {
+            sender.ready().await.unwrap();
+            let started = std::time::Instant::now();
+            let response = sender
+                .send_request(request(
+                    "GET",
+                    "payments",
+                    &format!("/v1/charges/{i}"),
+                    None,
+                    "",
+                ))
+                .await
+                .unwrap();
+            palisade_e2e::proxies::read(response).await.unwrap();
+            took.push(started.elapsed());
+        }
+        took.sort();
+        println!(
+            "export {}: median {:?}, p90 {:?} over {REQUESTS} sequential requests",
+            if traced { "on " } else { "off" },
+            took[REQUESTS / 2],
+            took[REQUESTS * 9 / 10]
+        );
+        payments.shutdown().await;
+        orders.shutdown().await;
+    }
+    cp.shutdown().await;
+}
