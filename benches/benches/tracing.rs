@@ -49,6 +49,8 @@ fn end_to_end(c: &mut Criterion) {
         (receiver, cp, TestApp::start().await)
     });
 
+    // The OTLP exporter's gRPC channel is built on, and needs, the runtime's reactor.
+    let _in_runtime = rt.enter();
     let mut group = c.benchmark_group("proxied_request_http1_keepalive");
     for traced in [false, true] {
         let tracing = |service: &str| {
