@@ -10,26 +10,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_e2e::otlp::OtlpReceiver;
-use palisade_e2e::proxies::{free_port, http1, read, request, MeshProxy};
+use palisade_e2e::proxies::{free_port, http1, payments_admits_orders, read, request, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::telemetry::Tracing;
 use palisade_proxy::test_helpers::TestApp;
-
-const POLICY: &str = r#"apiVersion: palisade.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata:
-  name: payments-callers
-  namespace: shop
-spec:
-  targetService: payments
-  rules:
-    - name: orders-can-call
-      action: allow
-      callers:
-        - spiffeId: spiffe://mesh.test/ns/shop/sa/orders
-      routes:
-        - paths: ["/v1/charges/{id}"]
-"#;
 
 fn end_to_end(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +24,11 @@ fn end_to_end(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary policy directory");
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).expect("creating the policy directory");
-    std::fs::write(policy_dir.join("payments.yaml"), POLICY).expect("writing the policy");
+    std::fs::write(
+        policy_dir.join("payments.yaml"),
+        payments_admits_orders(&["/v1/charges/{id}"]),
+    )
+    .expect("writing the policy");
     let (receiver, cp, app) = rt.block_on(async {
         let receiver = OtlpReceiver::start().await.expect("the OTLP receiver");
         let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir))

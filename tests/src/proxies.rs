@@ -22,6 +22,33 @@ use tokio::task::JoinHandle;
 
 use crate::test_helpers::{eventually, TestControlPlane};
 
+/// A policy directory file in which `payments` (namespace `shop`, trust domain
+/// `mesh.test`) admits `orders` on `paths` (any method), and nobody else.
+pub fn payments_admits_orders(paths: &[&str]) -> String {
+    let paths = paths
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: payments-callers
+  namespace: shop
+spec:
+  targetService: payments
+  rules:
+    - name: orders-can-call
+      action: allow
+      callers:
+        - spiffeId: spiffe://mesh.test/ns/shop/sa/orders
+      routes:
+        - paths: [{paths}]
+"#
+    )
+}
+
 /// A free 127.0.0.1 port (bound, then released for the proxy to bind).
 pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_e2e::proxies::{free_port, http1, http2, read, request, request_h2, send, MeshProxy};
+use palisade_e2e::proxies::{
+    free_port, http1, http2, payments_admits_orders, read, request, request_h2, send, MeshProxy,
+};
 use palisade_e2e::test_helpers::{eventually, TestControlPlane};
 use palisade_proxy::test_helpers::TestApp;
 use palisade_spiffe::tls::client_config;
@@ -21,32 +23,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const ORDERS_ID: &str = "spiffe://mesh.test/ns/shop/sa/orders";
-
-/// `payments` admits `orders` on `paths` (any method); nobody else.
-fn payments_policy(paths: &[&str]) -> String {
-    let paths = paths
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"apiVersion: palisade.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata:
-  name: payments-callers
-  namespace: shop
-spec:
-  targetService: payments
-  rules:
-    - name: orders-can-call
-      action: allow
-      callers:
-        - spiffeId: {ORDERS_ID}
-      routes:
-        - paths: [{paths}]
-"#
-    )
-}
 
 const ROUTES: &[&str] = &["/v1/charges/{id}", "/search", "/orders", "/load", "/count"];
 
@@ -65,7 +41,7 @@ impl Mesh {
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir(&policy_dir).unwrap();
-        write_policy(&policy_dir, &payments_policy(ROUTES));
+        write_policy(&policy_dir, &payments_admits_orders(ROUTES));
         let cp = TestControlPlane::start_with(|config| {
             config.policy_dir = Some(policy_dir.clone());
             config.svid_ttl = svid_ttl;
@@ -214,7 +190,7 @@ async fn a_policy_change_applies_to_the_next_request_of_an_open_keep_alive_conne
 
     let mut routes = ROUTES.to_vec();
     routes.push("/v1/refunds/{id}");
-    write_policy(&mesh.policy_dir, &payments_policy(&routes));
+    write_policy(&mesh.policy_dir, &payments_admits_orders(&routes));
     // Within the issue's 1 s budget (a little more on a loaded test machine), on the same
     // connection.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -251,7 +227,8 @@ async fn a_broken_policy_file_leaves_enforcement_unchanged() {
     };
     assert_eq!(get("/v1/charges/ch_1").await, 200);
     assert_eq!(get("/admin").await, 403);
-    let broken = payments_policy(&["/admin"]).replace("action: allow", "action: permit-everything");
+    let broken =
+        payments_admits_orders(&["/admin"]).replace("action: allow", "action: permit-everything");
     write_policy(&mesh.policy_dir, &broken);
     // Longer than the control plane takes to apply a valid change.
     tokio::time::sleep(Duration::from_millis(2000)).await;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_e2e::proxies::{free_port, request, send, MeshProxy};
+use palisade_e2e::proxies::{free_port, payments_admits_orders, request, send, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::identity::{bootstrap, IdentityError};
 use palisade_proxy::test_helpers::TestApp;
@@ -15,26 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ORDERS_ID: &str = "spiffe://mesh.test/ns/shop/sa/orders";
 const PAYMENTS_ID: &str = "spiffe://mesh.test/ns/shop/sa/payments";
-
-fn payments_policy(paths: &str) -> String {
-    format!(
-        r#"apiVersion: palisade.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata:
-  name: payments-callers
-  namespace: shop
-spec:
-  targetService: payments
-  rules:
-    - name: orders-can-call
-      action: allow
-      callers:
-        - spiffeId: {ORDERS_ID}
-      routes:
-        - paths: [{paths}]
-"#
-    )
-}
 
 fn write_policy(dir: &Path, text: &str) {
     let staged = dir.join(".payments.yaml.tmp");
@@ -91,7 +71,7 @@ async fn metrics_move_with_real_traffic_on_proxies_and_control_plane() {
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();
-    write_policy(&policy_dir, &payments_policy(r#""/v1/charges/{id}""#));
+    write_policy(&policy_dir, &payments_admits_orders(&["/v1/charges/{id}"]));
     let cp = TestControlPlane::start_with(|config| {
         config.policy_dir = Some(policy_dir.clone());
         config.metrics = Some(([127, 0, 0, 1], 0).into());
@@ -294,7 +274,7 @@ async fn metrics_move_with_real_traffic_on_proxies_and_control_plane() {
     .unwrap_or(0.0);
     write_policy(
         &policy_dir,
-        &payments_policy(r#""/v1/charges/{id}", "/v2""#),
+        &payments_admits_orders(&["/v1/charges/{id}", "/v2"]),
     );
     let text = eventually_value(cp_metrics, "palisade_control_plane_policy_version", |v| {
         v > version_before

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_e2e::proxies::{free_port, request, send, MeshProxy};
+use palisade_e2e::proxies::{free_port, payments_admits_orders, request, send, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::identity::bootstrap;
 use palisade_proxy::test_helpers::TestApp;
@@ -48,22 +48,6 @@ impl Capture {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
-
-const POLICY: &str = r#"apiVersion: palisade.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata:
-  name: payments-callers
-  namespace: shop
-spec:
-  targetService: payments
-  rules:
-    - name: orders-can-call
-      action: allow
-      callers:
-        - spiffeId: spiffe://mesh.test/ns/shop/sa/orders
-      routes:
-        - paths: ["/search"]
-"#;
 
 fn write_policy(dir: &Path, text: &str) {
     let staged = dir.join(".payments.yaml.tmp");
@@ -104,7 +88,7 @@ async fn security_events_are_json_lines_with_the_documented_fields() {
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();
-    write_policy(&policy_dir, POLICY);
+    write_policy(&policy_dir, &payments_admits_orders(&["/search"]));
     let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
         .await
         .unwrap();

@@ -9,26 +9,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use palisade_e2e::otlp::OtlpReceiver;
-use palisade_e2e::proxies::{free_port, request, send, MeshProxy};
+use palisade_e2e::proxies::{free_port, payments_admits_orders, request, send, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::telemetry::Tracing;
 use palisade_proxy::test_helpers::TestApp;
-
-const POLICY: &str = r#"apiVersion: palisade.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata:
-  name: payments-callers
-  namespace: shop
-spec:
-  targetService: payments
-  rules:
-    - name: orders-can-call
-      action: allow
-      callers:
-        - spiffeId: spiffe://mesh.test/ns/shop/sa/orders
-      routes:
-        - paths: ["/v1/charges/{id}"]
-"#;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const APP_SPAN_ID: &str = "00f067aa0ba902b7";
@@ -54,7 +38,11 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(policy_dir.join("payments.yaml"), POLICY).unwrap();
+    std::fs::write(
+        policy_dir.join("payments.yaml"),
+        payments_admits_orders(&["/v1/charges/{id}"]),
+    )
+    .unwrap();
     let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
         .await
         .unwrap();
@@ -191,7 +179,11 @@ async fn export_overhead_on_the_request_path() {
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(policy_dir.join("payments.yaml"), POLICY).unwrap();
+    std::fs::write(
+        policy_dir.join("payments.yaml"),
+        payments_admits_orders(&["/v1/charges/{id}"]),
+    )
+    .unwrap();
     let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
         .await
         .unwrap();
