@@ -2,9 +2,6 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -12,7 +9,7 @@ use crate::rule::{Op, Rule};
 use crate::ruleset::{Chain, RuleSet};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{feature, Transform};
-use crate::{decode, detect, util};
+use crate::{classes, decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
 pub const FRAGMENT_MAX: usize = 64;
@@ -170,26 +167,7 @@ impl Engine {
         // Values are remembered by a 64-bit hash keyed per process (SipHash), so crafted
         // values can neither collide on purpose (skipping an attack) nor turn the set
         // quadratic, and the set keeps its memory across requests.
-        scratch.seen.clear();
         for value in &extracted.values {
-            let once = matches!(
-                value.kind,
-                Kind::Method | Kind::Path | Kind::QueryRaw | Kind::BodyRaw
-            );
-            // Those kinds occur once per request: hashing the raw body would cost more
-            // than any saving.
-            let key = if once {
-                None
-            } else {
-                Some(
-                    scratch
-                        .hasher
-                        .hash_one((value.kind as u8, &*value.name, &*value.data)),
-                )
-            };
-            if key.is_some_and(|k| !scratch.seen.insert(k)) {
-                continue;
-            }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
         }
         for (ri, rule) in set.rules.iter().enumerate() {
@@ -277,29 +255,6 @@ pub(crate) struct Scratch {
     raw_hits: Vec<u32>,
     /// Rules hit by the scan of the current chain's transformed value.
     chain_hits: Vec<u32>,
-    /// Hashes of the values inspected so far in this request.
-    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
-    hasher: RandomState,
-}
-
-/// The hasher of `Scratch::seen`, whose keys already are keyed SipHash outputs.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl Scratch {
@@ -313,8 +268,6 @@ impl Scratch {
             scored: vec![false; set.rules.len()],
             raw_hits: Vec::with_capacity(64),
             chain_hits: Vec::with_capacity(64),
-            seen: HashSet::default(),
-            hasher: RandomState::new(),
         }
     }
 
@@ -345,11 +298,14 @@ impl Scratch {
         let bit = value.kind.bit();
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
         let raw: &[u8] = &value.data;
-        let features = feature::of(raw);
+        let classes = classes::of(raw);
+        let features = classes::features(classes);
         // Stamp of the global scan of the raw value, done at most once and only when some
-        // chain leaves the value unchanged.
+        // chain leaves the value unchanged, and the chains its hits belong to (bit i: chain
+        // i; every bit when there are too many chains to tell).
         let mut raw_stamp = None;
-        for chain in &set.chains {
+        let mut raw_chains = 0u64;
+        for (ci, chain) in set.chains.iter().enumerate() {
             if chain.kinds_at[level] & bit == 0 {
                 continue;
             }
@@ -358,29 +314,35 @@ impl Scratch {
             {
                 continue;
             }
-            let mut changed = false;
-            let data = if chain.triggers & features == 0 {
-                raw
+            let transforms = chain.triggers & features != 0;
+            // Transformations that only remove or fold bytes cannot give the value a class
+            // it lacks: if no rule of the chain can match with the value's classes, the
+            // transformed copy and its scan would find nothing.
+            if transforms && chain.creating & features == 0 && !chain.gate_at[level].admits(classes)
+            {
+                continue;
+            }
+            let (data, changed) = if transforms {
+                apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b)
             } else {
-                let d = apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b);
-                changed = d != raw;
-                if changed {
-                    d
-                } else {
-                    raw
-                }
+                (raw, false)
             };
             let stamp = if changed {
                 let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
                     for m in ac.find_overlapping_iter(data) {
-                        let r = chain.pattern_rule[m.pattern().as_usize()];
+                        let p = m.pattern().as_usize();
+                        if chain.pattern_word[p]
+                            && !detect::keyword_stands_alone(data, m.start(), m.end())
+                        {
+                            continue;
+                        }
                         mark(
                             &mut self.hit,
                             &mut self.span,
                             &mut self.chain_hits,
-                            r,
+                            chain.pattern_rule[p],
                             stamp,
                             m.start(),
                             m.end(),
@@ -396,12 +358,17 @@ impl Scratch {
                 let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
                 if let Some(ac) = &scan.automaton {
                     for m in ac.find_overlapping_iter(raw) {
-                        let r = scan.pattern_rule[m.pattern().as_usize()];
+                        let p = m.pattern().as_usize();
+                        if scan.pattern_word[p]
+                            && !detect::keyword_stands_alone(raw, m.start(), m.end())
+                        {
+                            continue;
+                        }
                         mark(
                             &mut self.hit,
                             &mut self.span,
                             &mut self.raw_hits,
-                            r,
+                            scan.pattern_rule[p],
                             stamp,
                             m.start(),
                             m.end(),
@@ -409,13 +376,26 @@ impl Scratch {
                     }
                 }
                 raw_stamp = Some(stamp);
+                raw_chains = if set.chains.len() > 64 {
+                    !0
+                } else {
+                    self.raw_hits
+                        .iter()
+                        .fold(0, |acc, &r| acc | 1 << set.rule_chain[r as usize])
+                };
                 stamp
             };
+            // Unchanged by the chain, the value can only fire the chain's rules that the
+            // raw scan saw or that need no literal.
+            if !changed && !chain.unconditional_at[level] && raw_chains & (1 << (ci % 64)) == 0 {
+                continue;
+            }
             let hits = if changed {
                 &self.chain_hits
             } else {
                 &self.raw_hits
             };
+            let data_classes = if changed { classes::of(data) } else { classes };
             let chain_index = set.rule_chain[chain.rules[0] as usize];
             let candidates = chain.unconditional.iter().chain(
                 hits.iter()
@@ -425,6 +405,9 @@ impl Scratch {
                 let r = r as usize;
                 let rule = &set.rules[r];
                 if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
+                    continue;
+                }
+                if !matches!(rule.op, Op::Literals) && !set.rule_gate[r].admits(data_classes) {
                     continue;
                 }
                 let hit = (self.hit[r] == stamp).then_some(self.span[r]);
@@ -477,7 +460,7 @@ impl Scratch {
     ) -> Option<(u32, u32)> {
         let rule = &set.rules[ri];
         let chain = &set.chains[set.rule_chain[ri] as usize];
-        let data = apply_chain(
+        let (data, _) = apply_chain(
             &chain.transforms,
             value,
             feature::of(value),
@@ -488,7 +471,12 @@ impl Scratch {
         if let Some(ac) = &chain.automaton {
             hit = ac
                 .find_overlapping_iter(data)
-                .find(|m| chain.pattern_rule[m.pattern().as_usize()] as usize == ri)
+                .find(|m| {
+                    let p = m.pattern().as_usize();
+                    chain.pattern_rule[p] as usize == ri
+                        && (!chain.pattern_word[p]
+                            || detect::keyword_stands_alone(data, m.start(), m.end()))
+                })
                 .map(|m| (m.start() as u32, m.end() as u32));
         }
         eval(rule, data, hit)
@@ -527,14 +515,15 @@ fn mark(
 
 /// Applies a chain, ping-ponging between two buffers and borrowing the input while no
 /// step changes it. While the value is still the input, steps whose trigger feature is
-/// absent from `features` (the input's) are skipped without scanning.
+/// absent from `features` (the input's) are skipped without scanning. Returns the result
+/// and whether some step changed the value.
 fn apply_chain<'x>(
     transforms: &[Transform],
     input: &'x [u8],
     features: u16,
     a: &'x mut Vec<u8>,
     b: &'x mut Vec<u8>,
-) -> &'x [u8] {
+) -> (&'x [u8], bool) {
     let mut cur = 0u8;
     for t in transforms {
         if cur == 0 && features & t.trigger() == 0 {
@@ -565,9 +554,9 @@ fn apply_chain<'x>(
         };
     }
     match cur {
-        0 => input,
-        1 => a,
-        _ => b,
+        0 => (input, false),
+        1 => (a, true),
+        _ => (b, true),
     }
 }
 

@@ -10,6 +10,7 @@
 //! ```
 
 mod body;
+mod classes;
 mod decode;
 mod detect;
 mod engine;
@@ -17,6 +18,7 @@ mod error;
 mod json;
 pub mod raw;
 mod request;
+mod required;
 mod rule;
 mod ruleset;
 mod settings;

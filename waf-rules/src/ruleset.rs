@@ -6,6 +6,7 @@ use std::path::Path;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
+use crate::classes::{self, Gate};
 use crate::error::RuleError;
 use crate::request::KIND_COUNT;
 use crate::rule::{parse_file, Op, Rule};
@@ -43,6 +44,16 @@ pub(crate) struct Chain {
     pub triggers: u16,
     /// `kinds` restricted to rules of paranoia <= index + 1.
     pub kinds_at: [u32; 4],
+    /// The triggers of the chain's transformations that can put bytes of a class into a
+    /// value that it did not hold (decoders); without them, transforming only removes or
+    /// folds bytes and the value's classes bound those of the result.
+    pub creating: u16,
+    /// What a value needs for any rule of the chain of paranoia <= index + 1 to match.
+    pub gate_at: [Gate; 4],
+    /// Per automaton pattern: a keyword that counts only as a whole word.
+    pub pattern_word: Vec<bool>,
+    /// Whether `unconditional` holds a rule of paranoia <= index + 1.
+    pub unconditional_at: [bool; 4],
 }
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).
@@ -57,12 +68,82 @@ pub struct RuleSet {
     pub(crate) global: Vec<Scan>,
     /// `Kind as usize` -> index into `global`.
     pub(crate) global_by_kind: [u8; KIND_COUNT],
+    /// For each rule, what a value needs for it to match.
+    pub(crate) rule_gate: Vec<Gate>,
 }
 
 /// An automaton and the rule of each of its patterns.
 pub(crate) struct Scan {
     pub automaton: Option<AhoCorasick>,
     pub pattern_rule: Vec<u32>,
+    /// Per pattern: a keyword that counts only as a whole word.
+    pub pattern_word: Vec<bool>,
+}
+
+/// What a value must hold for `rule` to match it, derived from its operator.
+fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
+    let literal_gate = || Gate::any_of(literals.iter().map(|l| classes::of_literal(l)));
+    match &rule.op {
+        Op::Literals | Op::Sqli => literal_gate(),
+        Op::Regex { re, .. } => {
+            let gate = Gate::of_regex(re.as_str());
+            if literals.is_empty() {
+                gate
+            } else {
+                gate.and(&literal_gate())
+            }
+        }
+        Op::Xss => Gate::any_of(
+            crate::detect::XSS_TRIGGERS
+                .iter()
+                .map(|&b| classes::of_literal(&[b])),
+        ),
+        Op::BytesOutside(allowed) => Gate::any_of(
+            (0..=255u8)
+                .filter(|&b| !allowed[usize::from(b)])
+                .map(|b| classes::of_literal(&[b])),
+        ),
+        Op::InvalidUrlEncoding => Gate::any_of([classes::of_literal(b"%")]),
+        Op::LengthOver(_) | Op::ArgCountOver(_) => Gate::always(),
+    }
+}
+
+/// The prefilter literals of each rule: those of its file, or derived from its regex.
+fn prefilter_literals(rule: &Rule) -> Vec<Vec<u8>> {
+    match &rule.op {
+        Op::Regex {
+            re,
+            prefiltered: false,
+        } => crate::required::literals(re.as_str()).unwrap_or_default(),
+        _ => rule
+            .literals
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect(),
+    }
+}
+
+/// Triggers of the transformations that can create bytes of a class the input lacks.
+fn creating_trigger(t: Transform) -> u16 {
+    use crate::transform::feature::*;
+    match t {
+        Transform::UrlDecode => PERCENT,
+        Transform::HtmlEntityDecode => AMP,
+        Transform::JsDecode | Transform::CssDecode | Transform::NormalizePath => BACKSLASH,
+        Transform::FoldUnicode => HIGH,
+        Transform::Base64Decode => ALWAYS,
+        Transform::Lowercase
+        | Transform::RemoveNulls
+        | Transform::CompressWhitespace
+        | Transform::RemoveWhitespace
+        | Transform::RemoveSqlComments => 0,
+    }
+}
+
+/// Whether pattern `literal` of `rule` is an SQL keyword the detector only reads as a
+/// whole word, so a hit inside a longer word (`or` in `door`) need not wake it.
+fn whole_word_only(rule: &Rule, literal: &[u8]) -> bool {
+    matches!(rule.op, Op::Sqli) && literal.iter().all(u8::is_ascii_alphabetic)
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -110,7 +191,7 @@ impl std::fmt::Display for ExampleFailure {
     }
 }
 
-fn automaton(patterns: &[&str]) -> Result<Option<AhoCorasick>, RuleError> {
+fn automaton(patterns: &[&[u8]]) -> Result<Option<AhoCorasick>, RuleError> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -120,6 +201,7 @@ fn automaton(patterns: &[&str]) -> Result<Option<AhoCorasick>, RuleError> {
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
         .kind(Some(AhoCorasickKind::DFA))
+        .prefilter(false)
         .build(patterns)
         .map(Some)
         .map_err(|e| RuleError::Automaton(e.to_string()))
@@ -184,6 +266,12 @@ impl RuleSet {
                 });
             }
         }
+        let literals: Vec<Vec<Vec<u8>>> = rules.iter().map(prefilter_literals).collect();
+        let rule_gates: Vec<Gate> = rules
+            .iter()
+            .zip(&literals)
+            .map(|(r, l)| rule_gate(r, l))
+            .collect();
         let mut by_chain: HashMap<&[Transform], u32> = HashMap::new();
         let mut chains: Vec<Chain> = Vec::new();
         let mut rule_chain = Vec::with_capacity(rules.len());
@@ -198,37 +286,40 @@ impl RuleSet {
                     pattern_rule: Vec::new(),
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
                     kinds_at: [0; 4],
+                    creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
+                    gate_at: std::array::from_fn(|_| Gate::never()),
+                    pattern_word: Vec::new(),
+                    unconditional_at: [false; 4],
                 });
                 (chains.len() - 1) as u32
             });
             let chain = &mut chains[c as usize];
             chain.rules.push(i as u32);
-            let conditional = matches!(
-                r.op,
-                Op::Literals
-                    | Op::Sqli
-                    | Op::Regex {
-                        prefiltered: true,
-                        ..
-                    }
-            );
+            let conditional = matches!(r.op, Op::Literals | Op::Sqli | Op::Regex { .. })
+                && !literals[i].is_empty();
             if !conditional && !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.unconditional.push(i as u32);
+                for p in usize::from(r.paranoia)..=4 {
+                    chain.unconditional_at[p - 1] = true;
+                }
             }
             if !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.kinds |= r.targets.kind_mask();
                 for p in usize::from(r.paranoia)..=4 {
                     chain.kinds_at[p - 1] |= r.targets.kind_mask();
+                    chain.gate_at[p - 1] = chain.gate_at[p - 1].or(&rule_gates[i]);
                 }
             }
             rule_chain.push(c);
         }
         for chain in &mut chains {
-            let mut patterns: Vec<&str> = Vec::new();
+            let mut patterns: Vec<&[u8]> = Vec::new();
             for &ri in &chain.rules {
-                for lit in &rules[ri as usize].literals {
+                let rule = &rules[ri as usize];
+                for lit in &literals[ri as usize] {
                     patterns.push(lit);
                     chain.pattern_rule.push(ri);
+                    chain.pattern_word.push(whole_word_only(rule, lit));
                 }
             }
             chain.automaton = automaton(&patterns)?;
@@ -245,17 +336,21 @@ impl RuleSet {
                 *slot = i;
                 continue;
             }
-            let mut patterns: Vec<&str> = Vec::new();
+            let mut patterns: Vec<&[u8]> = Vec::new();
             let mut pattern_rule = Vec::new();
+            let mut pattern_word = Vec::new();
             for &ri in &members {
-                for lit in &rules[ri as usize].literals {
+                let rule = &rules[ri as usize];
+                for lit in &literals[ri as usize] {
                     patterns.push(lit);
                     pattern_rule.push(ri);
+                    pattern_word.push(whole_word_only(rule, lit));
                 }
             }
             global.push(Scan {
                 automaton: automaton(&patterns)?,
                 pattern_rule,
+                pattern_word,
             });
             let i = (global.len() - 1) as u8;
             by_rules.insert(members, i);
@@ -267,6 +362,7 @@ impl RuleSet {
             rule_chain,
             global,
             global_by_kind,
+            rule_gate: rule_gates,
         })
     }
 

@@ -163,46 +163,91 @@ impl Tokens {
     }
 }
 
+/// Keywords the tokenizer classes, by first letter so a word is compared with a handful
+/// of candidates instead of every keyword.
+const KEYWORDS: [&[(&[u8], u8)]; 26] = [
+    &[(b"AND", b'&'), (b"ALTER", b'E'), (b"AS", b'k')],
+    &[(b"BETWEEN", b'o')],
+    &[(b"CREATE", b'E'), (b"CASE", b'k')],
+    &[
+        (b"DELETE", b'E'),
+        (b"DROP", b'E'),
+        (b"DECLARE", b'E'),
+        (b"DIV", b'o'),
+        (b"DATABASE", b'k'),
+        (b"DELAY", b'k'),
+    ],
+    &[
+        (b"EXCEPT", b'U'),
+        (b"EXEC", b'E'),
+        (b"EXECUTE", b'E'),
+        (b"ELSE", b'k'),
+        (b"END", b'k'),
+    ],
+    &[(b"FALSE", b'1'), (b"FROM", b'k')],
+    &[(b"GROUP", b'k')],
+    &[(b"HAVING", b'k')],
+    &[
+        (b"INTERSECT", b'U'),
+        (b"INSERT", b'E'),
+        (b"IS", b'o'),
+        (b"IN", b'o'),
+        (b"INTO", b'k'),
+        (b"INFORMATION_SCHEMA", b'k'),
+    ],
+    &[],
+    &[],
+    &[(b"LIKE", b'o'), (b"LIMIT", b'k')],
+    &[(b"MOD", b'o')],
+    &[(b"NOT", b'&'), (b"NULL", b'1')],
+    &[(b"OR", b'&'), (b"ORDER", b'k'), (b"OFFSET", b'k')],
+    &[(b"PROCEDURE", b'k')],
+    &[],
+    &[(b"RLIKE", b'o'), (b"REGEXP", b'o')],
+    &[
+        (b"SELECT", b'E'),
+        (b"SHUTDOWN", b'E'),
+        (b"SOUNDS", b'o'),
+        (b"SET", b'k'),
+    ],
+    &[
+        (b"TRUNCATE", b'E'),
+        (b"TRUE", b'1'),
+        (b"TABLE", b'k'),
+        (b"THEN", b'k'),
+        (b"TOP", b'k'),
+    ],
+    &[(b"UNION", b'U'), (b"UPDATE", b'E')],
+    &[(b"VALUES", b'k')],
+    &[(b"WAITFOR", b'E'), (b"WHERE", b'k'), (b"WHEN", b'k')],
+    &[(b"XOR", b'&')],
+    &[],
+    &[],
+];
+
+/// The class of a word: `U` set operation, `E` statement, `&` logic operator, `o`
+/// operator word, `1` constant, `k` other keyword, `n` any other name.
 fn word_class(word: &[u8]) -> u8 {
-    let mut buf = [0u8; 24];
-    if word.len() > buf.len() {
+    let Some(first) = word.first().filter(|b| b.is_ascii_alphabetic()) else {
         return b'n';
-    }
-    for (d, s) in buf.iter_mut().zip(word) {
-        *d = s.to_ascii_uppercase();
-    }
-    match &buf[..word.len()] {
-        b"UNION" | b"INTERSECT" | b"EXCEPT" => b'U',
-        b"SELECT" | b"INSERT" | b"UPDATE" | b"DELETE" | b"DROP" | b"CREATE" | b"ALTER"
-        | b"TRUNCATE" | b"EXEC" | b"EXECUTE" | b"DECLARE" | b"SHUTDOWN" | b"WAITFOR" => b'E',
-        b"AND" | b"OR" | b"XOR" | b"NOT" => b'&',
-        b"LIKE" | b"RLIKE" | b"REGEXP" | b"IS" | b"IN" | b"BETWEEN" | b"SOUNDS" | b"DIV"
-        | b"MOD" => b'o',
-        b"NULL" | b"TRUE" | b"FALSE" => b'1',
-        b"FROM"
-        | b"WHERE"
-        | b"INTO"
-        | b"TABLE"
-        | b"VALUES"
-        | b"SET"
-        | b"ORDER"
-        | b"GROUP"
-        | b"HAVING"
-        | b"LIMIT"
-        | b"OFFSET"
-        | b"PROCEDURE"
-        | b"CASE"
-        | b"WHEN"
-        | b"THEN"
-        | b"ELSE"
-        | b"END"
-        | b"DATABASE"
-        | b"TOP"
-        | b"AS"
-        | b"DELAY"
-        | b"INFORMATION_SCHEMA" => b'k',
-        _ => b'n',
-    }
+    };
+    KEYWORDS[usize::from(first.to_ascii_lowercase() - b'a')]
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(word))
+        .map_or(b'n', |&(_, class)| class)
+}
+
+/// Whether the keyword found at `start..end` of `v` is a word of its own for the
+/// tokenizer. Glued to a word or number before it or to word bytes after it, the tokenizer
+/// reads a longer token (`door`, `1or`, `order`), never the keyword, so such a hit cannot
+/// form a judged shape.
+pub(crate) fn keyword_stands_alone(v: &[u8], start: usize, end: usize) -> bool {
+    let glued_before = start > 0 && {
+        let b = v[start - 1];
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    };
+    let glued_after = v.get(end).is_some_and(|&b| is_word(b));
+    !glued_before && !glued_after
 }
 
 fn is_word_start(b: u8) -> bool {

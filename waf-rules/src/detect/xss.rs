@@ -40,6 +40,10 @@ const URL_ATTRS: &[&[u8]] = &[
     b"codebase",
 ];
 
+/// Bytes of which a value must hold one for `xss` to flag it: a scheme's `:`, a tag's `<`
+/// or a quote to break out of an attribute. The engine skips the detector without them.
+pub(crate) const XSS_TRIGGERS: &[u8] = b":<\"'";
+
 /// Returns the span of the first executable fragment, if any.
 pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
     if let Some(end) = script_url(v) {

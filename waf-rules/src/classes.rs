@@ -1,0 +1,333 @@
+//! Byte classes: a 64-bit summary of which kinds of bytes a value holds, and the gates
+//! built from it that let the engine skip work a value cannot need.
+//!
+//! Every byte maps to a fixed set of class bits (each ASCII letter, case folded, has its
+//! own bit; each ASCII punctuation character has its own bit; digits, whitespace, NUL and
+//! the rest share a few). If a literal occurs in a value (ASCII case-insensitively), every
+//! class of the literal's bytes occurs in the value. So a rule whose every possible match
+//! needs, say, `<` and `=` cannot fire on a value whose classes lack either, and the
+//! engine skips it without running its regex, detector or transformed scan.
+//!
+//! A [`Gate`] is such a condition in disjunctive form: the rule can match only if the
+//! value's classes contain all the bits of at least one of the gate's masks. Gates are
+//! derived from the rules themselves (literals, regex syntax trees, what a detector needs),
+//! never written by hand, so they cannot drift from what the rules match.
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+/// The class bits of a value.
+pub(crate) type Classes = u64;
+
+/// Any ASCII digit.
+pub(crate) const DIGIT: Classes = 1 << 26;
+/// Any ASCII uppercase letter (in addition to the letter's own bit). Never part of a gate:
+/// matching is ASCII case-insensitive.
+pub(crate) const UPPER: Classes = 1 << 27;
+/// Whitespace: space, tab, CR, LF, VT, FF and 0xA0.
+pub(crate) const SPACE: Classes = 1 << 28;
+/// The NUL byte.
+pub(crate) const NUL: Classes = 1 << 29;
+/// Other control bytes and bytes >= 0x80 not covered below.
+pub(crate) const OTHER: Classes = 1 << 30;
+/// 0xC0, 0xC1 and 0xEF: the lead bytes of overlong and full-width evasions.
+pub(crate) const EVASION_LEAD: Classes = 1 << 31;
+
+/// The ASCII punctuation characters, each with its own bit from 32 up.
+const PUNCTUATION: &[u8; 32] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+const fn table() -> [Classes; 256] {
+    let mut t = [OTHER; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_lowercase() {
+            t[b] = 1 << (c - b'a');
+        } else if c.is_ascii_uppercase() {
+            t[b] = (1 << (c - b'A')) | UPPER;
+        } else if c.is_ascii_digit() {
+            t[b] = DIGIT;
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            t[b] = SPACE;
+        } else if c == 0xa0 {
+            t[b] = SPACE | OTHER;
+        } else if c == 0 {
+            t[b] = NUL;
+        } else if c == 0xc0 || c == 0xc1 || c == 0xef {
+            t[b] = EVASION_LEAD;
+        }
+        b += 1;
+    }
+    let mut p = 0;
+    while p < PUNCTUATION.len() {
+        t[PUNCTUATION[p] as usize] = 1 << (32 + p);
+        p += 1;
+    }
+    t
+}
+
+static TABLE: [Classes; 256] = table();
+
+/// The classes of one byte.
+pub(crate) fn of_byte(b: u8) -> Classes {
+    TABLE[usize::from(b)]
+}
+
+/// The classes present in `value`.
+pub(crate) fn of(value: &[u8]) -> Classes {
+    value.iter().fold(0, |acc, &b| acc | TABLE[usize::from(b)])
+}
+
+/// The transformation features (see `transform::feature`) of a value with `classes`.
+pub(crate) fn features(classes: Classes) -> u16 {
+    use crate::transform::feature as f;
+    let has = |b: u8| classes & of_byte(b) != 0;
+    let mut features = f::ALWAYS;
+    if has(b'%') {
+        features |= f::PERCENT;
+    }
+    if has(b'&') {
+        features |= f::AMP;
+    }
+    if has(b'\\') {
+        features |= f::BACKSLASH | f::PATH;
+    }
+    if classes & UPPER != 0 {
+        features |= f::UPPER;
+    }
+    if has(b'/') {
+        features |= f::PATH | f::SQL_COMMENT;
+    }
+    if has(b'-') || has(b'#') {
+        features |= f::SQL_COMMENT;
+    }
+    if classes & NUL != 0 {
+        features |= f::NUL;
+    }
+    if classes & SPACE != 0 {
+        features |= f::SPACE;
+    }
+    if classes & EVASION_LEAD != 0 {
+        features |= f::HIGH;
+    }
+    features
+}
+
+/// The classes a value must hold for `literal` to occur in it case-insensitively.
+pub(crate) fn of_literal(literal: &[u8]) -> Classes {
+    of(literal) & !UPPER
+}
+
+/// Most masks a gate keeps; past it, alternatives are merged into what they share (a
+/// weaker condition, still sound).
+const GATE_MAX: usize = 24;
+
+/// A condition on a value's classes that every match of a rule satisfies: some mask is a
+/// subset of the value's classes. A gate holding the empty mask admits every value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gate {
+    masks: Vec<Classes>,
+}
+
+impl Gate {
+    /// The gate that admits every value.
+    pub(crate) fn always() -> Gate {
+        Gate { masks: vec![0] }
+    }
+
+    /// A gate from alternatives; keeps only the minimal masks.
+    pub(crate) fn any_of(masks: impl IntoIterator<Item = Classes>) -> Gate {
+        let mut gate = Gate {
+            masks: masks.into_iter().collect(),
+        };
+        gate.minimize();
+        gate
+    }
+
+    /// Whether a value with classes `classes` may satisfy the condition.
+    pub(crate) fn admits(&self, classes: Classes) -> bool {
+        self.masks.iter().any(|&m| m & !classes == 0)
+    }
+
+    /// Whether the gate admits every value.
+    #[cfg(test)]
+    pub(crate) fn is_always(&self) -> bool {
+        self.masks.contains(&0)
+    }
+
+    /// Either condition.
+    pub(crate) fn or(&self, other: &Gate) -> Gate {
+        Gate::any_of(self.masks.iter().chain(&other.masks).copied())
+    }
+
+    /// The gate that admits no value (a rule that can never match, or none at all).
+    pub(crate) fn never() -> Gate {
+        Gate { masks: Vec::new() }
+    }
+
+    /// Both conditions (each pair of alternatives combined).
+    pub(crate) fn and(&self, other: &Gate) -> Gate {
+        let (a, b) = (self.weakened(), other.weakened());
+        Gate::any_of(
+            a.masks
+                .iter()
+                .flat_map(|&x| b.masks.iter().map(move |&y| x | y)),
+        )
+    }
+
+    /// At most `GATE_MAX.isqrt()` masks, so that a product stays within `GATE_MAX`.
+    fn weakened(&self) -> Gate {
+        if self.masks.len() * self.masks.len() <= GATE_MAX {
+            return self.clone();
+        }
+        let shared = self.masks.iter().fold(!0, |acc, &m| acc & m);
+        Gate {
+            masks: vec![shared],
+        }
+    }
+
+    fn minimize(&mut self) {
+        self.masks.sort_by_key(|m| m.count_ones());
+        self.masks.dedup();
+        let mut kept: Vec<Classes> = Vec::with_capacity(self.masks.len());
+        for &m in &self.masks {
+            if !kept.iter().any(|&k| k & !m == 0) {
+                kept.push(m);
+            }
+        }
+        if kept.len() > GATE_MAX {
+            let shared = kept.iter().fold(!0, |acc, &m| acc & m);
+            kept = vec![shared];
+        }
+        self.masks = kept;
+    }
+
+    /// What any match of `pattern` (regex crate syntax) must hold; `always` when the
+    /// pattern cannot be analysed.
+    pub(crate) fn of_regex(pattern: &str) -> Gate {
+        match regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(pattern)
+        {
+            Ok(hir) => of_hir(&hir),
+            Err(_) => Gate::always(),
+        }
+    }
+}
+
+/// Gate of a syntax tree: a concatenation needs all its parts, an alternation one of its
+/// branches, a class one of its members; anything that can match empty needs nothing.
+fn of_hir(hir: &Hir) -> Gate {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Gate::always(),
+        HirKind::Literal(lit) => Gate::any_of([of_literal(&lit.0)]),
+        HirKind::Class(class) => of_class(class),
+        HirKind::Repetition(rep) if rep.min == 0 => Gate::always(),
+        HirKind::Repetition(rep) => of_hir(&rep.sub),
+        HirKind::Capture(cap) => of_hir(&cap.sub),
+        HirKind::Concat(parts) => parts
+            .iter()
+            .fold(Gate::always(), |acc, part| acc.and(&of_hir(part))),
+        HirKind::Alternation(branches) => Gate::any_of(
+            branches
+                .iter()
+                .flat_map(|b| of_hir(b).masks)
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+/// One alternative per class bit the members map to. A non-ASCII member is encoded in
+/// UTF-8 with bytes >= 0x80 only, whose classes are `OTHER`, `EVASION_LEAD` or 0xA0's.
+fn of_class(class: &Class) -> Gate {
+    let mut bits: Classes = 0;
+    let mut non_ascii = false;
+    let mut add = |lo: u32, hi: u32| {
+        for c in lo..=hi.min(0x7f) {
+            bits |= of_byte(c as u8) & !UPPER;
+        }
+        if hi > 0x7f {
+            non_ascii = true;
+        }
+    };
+    match class {
+        Class::Unicode(u) => u
+            .iter()
+            .for_each(|r| add(u32::from(r.start()), u32::from(r.end()))),
+        Class::Bytes(b) => b.iter().for_each(|r| {
+            for byte in r.start()..=r.end() {
+                bits |= of_byte(byte) & !UPPER;
+            }
+        }),
+    }
+    if non_ascii {
+        bits |= OTHER | EVASION_LEAD;
+    }
+    let masks: Vec<Classes> = (0..64)
+        .map(|i| 1u64 << i)
+        .filter(|bit| bits & bit != 0)
+        .collect();
+    if masks.is_empty() {
+        Gate::always()
+    } else {
+        Gate::any_of(masks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admits(gate: &Gate, value: &str) -> bool {
+        gate.admits(of(value.as_bytes()))
+    }
+
+    #[test]
+    fn features_agree_with_the_byte_table() {
+        for b in 0..=255u8 {
+            let value = [b'a', b];
+            assert_eq!(
+                features(of(&value)),
+                crate::transform::feature::of(&value),
+                "byte {b:#04x}"
+            );
+        }
+    }
+
+    #[test]
+    fn literals_need_their_bytes_in_any_case() {
+        let gate = Gate::any_of([of_literal(b"javascript:")]);
+        assert!(admits(&gate, "x JAVASCRIPT:alert(1)"));
+        assert!(!admits(&gate, "javascript without a colon"));
+    }
+
+    #[test]
+    fn regex_gates_follow_the_syntax() {
+        let shellshock = Gate::of_regex(r"^\s*\(\s*\)\s*\{");
+        assert!(admits(&shellshock, "() { :; }; echo"));
+        assert!(!admits(&shellshock, "plain prose (with brackets)"));
+        let either = Gate::of_regex(r"(?i)rO0AB|aced0005");
+        assert!(admits(&either, "xAcEd0005"));
+        assert!(admits(&either, "ro0ab"));
+        assert!(!admits(&either, "nothing here"));
+        assert!(Gate::of_regex(r"a*").is_always());
+        assert!(Gate::of_regex(r"(unclosed").is_always());
+    }
+
+    #[test]
+    fn non_ascii_classes_admit_any_high_byte() {
+        let gate = Gate::of_regex(r"[éè]x");
+        assert!(admits(&gate, "caf\u{e9}x"));
+        assert!(admits(&gate, "\u{ff41}x"));
+        assert!(!admits(&gate, "plain x"));
+    }
+
+    #[test]
+    fn wide_alternations_are_weakened_not_dropped() {
+        let words: Vec<String> = (b'a'..=b'z').map(|c| format!("{}q", c as char)).collect();
+        let gate = Gate::of_regex(&words.join("|"));
+        assert!(admits(&gate, "aq"));
+        assert!(admits(&gate, "zq"));
+        assert!(!admits(&gate, "nothing"));
+    }
+}
