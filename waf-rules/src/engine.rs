@@ -331,12 +331,10 @@ impl Scratch {
                 let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.chain_hits.clear();
                 if let Some(ac) = &chain.automaton {
-                    for m in ac.find_overlapping_iter(data) {
-                        let p = m.pattern().as_usize();
-                        if chain.pattern_word[p]
-                            && !detect::keyword_stands_alone(data, m.start(), m.end())
+                    ac.scan(data, |p, start, end| {
+                        if chain.pattern_word[p] && !detect::keyword_stands_alone(data, start, end)
                         {
-                            continue;
+                            return;
                         }
                         mark(
                             &mut self.hit,
@@ -344,10 +342,10 @@ impl Scratch {
                             &mut self.chain_hits,
                             chain.pattern_rule[p],
                             stamp,
-                            m.start(),
-                            m.end(),
+                            start,
+                            end,
                         );
-                    }
+                    });
                 }
                 stamp
             } else if let Some(stamp) = raw_stamp {
@@ -357,12 +355,9 @@ impl Scratch {
                 self.raw_hits.clear();
                 let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
                 if let Some(ac) = &scan.automaton {
-                    for m in ac.find_overlapping_iter(raw) {
-                        let p = m.pattern().as_usize();
-                        if scan.pattern_word[p]
-                            && !detect::keyword_stands_alone(raw, m.start(), m.end())
-                        {
-                            continue;
+                    ac.scan(raw, |p, start, end| {
+                        if scan.pattern_word[p] && !detect::keyword_stands_alone(raw, start, end) {
+                            return;
                         }
                         mark(
                             &mut self.hit,
@@ -370,10 +365,10 @@ impl Scratch {
                             &mut self.raw_hits,
                             scan.pattern_rule[p],
                             stamp,
-                            m.start(),
-                            m.end(),
+                            start,
+                            end,
                         );
-                    }
+                    });
                 }
                 raw_stamp = Some(stamp);
                 raw_chains = if set.chains.len() > 64 {
@@ -469,15 +464,14 @@ impl Scratch {
         );
         let mut hit = None;
         if let Some(ac) = &chain.automaton {
-            hit = ac
-                .find_overlapping_iter(data)
-                .find(|m| {
-                    let p = m.pattern().as_usize();
-                    chain.pattern_rule[p] as usize == ri
-                        && (!chain.pattern_word[p]
-                            || detect::keyword_stands_alone(data, m.start(), m.end()))
-                })
-                .map(|m| (m.start() as u32, m.end() as u32));
+            ac.scan(data, |p, start, end| {
+                if hit.is_none()
+                    && chain.pattern_rule[p] as usize == ri
+                    && (!chain.pattern_word[p] || detect::keyword_stands_alone(data, start, end))
+                {
+                    hit = Some((start as u32, end as u32));
+                }
+            });
         }
         eval(rule, data, hit)
     }

@@ -21,6 +21,7 @@ mod request;
 mod required;
 mod rule;
 mod ruleset;
+mod scan;
 mod settings;
 mod transform;
 mod util;

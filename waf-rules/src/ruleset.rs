@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-
 use crate::classes::{self, Gate};
 use crate::error::RuleError;
 use crate::request::KIND_COUNT;
 use crate::rule::{parse_file, Op, Rule};
+use crate::scan::Literals;
 use crate::transform::Transform;
 
 /// The base rules shipped in the binary, one file per attack class.
@@ -37,7 +36,7 @@ pub(crate) struct Chain {
     pub unconditional: Vec<u32>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
-    pub automaton: Option<AhoCorasick>,
+    pub automaton: Option<Literals>,
     /// Automaton pattern id -> rule index.
     pub pattern_rule: Vec<u32>,
     /// Union of the chain's transformation triggers (see `transform::feature`).
@@ -74,7 +73,7 @@ pub struct RuleSet {
 
 /// An automaton and the rule of each of its patterns.
 pub(crate) struct Scan {
-    pub automaton: Option<AhoCorasick>,
+    pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
     /// Per pattern: a keyword that counts only as a whole word.
     pub pattern_word: Vec<bool>,
@@ -189,22 +188,6 @@ impl std::fmt::Display for ExampleFailure {
             self.file, self.rule_id, self.example
         )
     }
-}
-
-fn automaton(patterns: &[&[u8]]) -> Result<Option<AhoCorasick>, RuleError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    // A full DFA: the automata are small (a few hundred literals) and scanned for every
-    // value, so trading memory for the fastest per-byte search is right here.
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::DFA))
-        .prefilter(false)
-        .build(patterns)
-        .map(Some)
-        .map_err(|e| RuleError::Automaton(e.to_string()))
 }
 
 impl RuleSet {
@@ -322,7 +305,7 @@ impl RuleSet {
                     chain.pattern_word.push(whole_word_only(rule, lit));
                 }
             }
-            chain.automaton = automaton(&patterns)?;
+            chain.automaton = Literals::new(&patterns)?;
         }
         let mut global: Vec<Scan> = Vec::new();
         let mut by_rules: HashMap<Vec<u32>, u8> = HashMap::new();
@@ -348,7 +331,7 @@ impl RuleSet {
                 }
             }
             global.push(Scan {
-                automaton: automaton(&patterns)?,
+                automaton: Literals::new(&patterns)?,
                 pattern_rule,
                 pattern_word,
             });

@@ -175,9 +175,14 @@ impl Transform {
                 out.extend(input.iter().copied().filter(|&b| b != 0));
             }
             Transform::CompressWhitespace => {
-                if !input.iter().any(|&b| is_space(b) && b != b' ')
-                    && memchr::memmem::find(input, b"  ").is_none()
-                {
+                let mut previous_space = false;
+                let compressible = input.iter().any(|&b| {
+                    let space = is_space(b);
+                    let run = space && (previous_space || b != b' ');
+                    previous_space = space;
+                    run
+                });
+                if !compressible {
                     return false;
                 }
                 let mut in_space = false;
@@ -203,9 +208,12 @@ impl Transform {
             Transform::RemoveSqlComments => {
                 // Only `/*`, `--` and `#` start a comment; a lone `-` or `/` (dates, SKUs,
                 // URLs) is common and changes nothing.
+                let followed_by = |first: u8, second: u8| {
+                    memchr::memchr_iter(first, input).any(|i| input.get(i + 1) == Some(&second))
+                };
                 if memchr::memchr(b'#', input).is_none()
-                    && memchr::memmem::find(input, b"--").is_none()
-                    && memchr::memmem::find(input, b"/*").is_none()
+                    && !followed_by(b'-', b'-')
+                    && !followed_by(b'/', b'*')
                 {
                     return false;
                 }

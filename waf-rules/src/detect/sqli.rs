@@ -90,8 +90,11 @@ pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
             let last = (from + n).min(tokens.len()).saturating_sub(1);
             Some((tokens[from].start, tokens[last.max(from)].end))
         };
+        // Shapes differ in their first token, so most are rejected on one byte.
+        let first = print.first().copied();
         for shape in PREFIX_SHAPES {
-            if print.starts_with(shape.as_bytes()) {
+            let shape = shape.as_bytes();
+            if first == Some(shape[0]) && print.starts_with(shape) {
                 return span(0, shape.len());
             }
         }
@@ -111,7 +114,8 @@ pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
 /// operation or a statement keyword (the engine's literal prefilter also fires on
 /// substrings such as `or` in `outdoor`).
 fn has_keywords(v: &[u8]) -> bool {
-    if memchr::memmem::find(v, b"||").is_some() || memchr::memmem::find(v, b"&&").is_some() {
+    let doubled = |b: u8| memchr::memchr_iter(b, v).any(|i| v.get(i + 1) == Some(&b));
+    if doubled(b'|') || doubled(b'&') {
         return true;
     }
     let mut i = 0;
@@ -121,7 +125,10 @@ fn has_keywords(v: &[u8]) -> bool {
             while i < v.len() && is_word(v[i]) {
                 i += 1;
             }
-            if matches!(word_class(&v[start..i]), b'&' | b'U' | b'E') {
+            // Logic operators, set operations and statements have 2 to 9 letters.
+            if (2..=9).contains(&(i - start))
+                && matches!(word_class(&v[start..i]), b'&' | b'U' | b'E')
+            {
                 return true;
             }
         } else {
