@@ -865,6 +865,34 @@ fn require_svid(peer: &Peer) -> Result<&SpiffeId, ApiError> {
     })
 }
 
+/// A workload speaks for exactly one service: the one its service account names
+/// (`spiffe://TD/ns/NS/sa/payments` registers and watches `payments`). Without this
+/// binding any workload holding any SVID could register itself as an endpoint of another
+/// service, and callers' proxies, which check the destination against the registered
+/// identity, would send it that service's traffic.
+fn require_owned_service(id: &SpiffeId, service: &str) -> Result<(), ApiError> {
+    let Some(account) = id.service_account() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::NOT_A_WORKLOAD,
+            format!(
+                "`{id}` is not a workload identity (spiffe://TD/ns/NS/sa/SA); only proxies register and watch"
+            ),
+        ));
+    };
+    if account != service {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::SERVICE_NOT_OWNED,
+            format!(
+                "`{id}` may only register and watch service `{account}`, not `{service}`; \
+                 start the proxy with --service {account} or give the workload the service account `{service}`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn handle_register(
     shared: &Arc<Shared>,
     peer: &Peer,
@@ -872,6 +900,7 @@ async fn handle_register(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let id = require_svid(peer)?;
     let registration: Registration = read_json(req).await?;
+    require_owned_service(id, &registration.service)?;
     shared
         .registry
         .register(&registration.service, &registration.inbound_addr, id)
@@ -930,6 +959,9 @@ fn handle_watch(
             codes::INVALID_ARGUMENT,
             e.to_string(),
         ));
+    }
+    if let Err(e) = require_owned_service(&id, &service) {
+        return error_response(e);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let registry = Arc::clone(&shared.registry);

@@ -172,6 +172,21 @@ async fn registrations_stream_to_watchers_and_dead_proxies_expire() {
     )
     .await;
     assert_error(&bad, StatusCode::BAD_REQUEST, codes::INVALID_ARGUMENT);
+    // A workload speaks only for the service its service account names: the web proxy
+    // can neither become an endpoint of api nor read api's configuration.
+    let hijack = post(
+        &with_svid(&cp, &web),
+        PATH_REGISTER,
+        &Registration {
+            service: "api".into(),
+            inbound_addr: "127.0.0.1:15099".into(),
+        },
+    )
+    .await;
+    assert_error(&hijack, StatusCode::FORBIDDEN, codes::SERVICE_NOT_OWNED);
+    let (status, _, snoop_driver) = open_watch(&cp, &web, "api").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    snoop_driver.abort();
 
     let (status, mut web_stream, web_driver) = open_watch(&cp, &web, "web").await;
     assert_eq!(status, StatusCode::OK);

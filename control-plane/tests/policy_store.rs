@@ -147,7 +147,8 @@ async fn each_watcher_receives_its_own_services_policies_only() {
     driver.abort();
 
     // A service no policy targets gets the mesh settings and no policies.
-    let (_, mut body, driver) = open_watch(&cp, &other, "ledger").await;
+    let ledger = first_svid(&cp, "other", "ledger").await;
+    let (_, mut body, driver) = open_watch(&cp, &ledger, "ledger").await;
     let snap = next_snapshot(&mut body, &mut Vec::new()).await;
     assert!(policy_names(&snap).is_empty());
     assert_eq!(

@@ -211,4 +211,7 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// The watch caller's SVID is not a workload identity (`/ns/NS/sa/SA`).
     pub const NOT_A_WORKLOAD: &str = "not_a_workload";
+    /// A proxy asked to register or watch a service other than the one its SVID's
+    /// service account names.
+    pub const SERVICE_NOT_OWNED: &str = "service_not_owned";
 }
