@@ -117,6 +117,35 @@ pub(crate) fn of_literal(literal: &[u8]) -> Classes {
     of(literal) & !UPPER
 }
 
+/// A 128-bit summary of the adjacent byte pairs of a value once whitespace and NUL bytes
+/// are dropped (ASCII case folded). Removing whitespace or NULs, compressing whitespace or
+/// lowercasing leave this summary unchanged, so a literal (itself stripped) can occur in
+/// such a transformed value only if all of its pairs are in the summary: the engine skips
+/// a whitespace-removing chain whose literals all miss, without building the copy.
+pub(crate) type Pairs = u128;
+
+fn pair_bit(a: u8, b: u8) -> Pairs {
+    let h = (u32::from(a.to_ascii_lowercase()) << 8 | u32::from(b.to_ascii_lowercase()))
+        .wrapping_mul(0x9E37_79B1);
+    1 << (h >> 25)
+}
+
+/// The pair summary of `value`.
+pub(crate) fn pairs(value: &[u8]) -> Pairs {
+    let mut acc: Pairs = 0;
+    let mut previous: Option<u8> = None;
+    for &b in value {
+        if TABLE[usize::from(b)] & (SPACE | NUL) != 0 {
+            continue;
+        }
+        if let Some(a) = previous {
+            acc |= pair_bit(a, b);
+        }
+        previous = Some(b);
+    }
+    acc
+}
+
 /// Most masks a gate keeps; past it, alternatives are merged into what they share (a
 /// weaker condition, still sound).
 const GATE_MAX: usize = 24;
@@ -292,6 +321,15 @@ mod tests {
                 "byte {b:#04x}"
             );
         }
+    }
+
+    #[test]
+    fn pairs_survive_whitespace_removal_and_case() {
+        let literal = pairs(b"javascript:");
+        let evasive = pairs(b"x = JAVA\tSCRIPT :alert(1)");
+        assert_eq!(literal & !evasive, 0);
+        let prose = pairs(b"please leave it at the door");
+        assert_ne!(literal & !prose, 0);
     }
 
     #[test]

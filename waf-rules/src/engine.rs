@@ -305,6 +305,7 @@ impl Scratch {
         // i; every bit when there are too many chains to tell).
         let mut raw_stamp = None;
         let mut raw_chains = 0u64;
+        let mut value_pairs = None;
         for (ci, chain) in set.chains.iter().enumerate() {
             if chain.kinds_at[level] & bit == 0 {
                 continue;
@@ -318,9 +319,19 @@ impl Scratch {
             // Transformations that only remove or fold bytes cannot give the value a class
             // it lacks: if no rule of the chain can match with the value's classes, the
             // transformed copy and its scan would find nothing.
-            if transforms && chain.creating & features == 0 && !chain.gate_at[level].admits(classes)
-            {
-                continue;
+            if transforms && chain.creating & features == 0 {
+                if !chain.gate_at[level].admits(classes) {
+                    continue;
+                }
+                // The same for the order of bytes, when the chain only drops whitespace
+                // or NULs, or folds case: every rule waits for a literal, and no literal's
+                // byte pairs all occur in the value.
+                if !chain.unconditional_at[level] && chain.pair_breaking & features == 0 {
+                    let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
+                    if !chain.literal_pairs.iter().any(|&p| p & !pairs == 0) {
+                        continue;
+                    }
+                }
             }
             let (data, changed) = if transforms {
                 apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b)

@@ -53,6 +53,13 @@ pub(crate) struct Chain {
     pub pattern_word: Vec<bool>,
     /// Whether `unconditional` holds a rule of paranoia <= index + 1.
     pub unconditional_at: [bool; 4],
+    /// The pair summaries (`classes::pairs`) of the chain's literals, for chains whose
+    /// rules all wait for a literal: a value whose summary covers none of them cannot hit
+    /// one after whitespace removal.
+    pub literal_pairs: Vec<classes::Pairs>,
+    /// Triggers of the chain's transformations that join bytes which were apart in ways
+    /// pair summaries do not follow (SQL comment removal, path normalisation).
+    pub pair_breaking: u16,
 }
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).
@@ -273,6 +280,14 @@ impl RuleSet {
                     gate_at: std::array::from_fn(|_| Gate::never()),
                     pattern_word: Vec::new(),
                     unconditional_at: [false; 4],
+                    literal_pairs: Vec::new(),
+                    pair_breaking: r
+                        .chain
+                        .iter()
+                        .filter(|t| {
+                            matches!(t, Transform::RemoveSqlComments | Transform::NormalizePath)
+                        })
+                        .fold(0, |acc, t| acc | t.trigger()),
                 });
                 (chains.len() - 1) as u32
             });
@@ -305,6 +320,9 @@ impl RuleSet {
                     chain.pattern_word.push(whole_word_only(rule, lit));
                 }
             }
+            chain.literal_pairs = patterns.iter().map(|p| classes::pairs(p)).collect();
+            chain.literal_pairs.sort_unstable();
+            chain.literal_pairs.dedup();
             chain.automaton = Literals::new(&patterns)?;
         }
         let mut global: Vec<Scan> = Vec::new();

@@ -257,12 +257,35 @@ pub(crate) fn keyword_stands_alone(v: &[u8], start: usize, end: usize) -> bool {
     !glued_before && !glued_after
 }
 
+/// Bytes that start a word: letters, `_`, `$` and any byte of a non-ASCII character.
+const WORD_START: u8 = 1;
+/// Bytes that continue a word: those, digits and `.`.
+const WORD: u8 = 2;
+
+const fn word_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 {
+            t[b] = WORD_START | WORD;
+        } else if c.is_ascii_digit() || c == b'.' {
+            t[b] = WORD;
+        }
+        b += 1;
+    }
+    t
+}
+
+/// One lookup per byte: the tokenizer and the keyword check test every byte.
+static WORD_TABLE: [u8; 256] = word_table();
+
 fn is_word_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b'$' || b >= 0x80
+    WORD_TABLE[usize::from(b)] & WORD_START != 0
 }
 
 fn is_word(b: u8) -> bool {
-    is_word_start(b) || b.is_ascii_digit() || b == b'.'
+    WORD_TABLE[usize::from(b)] & WORD != 0
 }
 
 /// Tokenizes up to `limit` tokens; returns whether the whole value was consumed.
