@@ -146,7 +146,9 @@ pub(crate) fn extract<'a>(
     body: &'a [u8],
     names: &'a mut String,
 ) -> Extracted<'a> {
-    let mut values = Vec::with_capacity(32);
+    // About one value per 16 bytes of body (JSON keys and strings), so a typical request
+    // grows the vector at most once.
+    let mut values = Vec::with_capacity(32 + body.len().min(MAX_BODY_VALUES * 16) / 16);
     let mut arg_count = 0;
     let plain = |kind, data: &'a [u8]| Value {
         kind,

@@ -174,10 +174,15 @@ fn attributes(v: &[u8], mut i: usize, max: usize) -> Option<usize> {
         if is_event_handler(name) {
             return Some(i);
         }
-        if URL_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(name)) && script_url(value).is_some() {
+        // A URL or style attribute is dangerous only through its value: test the value
+        // first, as prose after a quote has words without values.
+        if !value.is_empty()
+            && script_url(value).is_some()
+            && URL_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(name))
+        {
             return Some(i);
         }
-        if name.eq_ignore_ascii_case(b"style") && css_script(value) {
+        if !value.is_empty() && name.eq_ignore_ascii_case(b"style") && css_script(value) {
             return Some(i);
         }
         if name.is_empty() {
