@@ -4,9 +4,11 @@
 //! `cargo bench -p palisade-benches --bench waf`
 //!
 //! For load-independent instruction counts of one inspection, set `WAF_ONE` to `get`,
-//! `json` or `bad`: the bench then runs only that inspection (paranoia 1) a few times and
-//! exits, e.g. under
+//! `json` or `bad`: the bench then runs only that inspection (paranoia 1) `WAF_ONE_RUNS`
+//! times (default 5) and exits, e.g. under
 //! `valgrind --tool=callgrind --toggle-collect='*Engine*inspect*' target/release/deps/waf-*`.
+//! The steady-state cost of one inspection is the difference between runs of 11 and 1
+//! inspections, divided by 10 (the first inspection also warms the regexes' caches).
 
 use std::hint::black_box;
 
@@ -25,7 +27,8 @@ const HEADERS: &[(&str, &[u8])] = &[
     ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
 ];
 
-/// Inspections run under `WAF_ONE` (the first one warms lazily built state, if any).
+/// Inspections run under `WAF_ONE` unless `WAF_ONE_RUNS` says otherwise (the first one
+/// warms lazily built state, such as the regexes' DFA caches).
 const ONE_RUNS: usize = 5;
 
 /// A ~1 KB benign GET (request line and headers).
@@ -108,7 +111,11 @@ fn bench_waf(c: &mut Criterion) {
             "bad" => request("GET", attack, None, b""),
             other => panic!("WAF_ONE={other}: expected get, json or bad"),
         };
-        for _ in 0..ONE_RUNS {
+        let runs = std::env::var("WAF_ONE_RUNS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(ONE_RUNS);
+        for _ in 0..runs {
             black_box(engine.inspect(black_box(&req), &settings, None));
         }
         return;
