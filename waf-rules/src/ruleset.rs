@@ -149,7 +149,7 @@ fn creating_trigger(t: Transform) -> u16 {
 /// Whether pattern `literal` of `rule` is an SQL keyword the detector only reads as a
 /// whole word, so a hit inside a longer word (`or` in `door`) need not wake it.
 fn whole_word_only(rule: &Rule, literal: &[u8]) -> bool {
-    matches!(rule.op, Op::Sqli) && literal.iter().all(u8::is_ascii_alphabetic)
+    matches!(rule.op, Op::Sqli) && crate::detect::keyword_is_whole_word_only(literal)
 }
 
 impl std::fmt::Debug for RuleSet {

@@ -308,3 +308,29 @@ fn gzip_bodies_are_inspected_and_bombs_refused() {
         Some(400)
     );
 }
+
+#[test]
+fn sql_keywords_inside_longer_keywords_still_wake_the_tokenizer() {
+    // The prefilter skips keyword hits glued inside longer words (`or` in `door`), but a
+    // keyword may be the start of a longer keyword: `exec` in `execute`.
+    let e = engine();
+    let s = WafSettings::default();
+    for attack in [
+        "/run?q=1%3B%20execute%20purge_all_orders",
+        "/run?q=1%3B%20EXECUTE%20purge_all_orders",
+    ] {
+        let v = e.inspect(
+            &Request::new("GET", attack).header("host", b"shop"),
+            &s,
+            None,
+        );
+        assert!(
+            v.matches.iter().any(|m| m.rule_id == 4201),
+            "{attack}: {:?}",
+            v.matches
+        );
+    }
+    let prose =
+        Request::new("GET", "/search?q=the+door+is+ordered+for+execution").header("host", b"shop");
+    assert_eq!(e.inspect(&prose, &s, None).action, Action::Pass);
+}

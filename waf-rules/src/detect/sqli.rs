@@ -244,6 +244,30 @@ fn word_class(word: &[u8]) -> u8 {
         .map_or(b'n', |&(_, class)| class)
 }
 
+/// Whether a hit of prefilter literal `literal` counts only when it stands alone as a
+/// word. A longer keyword of the classes that wake the tokenizer (logic operators, set
+/// operations, statements) containing it must itself be a prefilter literal counted the
+/// same way: `or` qualifies (`door` is no keyword; `xor` is its own literal), `exec` does
+/// not (`execute` is a statement keyword but no literal).
+pub(crate) fn keyword_is_whole_word_only(literal: &[u8]) -> bool {
+    literal.iter().all(u8::is_ascii_alphabetic)
+        && KEYWORDS
+            .iter()
+            .flat_map(|bucket| bucket.iter())
+            .all(|(keyword, class)| {
+                let contains = keyword.len() > literal.len()
+                    && keyword
+                        .windows(literal.len())
+                        .any(|w| w.eq_ignore_ascii_case(literal));
+                !matches!(class, b'&' | b'U' | b'E')
+                    || !contains
+                    || (SQLI_REQUIRED
+                        .iter()
+                        .any(|r| r.as_bytes().eq_ignore_ascii_case(keyword))
+                        && keyword_is_whole_word_only(keyword))
+            })
+}
+
 /// Whether the keyword found at `start..end` of `v` is a word of its own for the
 /// tokenizer. Glued to a word or number before it or to word bytes after it, the tokenizer
 /// reads a longer token (`door`, `1or`, `order`), never the keyword, so such a hit cannot
@@ -472,6 +496,15 @@ mod tests {
         ] {
             assert!(sqli(attack.as_bytes()).is_some(), "missed {attack:?}");
         }
+    }
+
+    #[test]
+    fn keywords_inside_other_keywords_are_not_whole_word_only() {
+        assert!(super::keyword_is_whole_word_only(b"or"));
+        assert!(super::keyword_is_whole_word_only(b"xor"));
+        assert!(super::keyword_is_whole_word_only(b"select"));
+        assert!(!super::keyword_is_whole_word_only(b"exec"));
+        assert!(!super::keyword_is_whole_word_only(b"&&"));
     }
 
     #[test]
