@@ -334,3 +334,20 @@ fn sql_keywords_inside_longer_keywords_still_wake_the_tokenizer() {
         Request::new("GET", "/search?q=the+door+is+ordered+for+execution").header("host", b"shop");
     assert_eq!(e.inspect(&prose, &s, None).action, Action::Pass);
 }
+
+#[test]
+fn sql_keywords_after_a_mysql_version_comment_still_wake_the_tokenizer() {
+    let e = engine();
+    let s = WafSettings::default();
+    let attack = Request::new(
+        "GET",
+        "/item?id=1%20/*!50000union*/%20/*!50000select*/%201,2",
+    )
+    .header("host", b"shop");
+    let v = e.inspect(&attack, &s, None);
+    assert!(
+        v.matches.iter().any(|m| m.rule_id == 4201),
+        "{:?}",
+        v.matches
+    );
+}

@@ -269,14 +269,13 @@ pub(crate) fn keyword_is_whole_word_only(literal: &[u8]) -> bool {
 }
 
 /// Whether the keyword found at `start..end` of `v` is a word of its own for the
-/// tokenizer. Glued to a word or number before it or to word bytes after it, the tokenizer
-/// reads a longer token (`door`, `1or`, `order`), never the keyword, so such a hit cannot
-/// form a judged shape.
+/// tokenizer. Glued to a word before it or to word bytes after it, the tokenizer reads a
+/// longer token (`door`, `order`), never the keyword, so such a hit cannot form a judged
+/// shape.
 pub(crate) fn keyword_stands_alone(v: &[u8], start: usize, end: usize) -> bool {
-    let glued_before = start > 0 && {
-        let b = v[start - 1];
-        b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-    };
+    // A digit before does not glue: the digits of a MySQL executable comment
+    // (`/*!50000select`) are skipped and the keyword read on its own.
+    let glued_before = start > 0 && is_word_start(v[start - 1]);
     let glued_after = v.get(end).is_some_and(|&b| is_word(b));
     !glued_before && !glued_after
 }
