@@ -328,7 +328,11 @@ impl Scratch {
                 // byte pairs all occur in the value.
                 if !chain.unconditional_at[level] && chain.pair_breaking & features == 0 {
                     let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
-                    if !chain.literal_pairs.iter().any(|&p| p & !pairs == 0) {
+                    if !chain
+                        .literal_pairs
+                        .iter()
+                        .any(|p| classes::pairs_within(p, &pairs))
+                    {
                         continue;
                     }
                 }
