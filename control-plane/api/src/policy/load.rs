@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde_yaml::{Mapping, Value};
 
 use super::diagnostic::{did_you_mean, Diagnostic};
+use super::fields::{join, type_name, Document, FieldChecks};
 use super::lines::LineIndex;
 use super::model::{
     Action, AuthorizationPolicy, Caller, DefaultAction, HeaderCondition, HeaderKey, HeaderMatch,
@@ -64,15 +65,17 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Resource>, Vec<Diagnostic>) {
         }
         let index = LineIndex::build(&doc, first_line);
         let mut checker = Checker {
-            file,
-            index: &index,
-            diagnostics: Vec::new(),
+            doc: Document {
+                file,
+                index: &index,
+                diagnostics: Vec::new(),
+            },
         };
         let resource = checker.resource(&value);
-        if checker.diagnostics.is_empty() {
+        if checker.doc.diagnostics.is_empty() {
             resources.extend(resource);
         }
-        diagnostics.append(&mut checker.diagnostics);
+        diagnostics.append(&mut checker.doc.diagnostics);
     }
     (resources, diagnostics)
 }
@@ -131,101 +134,16 @@ const HEADER_FIELDS: &[&str] = &["name", "exact", "present", "regex"];
 const KINDS: &[&str] = &[KIND_AUTHORIZATION_POLICY, KIND_MESH_CONFIG, KIND_WAF_POLICY];
 
 struct Checker<'a> {
-    file: &'a str,
-    index: &'a LineIndex,
-    diagnostics: Vec<Diagnostic>,
+    doc: Document<'a>,
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing (null)",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+impl<'a> FieldChecks<'a> for Checker<'a> {
+    fn document(&mut self) -> &mut Document<'a> {
+        &mut self.doc
     }
 }
 
 impl Checker<'_> {
-    /// Reports a problem at the field `path` (located by `locate`, which may be deeper).
-    fn report(&mut self, locate: &str, path: &str, message: String, hint: Option<String>) {
-        let (line, column) = self.index.locate(locate);
-        self.diagnostics.push(Diagnostic {
-            file: self.file.to_owned(),
-            line,
-            column,
-            path: path.to_owned(),
-            message,
-            hint,
-        });
-    }
-
-    fn error(&mut self, path: &str, message: String, hint: impl Into<Option<String>>) {
-        self.report(path, path, message, hint.into());
-    }
-
-    /// The mapping at `path`, with every key a known field; unknown keys are reported.
-    fn mapping<'v>(&mut self, v: &'v Value, path: &str, fields: &[&str]) -> Option<&'v Mapping> {
-        let Value::Mapping(map) = v else {
-            self.error(
-                path,
-                format!(
-                    "expected a mapping (`key: value` lines), found {}",
-                    type_name(v)
-                ),
-                Some(format!("allowed fields here: {}", fields.join(", "))),
-            );
-            return None;
-        };
-        for key in map.keys() {
-            let Some(key) = key.as_str() else {
-                self.error(
-                    path,
-                    format!("a key here is {}, not a field name", type_name(key)),
-                    None,
-                );
-                continue;
-            };
-            if !fields.contains(&key) {
-                let hint = match did_you_mean(key, fields) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("allowed fields here: {}", fields.join(", ")),
-                };
-                self.report(
-                    &join(path, key),
-                    path,
-                    format!("unknown field `{key}`"),
-                    Some(hint),
-                );
-            }
-        }
-        Some(map)
-    }
-
-    fn string<'v>(&mut self, v: &'v Value, path: &str, example: &str) -> Option<&'v str> {
-        match v {
-            Value::String(s) => Some(s),
-            other => {
-                self.error(
-                    path,
-                    format!("expected a string, found {}", type_name(other)),
-                    Some(format!("write it as `{example}`")),
-                );
-                None
-            }
-        }
-    }
-
     fn required<'v>(
         &mut self,
         map: &'v Mapping,
@@ -333,7 +251,7 @@ impl Checker<'_> {
                     default_action: default_action?,
                 },
                 Source {
-                    file: self.file.to_owned(),
+                    file: self.doc.file.to_owned(),
                     line: name_line,
                 },
             ));
@@ -346,7 +264,7 @@ impl Checker<'_> {
             mode,
             rules,
             source: Some(Source {
-                file: self.file.to_owned(),
+                file: self.doc.file.to_owned(),
                 line: name_line,
             }),
         }))
@@ -362,7 +280,7 @@ impl Checker<'_> {
             )
             .and_then(|v| self.string(v, "metadata.name", "payments-callers"))
             .and_then(|s| self.object_name(s, "metadata.name", 253));
-        let name_line = self.index.locate("metadata.name").0;
+        let name_line = self.doc.index.locate("metadata.name").0;
         let namespace = match m.get("namespace") {
             Some(_) if kind == KIND_MESH_CONFIG => {
                 self.error(
@@ -516,7 +434,7 @@ impl Checker<'_> {
 
     fn rule(&mut self, v: &Value, path: &str) -> Option<Rule> {
         let map = self.mapping(v, path, RULE_FIELDS)?;
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.doc.diagnostics.len();
         let name = match map.get("name") {
             Some(v) => self
                 .string(v, &join(path, "name"), "orders-can-charge")
@@ -560,7 +478,7 @@ impl Checker<'_> {
                 }
             }
         }
-        if self.diagnostics.len() != errors_before {
+        if self.doc.diagnostics.len() != errors_before {
             return None;
         }
         Some(Rule {
@@ -570,7 +488,7 @@ impl Checker<'_> {
             callers,
             routes,
             headers,
-            line: Some(self.index.locate(path).0),
+            line: Some(self.doc.index.locate(path).0),
         })
     }
 
@@ -588,7 +506,7 @@ impl Checker<'_> {
             };
         }
         let map = self.mapping(v, path, CALLER_FIELDS)?;
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.doc.diagnostics.len();
         let mut caller = Caller::default();
         if let Some(v) = map.get("spiffeId") {
             let here = join(path, "spiffeId");
@@ -667,7 +585,7 @@ impl Checker<'_> {
                 Some("put `unauthenticated: true` in a caller entry of its own".into()),
             );
         }
-        if self.diagnostics.len() != errors_before {
+        if self.doc.diagnostics.len() != errors_before {
             return None;
         }
         Some(caller)
@@ -675,7 +593,7 @@ impl Checker<'_> {
 
     fn route(&mut self, v: &Value, path: &str) -> Option<Route> {
         let map = self.mapping(v, path, ROUTE_FIELDS)?;
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.doc.diagnostics.len();
         let mut route = Route::default();
         if let Some(items) = self.list(map, path, "methods") {
             for (i, item) in items.iter().enumerate() {
@@ -724,7 +642,7 @@ impl Checker<'_> {
                 Some("give `methods` and/or `paths`, or omit `routes` to match every route".into()),
             );
         }
-        if self.diagnostics.len() != errors_before {
+        if self.doc.diagnostics.len() != errors_before {
             return None;
         }
         Some(route)
@@ -732,7 +650,7 @@ impl Checker<'_> {
 
     fn header(&mut self, v: &Value, path: &str) -> Option<HeaderMatch> {
         let map = self.mapping(v, path, HEADER_FIELDS)?;
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.doc.diagnostics.len();
         let name = self
             .required(
                 map,
@@ -793,7 +711,7 @@ impl Checker<'_> {
                     }
                 }),
         };
-        if self.diagnostics.len() != errors_before {
+        if self.doc.diagnostics.len() != errors_before {
             return None;
         }
         Some(HeaderMatch {

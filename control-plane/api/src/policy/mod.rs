@@ -15,6 +15,7 @@
 mod compile;
 mod diagnostic;
 mod eval;
+mod fields;
 mod lines;
 mod load;
 mod model;

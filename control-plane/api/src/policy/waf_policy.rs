@@ -14,6 +14,7 @@ use palisade_waf::{Exclusion, Mode, OverLimit, RouteSettings, RuleSet, WafSettin
 use serde_yaml::{Mapping, Value};
 
 use super::diagnostic::{did_you_mean, Diagnostic};
+use super::fields::{join, type_name, Document, FieldChecks};
 use super::lines::LineIndex;
 use super::load::split_documents;
 use super::model::{Source, API_VERSION, DEFAULT_NAMESPACE};
@@ -88,44 +89,30 @@ pub fn parse_waf_file(
         }
         let index = LineIndex::build(&doc, first_line);
         let mut checker = Checker {
-            file,
-            index: &index,
+            doc: Document {
+                file,
+                index: &index,
+                diagnostics: Vec::new(),
+            },
             known,
-            diagnostics: Vec::new(),
         };
         let policy = checker.resource(&value);
-        if checker.diagnostics.is_empty() {
+        if checker.doc.diagnostics.is_empty() {
             policies.extend(policy);
         }
-        diagnostics.append(&mut checker.diagnostics);
+        diagnostics.append(&mut checker.doc.diagnostics);
     }
     (policies, diagnostics)
 }
 
 struct Checker<'a> {
-    file: &'a str,
-    index: &'a LineIndex,
+    doc: Document<'a>,
     known: &'a KnownRules,
-    diagnostics: Vec<Diagnostic>,
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing (null)",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+impl<'a> FieldChecks<'a> for Checker<'a> {
+    fn document(&mut self) -> &mut Document<'a> {
+        &mut self.doc
     }
 }
 
@@ -137,74 +124,6 @@ fn choice_hint(got: &str, allowed: &[&str]) -> String {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, path: &str, message: String, hint: Option<String>) {
-        self.error_at(path, path, message, hint);
-    }
-
-    /// A problem with the field `path`, located at `locate` (which may be deeper).
-    fn error_at(&mut self, locate: &str, path: &str, message: String, hint: Option<String>) {
-        let (line, column) = self.index.locate(locate);
-        self.diagnostics.push(Diagnostic {
-            file: self.file.to_owned(),
-            line,
-            column,
-            path: path.to_owned(),
-            message,
-            hint,
-        });
-    }
-
-    fn mapping<'v>(&mut self, v: &'v Value, path: &str, fields: &[&str]) -> Option<&'v Mapping> {
-        let Value::Mapping(map) = v else {
-            self.error(
-                path,
-                format!(
-                    "expected a mapping (`key: value` lines), found {}",
-                    type_name(v)
-                ),
-                Some(format!("allowed fields here: {}", fields.join(", "))),
-            );
-            return None;
-        };
-        for key in map.keys() {
-            match key.as_str() {
-                Some(k) if fields.contains(&k) => {}
-                Some(k) => {
-                    let hint = match did_you_mean(k, fields) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("allowed fields here: {}", fields.join(", ")),
-                    };
-                    self.error_at(
-                        &join(path, k),
-                        path,
-                        format!("unknown field `{k}`"),
-                        Some(hint),
-                    );
-                }
-                None => self.error(
-                    path,
-                    format!("a key here is {}, not a field name", type_name(key)),
-                    None,
-                ),
-            }
-        }
-        Some(map)
-    }
-
-    fn string<'v>(&mut self, v: &'v Value, path: &str, example: &str) -> Option<&'v str> {
-        match v {
-            Value::String(s) => Some(s),
-            other => {
-                self.error(
-                    path,
-                    format!("expected a string, found {}", type_name(other)),
-                    Some(format!("write it as `{example}`")),
-                );
-                None
-            }
-        }
-    }
-
     fn integer(&mut self, v: &Value, path: &str, range: (u64, u64), hint: &str) -> Option<u64> {
         let n = match v {
             Value::Number(n) => n.as_u64(),
@@ -278,7 +197,7 @@ impl Checker<'_> {
                 (None, None)
             }
         };
-        let line = self.index.locate("metadata.name").0;
+        let line = self.doc.index.locate("metadata.name").0;
         let Some(spec) = top.get("spec") else {
             self.error(
                 "",
@@ -294,7 +213,7 @@ impl Checker<'_> {
             target_service: target_service?,
             settings,
             source: Source {
-                file: self.file.to_owned(),
+                file: self.doc.file.to_owned(),
                 line,
             },
         })
@@ -469,7 +388,7 @@ impl Checker<'_> {
     }
 
     fn exclusion(&mut self, v: &Value, path: &str) -> Option<Exclusion> {
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.doc.diagnostics.len();
         let map = self.mapping(v, path, EXCLUSION_FIELDS)?;
         let mut exclusion = Exclusion::default();
         for (i, item) in self.list(map, path, "rules").iter().enumerate() {
@@ -536,7 +455,7 @@ impl Checker<'_> {
             && exclusion.tags.is_empty()
             && exclusion.args.is_empty()
             && exclusion.routes.is_empty();
-        if names_nothing && self.diagnostics.len() == errors_before {
+        if names_nothing && self.doc.diagnostics.len() == errors_before {
             self.error(
                 path,
                 "an empty exclusion would switch off every rule everywhere".into(),
@@ -546,7 +465,7 @@ impl Checker<'_> {
                 ),
             );
         }
-        (self.diagnostics.len() == errors_before).then_some(exclusion)
+        (self.doc.diagnostics.len() == errors_before).then_some(exclusion)
     }
 
     /// The items of the list `key`, or nothing (reporting anything that is not a list).
