@@ -9,13 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use palisade_api::policy::Diagnostic;
+use palisade_api::policy::{policy_files, read_policy_file, Diagnostic};
 use sha2::{Digest, Sha256};
-
-/// Largest policy file read; a bigger one is refused rather than read into memory.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// Most files read from one directory tree.
-const MAX_FILES: usize = 10_000;
 
 /// The file list with sizes and modification times: cheap to take, compared every poll.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,41 +33,20 @@ pub struct Contents {
 /// entries whose names start with `.` (a ConfigMap mount holds each file twice, once under
 /// a hidden `..data` directory) — the same selection as `PolicySet::load_dir`.
 pub fn list(dir: &Path) -> Listing {
-    let mut listing = Listing::default();
-    collect(dir, &mut listing);
-    listing
-}
-
-fn collect(dir: &Path, listing: &mut Listing) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            listing.unreadable.push((dir.to_owned(), e.to_string()));
-            return;
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.'))
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        if listing.entries.len() >= MAX_FILES {
-            return;
-        }
-        if path.is_dir() {
-            collect(&path, listing);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+    let files = policy_files(dir);
+    let entries = files
+        .paths
+        .into_iter()
+        .map(|path| {
             let meta = std::fs::metadata(&path).ok();
             let len = meta.as_ref().map_or(0, |m| m.len());
             let modified = meta.and_then(|m| m.modified().ok());
-            listing.entries.push((path, len, modified));
-        }
+            (path, len, modified)
+        })
+        .collect();
+    Listing {
+        entries,
+        unreadable: files.unreadable,
     }
 }
 
@@ -87,7 +61,7 @@ pub fn read(listing: &Listing) -> Contents {
         ));
     }
     for (path, _, _) in &listing.entries {
-        match read_limited(path) {
+        match read_policy_file(path) {
             Ok(text) => contents.files.push((path.display().to_string(), text)),
             Err(message) => contents.problems.push(problem(path, message, None)),
         }
@@ -115,14 +89,6 @@ fn problem(path: &Path, message: String, hint: Option<String>) -> Diagnostic {
         message,
         hint,
     }
-}
-
-fn read_limited(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("the file is larger than {MAX_FILE_BYTES} bytes"));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read the file as UTF-8 text: {e}"))
 }
 
 #[cfg(test)]

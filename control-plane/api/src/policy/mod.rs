@@ -16,6 +16,7 @@ mod compile;
 mod diagnostic;
 mod eval;
 mod fields;
+mod files;
 mod lines;
 mod load;
 mod model;
@@ -26,6 +27,7 @@ mod waf_policy;
 pub use compile::ServicePolicy;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use eval::{AuditVerdict, DecidedBy, Decision, Reason, RequestFacts, RuleRef};
+pub use files::{policy_files, read_policy_file, PolicyFiles, MAX_FILES, MAX_FILE_BYTES};
 pub use load::{parse_file, Resource};
 pub use model::{
     Action, AuthorizationPolicy, Caller, DefaultAction, HeaderCondition, HeaderKey, HeaderMatch,

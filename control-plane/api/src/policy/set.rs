@@ -1,19 +1,15 @@
 //! A directory (or any collection) of policy files, checked as a whole.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use palisade_spiffe::TrustDomain;
 
 use super::compile::ServicePolicy;
 use super::diagnostic::{Diagnostic, Diagnostics};
+use super::files::{policy_files, read_policy_file};
 use super::load::{parse_file, Resource};
 use super::model::{AuthorizationPolicy, MeshConfig, Source};
-
-/// Largest policy file read; a bigger one is refused rather than read into memory.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// Most files read from one directory tree.
-const MAX_FILES: usize = 10_000;
 
 /// Every valid resource of a set of files.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,13 +95,23 @@ impl PolicySet {
     /// Entries whose names start with `.` are skipped: a Kubernetes ConfigMap mount holds
     /// each file twice, once under a hidden `..data` directory.
     pub fn load_dir(dir: &Path) -> Result<Self, Diagnostics> {
-        let mut paths = Vec::new();
-        let mut problems = Vec::new();
-        collect(dir, &mut paths, &mut problems);
+        let files = policy_files(dir);
+        let mut problems: Vec<Diagnostic> = files
+            .unreadable
+            .iter()
+            .map(|(dir, reason)| Diagnostic {
+                file: dir.display().to_string(),
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: format!("cannot read the directory: {reason}"),
+                hint: Some("give a directory of policy YAML files".into()),
+            })
+            .collect();
         let mut sources = Vec::new();
-        for path in paths {
+        for path in files.paths {
             let name = path.display().to_string();
-            match read_limited(&path) {
+            match read_policy_file(&path) {
                 Ok(text) => sources.push((name, text)),
                 Err(message) => problems.push(Diagnostic {
                     file: name,
@@ -157,49 +163,4 @@ impl PolicySet {
         let policies: Vec<&AuthorizationPolicy> = self.policies_for(namespace, service).collect();
         ServicePolicy::compile(trust_domain, self.mesh.default_action, &policies)
     }
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            problems.push(Diagnostic {
-                file: dir.display().to_string(),
-                line: 1,
-                column: 1,
-                path: String::new(),
-                message: format!("cannot read the directory: {e}"),
-                hint: Some("give a directory of policy YAML files".into()),
-            });
-            return;
-        }
-    };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.'))
-        })
-        .collect();
-    names.sort();
-    for path in names {
-        if out.len() >= MAX_FILES {
-            return;
-        }
-        if path.is_dir() {
-            collect(&path, out, problems);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-}
-
-fn read_limited(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("the file is larger than {MAX_FILE_BYTES} bytes"));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read the file as UTF-8 text: {e}"))
 }
