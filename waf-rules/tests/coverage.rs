@@ -1,0 +1,205 @@
+//! Coverage classes added to close the gaps against ModSecurity + CRS (issue 9): each
+//! class is tested with payloads written by us in several positions, beyond the rules'
+//! own examples, and with benign look-alikes that must pass.
+
+use base64::Engine as _;
+use palisade_waf::raw::OwnedRequest;
+use palisade_waf::{Action, Engine, RuleSet, WafSettings};
+
+fn engine() -> Engine {
+    Engine::new(RuleSet::embedded().expect("embedded rules compile"))
+}
+
+fn blocked(engine: &Engine, paranoia: u8, req: &OwnedRequest) -> bool {
+    engine
+        .inspect(
+            &req.view(),
+            &WafSettings::default().with_paranoia(paranoia),
+            None,
+        )
+        .action
+        == Action::Block
+}
+
+fn form_encode(v: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in v {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn req(method: &str, target: &str, headers: &[(&str, &[u8])], body: &[u8]) -> OwnedRequest {
+    OwnedRequest {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// The value as a query argument, a form field, a JSON field and a cookie.
+fn positions(value: &str) -> Vec<OwnedRequest> {
+    let enc = form_encode(value.as_bytes());
+    let json = serde_json::json!({ "data": value }).to_string();
+    let form = format!("data={enc}");
+    vec![
+        req("GET", &format!("/x?data={enc}"), &[], b""),
+        req(
+            "POST",
+            "/x",
+            &[("content-type", b"application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        ),
+        req(
+            "POST",
+            "/x",
+            &[("content-type", b"application/json")],
+            json.as_bytes(),
+        ),
+        req("GET", "/x", &[("cookie", form.as_bytes())], b""),
+    ]
+}
+
+/// A small deterministic generator, so the "any alignment" tests cover many offsets and
+/// neighbours without depending on a random crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u8 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u8
+    }
+}
+
+#[test]
+fn java_gadget_names_are_found_in_base64_at_every_alignment() {
+    let engine = engine();
+    let mut rng = Lcg(7);
+    for name in [
+        "InvokerTransformer",
+        "ChainedTransformer",
+        "prototypeclonefactory",
+        "ProcessBuilder",
+        "TemplatesImpl",
+        "WhileClosure",
+    ] {
+        for prefix_len in 0..6 {
+            let mut data: Vec<u8> = (0..prefix_len).map(|_| rng.next()).collect();
+            data.extend_from_slice(name.as_bytes());
+            data.extend((0..5).map(|_| rng.next()));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+            let r = req("GET", "/x", &[("x-data", b64.as_bytes())], b"");
+            assert!(
+                blocked(&engine, 1, &r),
+                "{name} at offset {prefix_len} missed: {b64}"
+            );
+        }
+    }
+    // The Java serialization magic, at offsets 1 and 2 of a blob, followed by a stream.
+    for prefix_len in 1..3 {
+        let mut data: Vec<u8> = (0..prefix_len).map(|_| rng.next()).collect();
+        data.extend_from_slice(&[0xac, 0xed, 0x00, 0x05, 0x73, 0x72, 0x00, 0x11]);
+        data.extend_from_slice(b"java.util.HashMap");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+        for r in positions(&b64) {
+            assert!(
+                blocked(&engine, 1, &r),
+                "magic at {prefix_len} missed: {b64}"
+            );
+        }
+    }
+}
+
+#[test]
+fn benign_base64_blobs_pass() {
+    let engine = engine();
+    let mut rng = Lcg(11);
+    // Random binary blobs (images, keys) and base64 text about Java pass at paranoia 1.
+    for _ in 0..200 {
+        let data: Vec<u8> = (0..300).map(|_| rng.next()).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+        for r in positions(&b64) {
+            assert!(!blocked(&engine, 1, &r), "random blob blocked: {b64}");
+        }
+    }
+    let text = "Our service runs on the Java runtime; see the README for the build steps.";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    for r in positions(&b64) {
+        assert!(!blocked(&engine, 1, &r), "base64 prose blocked: {b64}");
+    }
+}
+
+#[test]
+fn java_classes_and_payloads_in_every_position() {
+    let engine = engine();
+    for payload in [
+        "<java.lang.ProcessBuilder><command><string>id</string></command></java.lang.ProcessBuilder>",
+        "java.io.FileOutputStream",
+        "javax.naming.InitialContext",
+        "java.Runtime",
+        "org.apache.commons.collections.functors.PrototypeFactory$PrototypeSerializationFactory",
+        "sun.misc.Unsafe",
+    ] {
+        for r in positions(payload) {
+            assert!(blocked(&engine, 1, &r), "{payload} missed");
+        }
+    }
+    for benign in [
+        "java.lang.NullPointerException: customer is null",
+        "Caused by: java.io.FileNotFoundException: config.yml (No such file or directory)",
+        "We moved from the Java runtime 17 to 21 last week.",
+        "javascript.runtime = node",
+    ] {
+        for r in positions(benign) {
+            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
+        }
+    }
+}
+
+#[test]
+fn server_script_uploads_are_blocked() {
+    let engine = engine();
+    for name in ["shell.jsp", "x.php", "a.aspx.", "b. phtml", "c.jspx  "] {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+        );
+        let r = req(
+            "POST",
+            "/upload",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            body.as_bytes(),
+        );
+        assert!(blocked(&engine, 1, &r), "{name} upload passed");
+        let r = req("PUT", "/upload", &[("x-filename", name.as_bytes())], b"");
+        assert!(blocked(&engine, 1, &r), "{name} in X-Filename passed");
+    }
+    for name in [
+        "report.pdf",
+        "photo.jpeg",
+        "php-cheatsheet.pdf",
+        "site.jsp.tar.gz",
+    ] {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+        );
+        let r = req(
+            "POST",
+            "/upload",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            body.as_bytes(),
+        );
+        assert!(!blocked(&engine, 1, &r), "{name} upload blocked");
+    }
+}
