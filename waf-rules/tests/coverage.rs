@@ -203,3 +203,38 @@ fn server_script_uploads_are_blocked() {
         assert!(!blocked(&engine, 1, &r), "{name} upload blocked");
     }
 }
+
+#[test]
+fn unix_and_windows_commands_in_every_position() {
+    let engine = engine();
+    for payload in [
+        "x; nohup netstat -an",
+        "1 && strace -f whoami",
+        "a|timeout 5 nslookup evil.example",
+        "$(sudo useradd -m backdoor)",
+        "getent passwd",
+        "ansible-playbook evil.yml",
+        "python3 -c 'import pty;pty.spawn(\"/bin/sh\")'",
+        "& FOR %i IN (*.cfg) DO type %i",
+        "IF EXIST C:\\secrets.txt type C:\\secrets.txt",
+        "f(){ f|f& };f",
+        "$SHELL -c id",
+    ] {
+        for r in positions(payload) {
+            assert!(blocked(&engine, 1, &r), "{payload} missed");
+        }
+    }
+    for benign in [
+        "Tom & Jerry; cat videos are great",
+        "If not defined, the default region is used.",
+        "if x == 1: print(x)",
+        "Use nohup when the job must survive a logout.",
+        "The runtime is python3.12 on arm64",
+        "R&D; top priority this quarter",
+        "#!/bin/sh\nset -eu\nmake build",
+    ] {
+        for r in positions(benign) {
+            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
+        }
+    }
+}
