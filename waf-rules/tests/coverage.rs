@@ -238,3 +238,33 @@ fn unix_and_windows_commands_in_every_position() {
         }
     }
 }
+
+#[test]
+fn php_injection_forms_in_every_position() {
+    let engine = engine();
+    for payload in [
+        "gzinflate /* x */ (base64_decode($p))",
+        "exec\t($_POST['c'])",
+        "@$_[a]($_[b])",
+        "${'sys'.'tem'}",
+        "('passthru')('id')",
+        "auto_prepend_file=php://input",
+        "{php}echo `id`;{/php}",
+        "<?\nphp system('id');",
+    ] {
+        for r in positions(payload) {
+            assert!(blocked(&engine, 1, &r), "{payload} missed");
+        }
+    }
+    for benign in [
+        "Use $t('checkout.total') in the Vue template",
+        "$(function () { init(); })",
+        "System (default)",
+        "The price is $ {amount} per month",
+        "print the report",
+    ] {
+        for r in positions(benign) {
+            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
+        }
+    }
+}
