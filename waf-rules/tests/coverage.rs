@@ -268,3 +268,96 @@ fn php_injection_forms_in_every_position() {
         }
     }
 }
+
+#[test]
+fn protocol_enforcement() {
+    let engine = engine();
+    let bad = [
+        req("TRACE", "/", &[], b""),
+        req("FOO", "/", &[], b""),
+        req("POST", "/orders/7?_method=DELETE", &[], b""),
+        req(
+            "POST",
+            "/orders/7",
+            &[("content-type", b"application/x-www-form-urlencoded")],
+            b"_method=put&x=1",
+        ),
+        req(
+            "POST",
+            "/orders/7",
+            &[("x-http-method-override", b"DELETE")],
+            b"",
+        ),
+        req("GET", "/", &[("proxy", b"http://evil.example:8080")], b""),
+        req(
+            "POST",
+            "/",
+            &[(
+                "content-type",
+                b"application/x-www-form-urlencoded; charset=ibm500",
+            )],
+            b"a=1",
+        ),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"text/plain; charset=utf-8; charset=utf-7")],
+            b"a",
+        ),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"multipart/evil; boundary=x")],
+            b"",
+        ),
+        req("GET", "/backup/db.sql", &[], b""),
+        req("GET", "/.git/../site.bak", &[], b""),
+    ];
+    for r in &bad {
+        assert!(
+            blocked(&engine, 1, r),
+            "{} {} {:?} passed",
+            r.method,
+            r.target,
+            r.headers
+        );
+    }
+    let good = [
+        req("DELETE", "/orders/7", &[], b""),
+        req(
+            "PATCH",
+            "/orders/7",
+            &[("content-type", b"application/merge-patch+json")],
+            b"{}",
+        ),
+        req(
+            "POST",
+            "/logout",
+            &[("content-type", b"application/x-www-form-urlencoded")],
+            b"_method=post",
+        ),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"application/json; charset=UTF-8")],
+            b"{}",
+        ),
+        req(
+            "POST",
+            "/rpc",
+            &[("content-type", b"application/grpc")],
+            b"",
+        ),
+        req("GET", "/static/app.config.js", &[], b""),
+        req("GET", "/docs/changelog", &[], b""),
+    ];
+    for r in &good {
+        assert!(
+            !blocked(&engine, 1, r),
+            "{} {} {:?} blocked",
+            r.method,
+            r.target,
+            r.headers
+        );
+    }
+}
