@@ -361,3 +361,61 @@ fn protocol_enforcement() {
         );
     }
 }
+
+#[test]
+fn protocol_attacks_smuggling_ldap_multipart_charsets() {
+    let engine = engine();
+    let mp = |part_headers: &str, value: &str| {
+        format!(
+            "--b\r\nContent-Disposition: form-data; name=\"f\"\r\n{part_headers}\r\n\r\n{value}\r\n--b--\r\n"
+        )
+    };
+    let utf7 = mp(
+        "Content-Type: text/plain; charset=UTF-7",
+        "+ADw-script+AD4-",
+    );
+    let cte = mp("Content-Transfer-Encoding: quoted-printable", "x");
+    let bad = [
+        req("GET", "/?q=a%0d%0aGET%20/admin%20HTTP/1.1", &[], b""),
+        req("GET", "/?user=admin)(%7C(password=*", &[], b""),
+        req("GET", "/?next=a%0d%0aX-Forwarded-For:%201.2.3.4", &[], b""),
+        req("GET", "/x%0d%0aSet-Thing", &[], b""),
+        req("GET", "/?unix:/run/docker.sock|http://x/", &[], b""),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            utf7.as_bytes(),
+        ),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            cte.as_bytes(),
+        ),
+        req(
+            "GET",
+            "/?c=document.cookie%3D%22sid%3D1%3B%20domain%3D.evil.example%22",
+            &[],
+            b"",
+        ),
+    ];
+    for r in &bad {
+        assert!(blocked(&engine, 1, r), "{} {} passed", r.method, r.target);
+    }
+    let utf8 = mp("Content-Type: text/plain; charset=utf-8", "hello");
+    let good = [
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            utf8.as_bytes(),
+        ),
+        req("GET", "/?q=line%20one%0Aline%20two", &[], b""),
+        req("GET", "/?filter=(a)%20and%20(b)", &[], b""),
+        req("GET", "/", &[("range", b"bytes=0-1023")], b""),
+    ];
+    for r in &good {
+        assert!(!blocked(&engine, 1, r), "{} {} blocked", r.method, r.target);
+    }
+}

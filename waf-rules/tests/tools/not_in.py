@@ -3,9 +3,10 @@
 crate has no negative lookahead): the complement of a trie of the words. Rules use it for
 allow lists: HTTP methods, media types, charsets.
 
-Usage: not_in.py [--token] WORD...
+Usage: not_in.py [--token] [--icase] WORD...
   without --token: the whole value must be one of the words (anchored at both ends);
-  with --token: the token ends at a quote, `;`, `,`, `/`, whitespace or the end.
+  with --token: the token ends at a quote, `;`, `,`, `/`, whitespace or the end;
+  with --icase: ASCII letters match in either case (for values no rule lowercases).
 """
 import re
 import sys
@@ -21,6 +22,17 @@ def trie(words):
     return root
 
 
+ICASE = False
+
+
+def both(k):
+    return k.lower() + k.upper() if ICASE and k.isalpha() else re.escape(k)
+
+
+def lit(k):
+    return "[" + k.lower() + k.upper() + "]" if ICASE and k.isalpha() else re.escape(k)
+
+
 def complement(node, end, any_char, root=False):
     kids = sorted(k for k in node if k != "$")
     parts = []
@@ -28,11 +40,11 @@ def complement(node, end, any_char, root=False):
     if "$" not in node and not (root and end != "$"):
         parts.append(end)
     if kids:
-        parts.append("[^" + "".join(re.escape(k) for k in kids) + end_chars(end) + "]")
+        parts.append("[^" + "".join(both(k) for k in kids) + end_chars(end) + "]")
     else:
         parts.append(any_char)
     for k in kids:
-        parts.append(re.escape(k) + "(?:" + complement(node[k], end, any_char) + ")")
+        parts.append(lit(k) + "(?:" + complement(node[k], end, any_char) + ")")
     return "|".join(parts)
 
 
@@ -48,5 +60,7 @@ def not_in(words, token):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    token = bool(args) and args[0] == "--token"
-    print(not_in(args[1:] if token else args, token))
+    token = "--token" in args
+    ICASE = "--icase" in args
+    words = [a.lower() if ICASE else a for a in args if a not in ("--token", "--icase")]
+    print(not_in(words, token))
