@@ -311,6 +311,18 @@ fn protocol_enforcement() {
             b"",
         ),
         req("GET", "/backup/db.sql", &[], b""),
+        req(
+            "POST",
+            "/upload",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            b"--b\r\nContent-Disposition: form-data; name=\"doc;evil\"\r\n\r\nx\r\n--b--\r\n",
+        ),
+        req(
+            "POST",
+            "/",
+            &[("content-type", b"multipart/; boundary=b")],
+            b"",
+        ),
         req("GET", "/.git/../site.bak", &[], b""),
     ];
     for r in &bad {
@@ -350,6 +362,13 @@ fn protocol_enforcement() {
         ),
         req("GET", "/static/app.config.js", &[], b""),
         req("GET", "/docs/changelog", &[], b""),
+        req(
+            "POST",
+            "/upload",
+            &[("content-type", b"multipart/form-data; boundary=b")],
+            b"--b\r\nContent-Disposition: form-data; name=\"q&amp;a\"; filename=\"notes.txt\"\r\n\r\nx\r\n--b--\r\n",
+        ),
+        req("POST", "/", &[("content-type", b"text/plain; charset=iso-8859-2")], b"a"),
     ];
     for r in &good {
         assert!(
