@@ -31,6 +31,9 @@ pub enum Transform {
     RemoveWhitespace,
     /// Decode standard or URL-safe base64; on invalid input the value is left unchanged.
     Base64Decode,
+    /// Decode a value that is plausibly base64-encoded text, once; every other value
+    /// becomes empty, so the steps and operator after it judge only hidden text.
+    Base64Text,
     /// Remove SQL comments: `/* ... */` (also unterminated), and `--` or `#` to end of line.
     RemoveSqlComments,
     /// Fold Unicode look-alikes used for evasion: full-width ASCII (U+FF01..U+FF5E) and
@@ -120,7 +123,7 @@ impl Transform {
             Transform::NormalizePath => PATH,
             Transform::RemoveNulls => NUL,
             Transform::CompressWhitespace | Transform::RemoveWhitespace => SPACE,
-            Transform::Base64Decode => ALWAYS,
+            Transform::Base64Decode | Transform::Base64Text => ALWAYS,
             Transform::RemoveSqlComments => SQL_COMMENT,
             Transform::FoldUnicode => HIGH,
         }
@@ -205,6 +208,7 @@ impl Transform {
                 out.extend(input.iter().copied().filter(|&b| !is_space(b)));
             }
             Transform::Base64Decode => return base64_decode(input, out),
+            Transform::Base64Text => return base64_text(input, out),
             Transform::RemoveSqlComments => {
                 // Only `/*`, `--` and `#` start a comment; a lone `-` or `/` (dates, SKUs,
                 // URLs) is common and changes nothing.
@@ -516,6 +520,41 @@ fn base64_decode(input: &[u8], out: &mut Vec<u8>) -> bool {
     false
 }
 
+/// Shortest value `Base64Text` decodes: 12 characters carry 9 bytes, enough for
+/// `<script>` or `' or 1=1`, while shorter words that happen to use only base64 letters
+/// ("admin", "true") are not worth decoding.
+const BASE64_TEXT_MIN: usize = 12;
+
+/// Rules after `Base64Text` judge only text an attacker hid in base64: the value itself
+/// was judged by the rules without this step. A value qualifies when, trimmed, it is at
+/// least `BASE64_TEXT_MIN` characters of a base64 alphabet (padding optional) and decodes
+/// to UTF-8 text without control characters other than tab and line breaks. Binary blobs
+/// (images, keys, serialized objects, which other rules judge by their markers), JWTs
+/// (dots), prose (spaces) and words that decode to noise all become empty, so they are
+/// neither misjudged nor scanned twice. Returns `false` only for an empty input.
+fn base64_text(input: &[u8], out: &mut Vec<u8>) -> bool {
+    let trimmed = input.trim_ascii();
+    let alphabet =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
+    if trimmed.len() >= BASE64_TEXT_MIN
+        && trimmed.iter().all(alphabet)
+        && base64_decode(trimmed, out)
+        && is_text(out)
+    {
+        return true;
+    }
+    out.clear();
+    !input.is_empty()
+}
+
+/// UTF-8 text whose only control characters are tab, line feed and carriage return.
+fn is_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| {
+        !s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    })
+}
+
 fn remove_sql_comments(input: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < input.len() {
@@ -618,6 +657,28 @@ mod tests {
         );
         assert_eq!(run(Base64Decode, "PHNjcmlwdD4="), "<script>");
         assert_eq!(run(Base64Decode, "not base64!"), "not base64!");
+        assert_eq!(run(Base64Text, "JyBvciAxPTEtLQ=="), "' or 1=1--");
+        assert_eq!(
+            run(Base64Text, " PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg "),
+            "<script>alert(1)</script>"
+        );
+        assert_eq!(
+            run(Base64Text, "Li4vLi4vZXRjL3Bhc3N3ZA"),
+            "../../etc/passwd"
+        );
+        // Prose, short words, JWTs and binary blobs become empty.
+        assert_eq!(run(Base64Text, "not base64 at all"), "");
+        assert_eq!(run(Base64Text, "dGVzdA=="), "");
+        assert_eq!(
+            run(
+                Base64Text,
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+            ),
+            ""
+        );
+        assert_eq!(run(Base64Text, "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"), "");
+        assert_eq!(run(Base64Text, "internationalization"), "");
+        assert!(!Base64Text.apply(b"", &mut Vec::new()));
         let mut out = Vec::new();
         assert!(FoldUnicode.apply(b"\xc0\xae\xc0\xae/\xef\xbc\x9c", &mut out));
         assert_eq!(out, b"../<");
@@ -651,6 +712,7 @@ mod tests {
             CompressWhitespace,
             RemoveWhitespace,
             Base64Decode,
+            Base64Text,
             RemoveSqlComments,
             FoldUnicode,
         ];

@@ -95,6 +95,17 @@ fn dump_filter() -> Option<String> {
     std::env::var("CRS_DUMP").ok().filter(|s| !s.is_empty())
 }
 
+/// Headers every CRS test sends alike; the dump leaves them out so the header under test
+/// stands out.
+fn usual_header(name: &str, value: &[u8]) -> bool {
+    match name.to_ascii_lowercase().as_str() {
+        "host" | "accept" | "accept-encoding" | "accept-language" | "connection"
+        | "content-length" => true,
+        "user-agent" => value == b"OWASP CRS test agent",
+        _ => false,
+    }
+}
+
 fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
     let dump = dump_filter();
     let settings = WafSettings::default().with_paranoia(paranoia);
@@ -179,8 +190,14 @@ fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
                                     .as_deref()
                                     .is_some_and(|d| folder.to_string_lossy().contains(d))
                             {
+                                let unusual: Vec<String> = req
+                                    .headers
+                                    .iter()
+                                    .filter(|(n, v)| !usual_header(n, v))
+                                    .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
+                                    .collect();
                                 println!(
-                                    "{} {} {}: {} {:?} body {:?} -> {:?}",
+                                    "{} {} {}: {} {:?} headers {:?} body {:?} -> {:?}",
                                     if attack { "MISS" } else { "FP" },
                                     file.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
                                     test.get("test_id")
@@ -188,6 +205,7 @@ fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
                                         .unwrap_or_default(),
                                     req.method,
                                     req.target,
+                                    unusual,
                                     String::from_utf8_lossy(&req.body)
                                         .chars()
                                         .take(160)
