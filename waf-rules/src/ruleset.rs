@@ -137,7 +137,7 @@ fn creating_trigger(t: Transform) -> u16 {
         Transform::HtmlEntityDecode => AMP,
         Transform::JsDecode | Transform::CssDecode | Transform::NormalizePath => BACKSLASH,
         Transform::FoldUnicode => HIGH,
-        Transform::Base64Decode => ALWAYS,
+        Transform::Base64Decode | Transform::Base64Text => ALWAYS,
         Transform::Lowercase
         | Transform::RemoveNulls
         | Transform::CompressWhitespace
