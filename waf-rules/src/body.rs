@@ -271,20 +271,48 @@ fn xml_attributes<'a>(mut attrs: &'a [u8], out: &mut Vec<Value<'a>>) -> usize {
 }
 
 /// A `key=value` or `key="value"` parameter of a header value (`;`-separated).
+/// The value of parameter `key` in a header such as `form-data; name="a;b"; filename=x`.
+/// A quoted value may hold `;` and `\"` (RFC 7578 and 2045 quoted strings), so the header
+/// is read parameter by parameter rather than split at every `;`: the name inspected is
+/// then the name the application reads. The value is returned as written between the
+/// quotes.
 fn param<'a>(header: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').skip(1).find_map(|p| {
-        let p = p.trim_ascii();
-        let eq = memchr::memchr(b'=', p)?;
-        if !p[..eq].trim_ascii().eq_ignore_ascii_case(key) {
+    let mut i = memchr::memchr(b';', header)? + 1;
+    while i < header.len() {
+        let key_start = i;
+        while i < header.len() && header[i] != b'=' && header[i] != b';' {
+            i += 1;
+        }
+        let name = header[key_start..i].trim_ascii();
+        if i >= header.len() {
             return None;
         }
-        let v = p[eq + 1..].trim_ascii();
-        Some(
-            v.strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v),
-        )
-    })
+        if header[i] == b';' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        while i < header.len() && header[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let (value, end) = if header.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let mut j = start;
+            while j < header.len() && header[j] != b'"' {
+                j += if header[j] == b'\\' { 2 } else { 1 };
+            }
+            let close = j.min(header.len());
+            (&header[start..close], close)
+        } else {
+            let end = memchr::memchr(b';', &header[i..]).map_or(header.len(), |p| i + p);
+            (header[i..end].trim_ascii(), end)
+        };
+        if name.eq_ignore_ascii_case(key) {
+            return Some(value);
+        }
+        i = memchr::memchr(b';', &header[end..]).map_or(header.len(), |p| end + p + 1);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -346,6 +374,27 @@ mod tests {
         assert!(!v.iter().any(|(_, _, d)| d.contains("version")));
         let broken = collect("text/xml", "<a x=\"1 <b");
         assert!(broken.iter().all(|(_, _, d)| d.len() < 20));
+    }
+
+    #[test]
+    fn parameters_keep_quoted_semicolons() {
+        let h = br#"form-data; name="a;b"; filename="x\".php""#;
+        assert_eq!(param(h, b"name"), Some(&b"a;b"[..]));
+        assert_eq!(param(h, b"filename"), Some(&br#"x\".php"#[..]));
+        assert_eq!(
+            param(b"form-data; name=plain ; x=1", b"name"),
+            Some(&b"plain"[..])
+        );
+        assert_eq!(
+            param(b"multipart/form-data; boundary=xyz", b"boundary"),
+            Some(&b"xyz"[..])
+        );
+        assert_eq!(
+            param(b"form-data; name=\"unterminated", b"name"),
+            Some(&b"unterminated"[..])
+        );
+        assert_eq!(param(b"form-data; flag; name=n", b"name"), Some(&b"n"[..]));
+        assert_eq!(param(b"form-data", b"name"), None);
     }
 
     #[test]
