@@ -24,6 +24,11 @@ const MAX_DEPTH: usize = 128;
 pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Value<'a>>) -> usize {
     let start = out.len();
     names.clear();
+    // JSON text is UTF-8 (RFC 8259). A body valid as a whole is checked once here, so
+    // its strings, which start and end at ASCII quotes, need no check of their own; in
+    // any other body each string is checked, so what parses before a bad byte is still
+    // inspected by name.
+    let utf8 = std::str::from_utf8(body).is_ok();
     let mut scan = Scan {
         b: body,
         i: 0,
@@ -32,6 +37,7 @@ pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Valu
         emitted: None,
         fixups: Vec::new(),
         count: 0,
+        utf8,
     };
     let ok = scan.document(out).is_some();
     let Scan {
@@ -69,6 +75,8 @@ struct Scan<'a> {
     /// (index in `out`, range in `names`) of values whose name is set once parsing ends.
     fixups: Vec<(usize, usize, usize)>,
     count: usize,
+    /// The whole body is valid UTF-8.
+    utf8: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -254,8 +262,10 @@ impl<'a> Scan<'a> {
             if b[run..end_run].iter().any(|&c| c < 0x20) {
                 return None;
             }
-            if b[p] == b'"' {
+            if !self.utf8 {
                 std::str::from_utf8(&b[run..end_run]).ok()?;
+            }
+            if b[p] == b'"' {
                 self.i = p + 1;
                 return Some(match owned {
                     None => Cow::Borrowed(&b[start..p]),
@@ -265,7 +275,6 @@ impl<'a> Scan<'a> {
                     }
                 });
             }
-            std::str::from_utf8(&b[run..end_run]).ok()?;
             let v = owned.get_or_insert_with(|| Vec::with_capacity(p - start + 16));
             v.extend_from_slice(&b[run..end_run]);
             i = p + 1;
