@@ -77,8 +77,6 @@ fn end_to_end(c: &mut Criterion) {
     let endpoint = CountingOtlpEndpoint::start().expect("the counting OTLP endpoint");
     let app = rt.block_on(TestApp::start());
 
-    // The OTLP exporter's gRPC channel is built on, and needs, the runtime's reactor.
-    let _in_runtime = rt.enter();
     let mut group = c.benchmark_group("proxied_request_http1_keepalive");
     for round in 1..=2 {
         for export in [Export::Off, Export::Discard, Export::Otlp] {

@@ -14,7 +14,8 @@
 //! strings; the span is the SDK span itself, not wrapped in a `Context`; its attribute
 //! vector is allocated once, at start, with room for every attribute; keys and the values
 //! known in advance are static or shared; and a span the sampler dropped is ended without
-//! recording anything.
+//! recording anything. The export itself (protobuf conversion and encoding, gRPC) runs on
+//! the SDK's batch thread and on an export runtime of its own, never on request workers.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct Tracing {
     /// The proxy's own service, the `palisade.service` of every inbound span, shared
     /// rather than copied per span.
     service: Arc<str>,
+    /// The OTLP exporter's runtime, kept while any clone lives (`None` for exporters
+    /// brought by the caller).
+    _export_runtime: Option<Arc<ExportRuntime>>,
 }
 
 impl Tracing {
@@ -78,21 +82,28 @@ impl Tracing {
         if !configured {
             return Ok(None);
         }
-        let exporter = SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|e| TracingError(e.to_string()))?;
-        Ok(Some(Self::with_span_exporter(exporter, service)))
+        Self::with_otlp(None, service).map(Some)
     }
 
     /// Export to `endpoint` (`http://host:port`), whatever the environment says.
     pub fn with_endpoint(endpoint: &str, service: &str) -> Result<Self, TracingError> {
-        let exporter = SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|e| TracingError(e.to_string()))?;
-        Ok(Self::with_span_exporter(exporter, service))
+        Self::with_otlp(Some(endpoint), service)
+    }
+
+    /// The OTLP/gRPC exporter, its channel built on a runtime of its own (see
+    /// [`ExportRuntime`]); needs no runtime from the caller.
+    fn with_otlp(endpoint: Option<&str>, service: &str) -> Result<Self, TracingError> {
+        let runtime = ExportRuntime::start()?;
+        let exporter = {
+            let _on_export_runtime = runtime.handle.enter();
+            let builder = SpanExporter::builder().with_tonic();
+            match endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint).build(),
+                None => builder.build(),
+            }
+            .map_err(|e| TracingError(e.to_string()))?
+        };
+        Ok(Self::build(exporter, service, Some(Arc::new(runtime))))
     }
 
     /// Export through any SDK exporter (benches isolate the request path's span work with
@@ -100,6 +111,13 @@ impl Tracing {
     /// processor: ending a span queues it (a `try_send` on a bounded channel) and the
     /// processor's own thread exports when 512 are queued or every 5 s (`OTEL_BSP_*`).
     pub fn with_span_exporter<E>(exporter: E, service: &str) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
+        Self::build(exporter, service, None)
+    }
+
+    fn build<E>(exporter: E, service: &str, export_runtime: Option<Arc<ExportRuntime>>) -> Self
     where
         E: opentelemetry_sdk::trace::SpanExporter + 'static,
     {
@@ -117,6 +135,7 @@ impl Tracing {
             provider,
             tracer,
             service,
+            _export_runtime: export_runtime,
         }
     }
 
@@ -173,6 +192,61 @@ impl Tracing {
         RequestSpan {
             span,
             local_service: self.service.clone(),
+        }
+    }
+}
+
+/// A single-threaded tokio runtime on a thread of its own that drives the OTLP exporter's
+/// gRPC channel. tonic encodes the export request (all of a batch's spans, in one go) in
+/// the task that sends it; on the proxy's runtime that burst would hold up the workers
+/// serving requests. The runtime stops when the last [`Tracing`] clone is dropped.
+#[derive(Debug)]
+struct ExportRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ExportRuntime {
+    /// The runtime is built and dropped on its own thread, never in the caller's (which
+    /// may be async, where dropping a runtime panics).
+    fn start() -> Result<Self, TracingError> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("palisade-otlp-export".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = handle_tx.send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                if handle_tx.send(Ok(runtime.handle().clone())).is_ok() {
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                }
+            })
+            .map_err(|e| TracingError(format!("cannot start the export thread: {e}")))?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| TracingError("the export thread stopped while starting".to_owned()))?
+            .map_err(|e| TracingError(format!("cannot build the export runtime: {e}")))?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 }
@@ -405,6 +479,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(TRACEPARENT, HeaderValue::from_str(traceparent).unwrap());
         headers
+    }
+
+    #[test]
+    fn the_otlp_exporter_needs_no_runtime_from_the_caller() {
+        // Nothing listens on port 1: nothing is exported, but building, flushing an empty
+        // queue and stopping must work from a plain thread.
+        let tracing = Tracing::with_endpoint("http://127.0.0.1:1", "payments").unwrap();
+        tracing.flush();
+        tracing.shutdown();
     }
 
     #[test]
