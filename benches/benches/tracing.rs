@@ -1,19 +1,65 @@
-//! The cost of trace export on the request path: one proxied request end to end through a
-//! real Palisade chain in this process (app client → `orders` outbound → mTLS → `payments`
-//! inbound → app), over one HTTP/1.1 keep-alive connection, with export off and then on
-//! (OTLP/gRPC to a real receiver on 127.0.0.1), side by side in one run.
+//! The cost of trace export on the request path.
 //!
-//! Each side gets its own pair of proxies (started, measured, stopped) against one control
-//! plane and one app, so the two differ only in `ProxyConfig::tracing`.
+//! `end_to_end`: one proxied request through a real Palisade chain in this process (app
+//! client → `orders` outbound → mTLS → `payments` inbound → app), over one HTTP/1.1
+//! keep-alive connection, in three configurations measured in alternation (two rounds):
+//! - `export_off`: no tracing (the default);
+//! - `export_discard`: spans created, propagated and ended, then dropped by an exporter
+//!   that discards them — the request path's own span work, without any export;
+//! - `export_otlp`: the real OTLP/gRPC exporter, to an endpoint on a thread and runtime of
+//!   its own that only counts bytes (a collector runs elsewhere in a deployment; decoding
+//!   here would bill the collector's work to the proxy).
+//!
+//! Each configuration gets its own pair of proxies (started, measured, stopped) against
+//! one control plane and one app, so they differ only in `ProxyConfig::tracing`.
+//!
+//! `span_path`: the per-request span work alone, as the metrics layer does it for one
+//! request (start from the incoming `traceparent`, rewrite it, record the attributes, end),
+//! with the discarding exporter: inbound with a sampled parent, inbound with an unsampled
+//! parent, outbound starting a new trace.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use palisade_e2e::otlp::OtlpReceiver;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use palisade_e2e::otlp::CountingOtlpEndpoint;
 use palisade_e2e::proxies::{free_port, http1, payments_admits_orders, read, request, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
-use palisade_proxy::telemetry::Tracing;
+use palisade_proxy::metrics::Direction;
+use palisade_proxy::telemetry::{TraceFacts, Tracing};
 use palisade_proxy::test_helpers::TestApp;
+
+/// Drops every span it is handed.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        drop(batch);
+        std::future::ready(Ok(()))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Export {
+    Off,
+    Discard,
+    Otlp,
+}
+
+impl Export {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Off => "export_off",
+            Self::Discard => "export_discard",
+            Self::Otlp => "export_otlp",
+        }
+    }
+}
 
 fn end_to_end(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -29,83 +75,141 @@ fn end_to_end(c: &mut Criterion) {
         payments_admits_orders(&["/v1/charges/{id}"]),
     )
     .expect("writing the policy");
-    let (receiver, cp, app) = rt.block_on(async {
-        let receiver = OtlpReceiver::start().await.expect("the OTLP receiver");
-        let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir))
-            .await
-            .expect("the control plane");
-        (receiver, cp, TestApp::start().await)
-    });
+    let endpoint = CountingOtlpEndpoint::start().expect("the counting OTLP endpoint");
+    let app = rt.block_on(TestApp::start());
 
-    // The OTLP exporter's gRPC channel is built on, and needs, the runtime's reactor.
-    let _in_runtime = rt.enter();
     let mut group = c.benchmark_group("proxied_request_http1_keepalive");
-    for traced in [false, true] {
-        let tracing = |service: &str| {
-            traced.then(|| {
-                Tracing::with_endpoint(&receiver.endpoint(), service)
-                    .expect("an OTLP exporter to the receiver")
-            })
-        };
-        let (payments_tracing, orders_tracing) = (tracing("payments"), tracing("orders"));
-        let (payments, orders, mut sender) = rt.block_on(async {
-            let payments = MeshProxy::start_traced(
-                &cp,
-                "shop",
-                "payments",
-                "payments",
-                app.addr,
-                payments_tracing.clone(),
-            )
-            .await
-            .expect("the payments proxy");
-            let orders = MeshProxy::start_traced(
-                &cp,
-                "shop",
-                "orders",
-                "orders",
-                free_port().expect("a free port"),
-                orders_tracing.clone(),
-            )
-            .await
-            .expect("the orders proxy");
-            let within = Duration::from_secs(10);
-            assert!(payments.wait_configured(&[], within).await);
-            assert!(orders.wait_configured(&["payments"], within).await);
-            let sender = http1(orders.outbound).await.expect("a client connection");
-            (payments, orders, sender)
-        });
-        let name = if traced { "export_on" } else { "export_off" };
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    sender.ready().await.expect("the connection stays open");
-                    let response = sender
-                        .send_request(request("GET", "payments", "/v1/charges/ch_1", None, ""))
-                        .await
-                        .expect("a response through both proxies");
-                    let (status, _, body) = read(response).await.expect("the response body");
-                    assert_eq!(status, 200, "{body}");
+    // Set when an OTLP configuration was measured (a filter may leave it out).
+    let otlp_measured = std::cell::Cell::new(false);
+    for round in 1..=2 {
+        for export in [Export::Off, Export::Discard, Export::Otlp] {
+            // A control plane per configuration: one shared by successive pairs would keep
+            // the stopped `payments` proxies' endpoints registered (their SPIFFE ID is
+            // still watching), and `orders` would spend requests on refused connections.
+            let cp = rt
+                .block_on(TestControlPlane::start_with(|config| {
+                    config.policy_dir = Some(policy_dir.clone())
+                }))
+                .expect("the control plane");
+            let tracing = |service: &str| match export {
+                Export::Off => None,
+                Export::Discard => Some(Tracing::with_span_exporter(Discard, service)),
+                Export::Otlp => Some(
+                    Tracing::with_endpoint(&endpoint.endpoint(), service)
+                        .expect("an OTLP exporter to the endpoint"),
+                ),
+            };
+            let (payments_tracing, orders_tracing) = (tracing("payments"), tracing("orders"));
+            let (payments, orders, mut sender) = rt.block_on(async {
+                let payments = MeshProxy::start_traced(
+                    &cp,
+                    "shop",
+                    "payments",
+                    "payments",
+                    app.addr,
+                    payments_tracing.clone(),
+                )
+                .await
+                .expect("the payments proxy");
+                let orders = MeshProxy::start_traced(
+                    &cp,
+                    "shop",
+                    "orders",
+                    "orders",
+                    free_port().expect("a free port"),
+                    orders_tracing.clone(),
+                )
+                .await
+                .expect("the orders proxy");
+                let within = Duration::from_secs(10);
+                assert!(payments.wait_configured(&[], within).await);
+                assert!(orders.wait_configured(&["payments"], within).await);
+                let sender = http1(orders.outbound).await.expect("a client connection");
+                (payments, orders, sender)
+            });
+            group.bench_function(format!("{}/{round}", export.name()), |b| {
+                otlp_measured.set(otlp_measured.get() || matches!(export, Export::Otlp));
+                b.iter(|| {
+                    rt.block_on(async {
+                        sender.ready().await.expect("the connection stays open");
+                        let response = sender
+                            .send_request(request("GET", "payments", "/v1/charges/ch_1", None, ""))
+                            .await
+                            .expect("a response through both proxies");
+                        let (status, _, body) = read(response).await.expect("the response body");
+                        assert_eq!(status, 200, "{body}");
+                    })
                 })
-            })
-        });
-        rt.block_on(async {
-            payments.shutdown().await;
-            orders.shutdown().await;
-        });
-        for t in [payments_tracing, orders_tracing].into_iter().flatten() {
-            t.shutdown();
-        }
-        if traced {
-            assert!(
-                !receiver.spans().is_empty(),
-                "export was on but the receiver got no span"
-            );
+            });
+            rt.block_on(async {
+                payments.shutdown().await;
+                orders.shutdown().await;
+                cp.shutdown().await;
+            });
+            for t in [payments_tracing, orders_tracing].into_iter().flatten() {
+                t.shutdown();
+            }
         }
     }
     group.finish();
-    rt.block_on(cp.shutdown());
+    assert!(
+        !otlp_measured.get() || endpoint.bytes() > 0,
+        "OTLP export was on but the endpoint received nothing"
+    );
 }
 
-criterion_group!(benches, end_to_end);
+fn span_path(c: &mut Criterion) {
+    let tracing = Tracing::with_span_exporter(Discard, "payments");
+    let method = http::Method::GET;
+    // Inbound, as `payments` sees it: a sampled parent from the calling proxy; then the
+    // same with the parent not sampled (what `OTEL_TRACES_SAMPLER` ratios leave behind).
+    for (name, traceparent) in [
+        (
+            "span_path/inbound_request",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "span_path/inbound_request_unsampled",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("payments"));
+        headers.insert("traceparent", HeaderValue::from_static(traceparent));
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let facts = Arc::new(TraceFacts::default());
+                let span = tracing.start(Direction::Inbound, &method, &mut headers);
+                facts.set_authz("allow");
+                facts.set_waf_score(0);
+                span.finish(
+                    "spiffe://mesh.test/ns/shop/sa/orders",
+                    "payments",
+                    StatusCode::OK,
+                    &facts,
+                );
+            })
+        });
+    }
+    // Outbound, as `orders` sees the bench's app: no `traceparent`, so a new trace (the
+    // header the previous iteration added is removed first).
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("payments"));
+    c.bench_function("span_path/outbound_new_trace", |b| {
+        b.iter(|| {
+            headers.remove("traceparent");
+            let facts = Arc::new(TraceFacts::default());
+            let span = tracing.start(Direction::Outbound, &method, &mut headers);
+            span.finish(
+                "spiffe://mesh.test/ns/shop/sa/payments",
+                "payments",
+                StatusCode::OK,
+                &facts,
+            );
+        })
+    });
+    tracing.shutdown();
+}
+
+criterion_group!(benches, span_path, end_to_end);
 criterion_main!(benches);

@@ -184,11 +184,14 @@ async fn export_overhead_on_the_request_path() {
         payments_admits_orders(&["/v1/charges/{id}"]),
     )
     .unwrap();
-    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
-        .await
-        .unwrap();
     let app = TestApp::start().await;
     for traced in [false, true] {
+        // A control plane of its own: one shared with the previous pair would keep the
+        // stopped `payments` endpoint registered (its SPIFFE ID is still watching).
+        let cp =
+            TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+                .await
+                .unwrap();
         let tracing = |service: &str| {
             traced.then(|| Tracing::with_endpoint(&receiver.endpoint(), service).unwrap())
         };
@@ -242,6 +245,6 @@ async fn export_overhead_on_the_request_path() {
         );
         payments.shutdown().await;
         orders.shutdown().await;
+        cp.shutdown().await;
     }
-    cp.shutdown().await;
 }

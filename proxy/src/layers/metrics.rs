@@ -14,8 +14,7 @@ use tower::{Layer, Service};
 use super::{PeerIdentity, ResponseFuture};
 use crate::body::ProxyBody;
 use crate::metrics::{Direction, Metrics, UNKNOWN_SERVICE};
-use crate::telemetry::{self, TraceFacts};
-use opentelemetry::KeyValue;
+use crate::telemetry::TraceFacts;
 
 /// The destination proxy's identity, a response extension set by the outbound forwarder
 /// once an endpoint answered.
@@ -92,8 +91,9 @@ where
         let trace = self.metrics.tracing().map(|tracing| {
             let facts = Arc::new(TraceFacts::default());
             request.extensions_mut().insert(facts.clone());
-            let context = tracing.start(self.direction, request.headers_mut());
-            (context, facts, request.method().clone())
+            let method = request.method().clone();
+            let span = tracing.start(self.direction, &method, request.headers_mut());
+            (span, facts)
         });
         // The access line's request facts are copied only when the line will be written.
         let access =
@@ -131,19 +131,8 @@ where
             };
             let elapsed = started.elapsed();
             metrics.request(direction, response.status(), peer, service, elapsed);
-            if let Some((context, facts, method)) = trace {
-                let mut attributes = vec![
-                    KeyValue::new("palisade.direction", direction.as_str()),
-                    KeyValue::new("palisade.peer", peer.to_owned()),
-                    KeyValue::new("palisade.service", service.to_owned()),
-                    KeyValue::new("http.request.method", method.as_str().to_owned()),
-                    KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(response.status().as_u16()),
-                    ),
-                ];
-                facts.attributes(&mut attributes);
-                telemetry::finish(&context, attributes, response.status());
+            if let Some((span, facts)) = trace {
+                span.finish(peer, service, response.status(), &facts);
             }
             if let Some(facts) = access {
                 tracing::info!(
