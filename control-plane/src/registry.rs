@@ -1,7 +1,10 @@
 //! The service registry and the config snapshots proxies watch.
 //!
 //! An endpoint stays registered while it is alive: a registration refreshes it, and so
-//! does every sweep while a watch stream of the same SPIFFE ID is open. When neither has
+//! does every sweep while its proxy's watch stream is open. A watch names the address its
+//! proxy registered, so it keeps exactly that endpoint alive: replicas share a SPIFFE ID
+//! (one service account), and a replica that died or moved must not be kept in rotation by
+//! the others' streams. When neither has
 //! happened for the grace period, the endpoint is dropped and a new snapshot published,
 //! so a dead proxy stops receiving traffic without any operator action.
 //!
@@ -40,8 +43,9 @@ struct Inner {
     bundle_pem: String,
     /// service -> (addr, spiffe id) -> last sign of life
     endpoints: BTreeMap<String, BTreeMap<(String, String), Instant>>,
-    /// open watch streams per SPIFFE ID
-    watchers: HashMap<String, usize>,
+    /// open watch streams per (SPIFFE ID, advertised address; `None` when the watch named
+    /// none, which keeps every endpoint of that ID alive, as older proxies expect)
+    watchers: HashMap<(String, Option<String>), usize>,
     policy: Arc<ActivePolicy>,
 }
 
@@ -154,11 +158,12 @@ impl Registry {
     }
 
     /// Marks a watch stream of `id` open until the returned guard drops.
-    pub fn watching(self: &Arc<Self>, id: &SpiffeId) -> WatchGuard {
-        *self.lock().watchers.entry(id.to_string()).or_default() += 1;
+    pub fn watching(self: &Arc<Self>, id: &SpiffeId, addr: Option<&str>) -> WatchGuard {
+        let key = (id.to_string(), addr.map(str::to_owned));
+        *self.lock().watchers.entry(key.clone()).or_default() += 1;
         WatchGuard {
             registry: Arc::clone(self),
-            id: id.to_string(),
+            key,
         }
     }
 
@@ -173,7 +178,10 @@ impl Registry {
         let mut removed = false;
         for by_key in endpoints.values_mut() {
             by_key.retain(|(addr, id), last| {
-                if watchers.contains_key(id) {
+                let watched = watchers
+                    .keys()
+                    .any(|(w_id, w_addr)| w_id == id && w_addr.as_ref().is_none_or(|a| a == addr));
+                if watched {
                     *last = now;
                 }
                 let keep = now.saturating_duration_since(*last) <= self.grace;
@@ -200,16 +208,16 @@ impl Registry {
 #[derive(Debug)]
 pub struct WatchGuard {
     registry: Arc<Registry>,
-    id: String,
+    key: (String, Option<String>),
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
-        if let Some(count) = inner.watchers.get_mut(&self.id) {
+        if let Some(count) = inner.watchers.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                inner.watchers.remove(&self.id);
+                inner.watchers.remove(&self.key);
             }
         }
     }
@@ -259,7 +267,7 @@ pub fn validate_service(service: &str) -> Result<(), RegistrationError> {
     }
 }
 
-fn validate_addr(addr: &str) -> Result<(), RegistrationError> {
+pub fn validate_addr(addr: &str) -> Result<(), RegistrationError> {
     let bad = || RegistrationError::BadAddr(addr.chars().take(64).collect());
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     port.parse::<u16>()
@@ -312,13 +320,40 @@ mod tests {
         registry
             .register("web", "127.0.0.1:15006", &id("web"))
             .unwrap();
-        let guard = registry.watching(&id("web"));
+        let guard = registry.watching(&id("web"), Some("127.0.0.1:15006"));
         let later = Instant::now() + Duration::from_secs(30);
         registry.sweep(later);
         assert!(!registry.current().endpoints.is_empty());
         drop(guard);
         registry.sweep(later + Duration::from_secs(11));
         assert!(registry.current().endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_replica_watching_does_not_keep_a_dead_replica_in_rotation() {
+        let registry = Registry::new("PEM".into(), Duration::from_secs(10));
+        registry
+            .register("web", "127.0.0.1:15006", &id("web"))
+            .unwrap();
+        registry
+            .register("web", "127.0.0.1:15007", &id("web"))
+            .unwrap();
+        let _alive = registry.watching(&id("web"), Some("127.0.0.1:15007"));
+        registry.sweep(Instant::now() + Duration::from_secs(30));
+        let endpoints = &registry.current().endpoints["web"];
+        assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+        assert_eq!(endpoints[0].addr, "127.0.0.1:15007");
+    }
+
+    #[test]
+    fn a_watch_naming_no_address_keeps_every_endpoint_of_its_id() {
+        let registry = Registry::new("PEM".into(), Duration::from_secs(10));
+        registry
+            .register("web", "127.0.0.1:15006", &id("web"))
+            .unwrap();
+        let _legacy = registry.watching(&id("web"), None);
+        registry.sweep(Instant::now() + Duration::from_secs(30));
+        assert_eq!(registry.current().endpoints["web"].len(), 1);
     }
 
     #[test]

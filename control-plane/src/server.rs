@@ -44,7 +44,7 @@ use crate::metrics::{ControlPlaneMetrics, StateView};
 use crate::metrics_listener::{self, Observed};
 use crate::policy_store::watch::{self as policy_watch, DirWatcher};
 use crate::policy_store::{embedded_rules, ActivePolicy};
-use crate::registry::{validate_service, Registry, DEFAULT_GRACE};
+use crate::registry::{validate_addr, validate_service, Registry, DEFAULT_GRACE};
 use crate::state::{self, DataDir, StateError};
 use crate::tokens::{TokenError, TokenStore};
 
@@ -939,13 +939,14 @@ fn handle_watch(
             ),
         ));
     };
-    let service = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("service="))
-        .filter(|s| !s.is_empty());
+    let query = req.uri().query().unwrap_or("");
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .filter(|s| !s.is_empty())
+    };
+    let service = param("service");
     let Some(service) = service.map(str::to_owned) else {
         return error_response(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -963,6 +964,18 @@ fn handle_watch(
     if let Err(e) = require_owned_service(&id, &service) {
         return error_response(e);
     }
+    // The address the proxy registered: its watch keeps that endpoint alive, and only it.
+    let addr = match param("addr").map(|a| percent_encoding::percent_decode_str(a).decode_utf8()) {
+        None => None,
+        Some(Ok(addr)) if validate_addr(&addr).is_ok() => Some(addr.into_owned()),
+        Some(_) => {
+            return error_response(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_ARGUMENT,
+                "`addr` must be the host:port the proxy registered, percent-encoded",
+            ))
+        }
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let registry = Arc::clone(&shared.registry);
     let keepalive = shared.keepalive;
@@ -970,7 +983,7 @@ fn handle_watch(
     let mut shutdown = shared.shutdown.clone();
     tracing::info!(event = "watch_opened", spiffe_id = %id, service = %service, peer_addr = %peer.addr, "config watch opened");
     tokio::spawn(async move {
-        let _guard = registry.watching(&id);
+        let _guard = registry.watching(&id, addr.as_deref());
         let mut snapshots = registry.subscribe();
         // The first snapshot of a stream is not a push of a change, nor is a keep-alive.
         let mut last_sent = None;

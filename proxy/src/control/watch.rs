@@ -226,7 +226,15 @@ async fn try_stream_once(
         let _: palisade_api::wire::Registered =
             connection.post_json(PATH_REGISTER, &registration).await?;
     }
-    let path_and_query = format!("{PATH_WATCH}?service={}", config.service);
+    // Naming the registered address ties this stream's liveness to that endpoint only.
+    let path_and_query = match &config.inbound_addr {
+        Some(addr) => format!(
+            "{PATH_WATCH}?service={}&addr={}",
+            config.service,
+            percent_encoding::utf8_percent_encode(addr, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        None => format!("{PATH_WATCH}?service={}", config.service),
+    };
     let mut body = connection
         .get_stream(PATH_WATCH, &path_and_query)
         .await?
