@@ -34,9 +34,11 @@ struct Cli {
     /// This workload's service account.
     #[arg(long, env = "PALISADE_SERVICE_ACCOUNT")]
     service_account: String,
-    /// The service this workload serves, as other workloads name it.
+    /// The service this workload serves, as other workloads name it. The control plane
+    /// lets a workload speak only for the service its service account names, so this
+    /// defaults to, and must equal, `--service-account`.
     #[arg(long, env = "PALISADE_SERVICE")]
-    service: String,
+    service: Option<String>,
     /// The one-time join token for the first SVID (never logged).
     #[arg(long, env = "PALISADE_JOIN_TOKEN", hide_env_values = true)]
     join_token: String,
@@ -65,6 +67,21 @@ struct Cli {
 }
 
 impl Cli {
+    /// The service to register and watch: the service account's, which is the only one
+    /// the control plane accepts from this workload (refused here, before any token is
+    /// spent, rather than by the control plane after).
+    fn service(&self) -> anyhow::Result<&str> {
+        match &self.service {
+            Some(service) if *service != self.service_account => anyhow::bail!(
+                "--service `{service}` differs from --service-account `{}`: a workload may only \
+                 register and watch the service its service account names; omit --service or \
+                 give the workload the service account `{service}`",
+                self.service_account
+            ),
+            _ => Ok(&self.service_account),
+        }
+    }
+
     fn config(&self) -> ProxyConfig {
         let mut config = ProxyConfig::new(self.inbound, self.outbound, self.admin, self.app);
         config.permissive = self.permissive;
@@ -108,9 +125,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let service = cli.service()?.to_owned();
     let mut config = cli.config();
     // Off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (docs/observability.md).
-    config.tracing = palisade_proxy::telemetry::Tracing::from_env(&cli.service)?;
+    config.tracing = palisade_proxy::telemetry::Tracing::from_env(&service)?;
     let configured_domain = cli
         .trust_domain
         .as_deref()
@@ -120,18 +138,18 @@ async fn main() -> anyhow::Result<()> {
     let (trust_domain, bundle) = load_bundle_file(&cli.trust_bundle, configured_domain.as_ref())?;
     // The WAF's rule set is compiled before anything listens: a proxy without its WAF
     // must not serve (fail closed).
-    let enforcement = Enforcement::new(trust_domain.clone(), &cli.service)
+    let enforcement = Enforcement::new(trust_domain.clone(), &service)
         .context("compiling the WAF's embedded rule set")?;
     let control_plane = ControlPlaneAddr::parse(&cli.control_plane)
         .with_context(|| format!("--control-plane `{}`", cli.control_plane))?;
     let advertise = cli.advertise_addr.unwrap_or(cli.inbound);
-    let watch_config = WatchConfig::new(&cli.service, Some(advertise.to_string()))?;
+    let watch_config = WatchConfig::new(&service, Some(advertise.to_string()))?;
     tracing::info!(
         control_plane = %control_plane,
         trust_domain = %trust_domain,
         namespace = %cli.namespace,
         service_account = %cli.service_account,
-        service = %cli.service,
+        service = %service,
         "starting the proxy; asking the control plane for an SVID"
     );
     // The first SVID is a precondition for everything else: without it no handshake can
@@ -229,8 +247,33 @@ mod tests {
         assert!(config.permissive);
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
 
+        assert_eq!(cli.service().unwrap(), "orders");
+
         let missing = Cli::try_parse_from(["palisade-proxy", "--service", "orders"]);
         assert!(missing.is_err());
+
+        let mut other = Cli::try_parse_from([
+            "palisade-proxy",
+            "--control-plane",
+            "https://127.0.0.1:7000",
+            "--trust-bundle",
+            "bundle.pem",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "orders",
+            "--join-token",
+            "secret",
+        ])
+        .unwrap();
+        assert_eq!(
+            other.service().unwrap(),
+            "orders",
+            "defaults to the account"
+        );
+        other.service = Some("payments".into());
+        let refused = other.service().unwrap_err().to_string();
+        assert!(refused.contains("service account"), "{refused}");
 
         // Every flag also comes from PALISADE_<FLAG>; this is the only test of this
         // binary, so setting the process environment races with nothing.
