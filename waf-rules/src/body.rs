@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use crate::request::{Kind, Value, MAX_BODY_VALUES};
 
 /// Dispatches on the content type. Without a content type the body is treated as a form,
-/// as many clients omit it; unknown text types are inspected as one unnamed argument.
+/// as many clients omit it; text types and any other body that reads as text are
+/// inspected as one unnamed argument.
 /// `names` holds the JSON key paths that values borrow as their names.
 pub(crate) fn parse<'a>(
     content_type: &'a [u8],
@@ -31,7 +32,11 @@ pub(crate) fn parse<'a>(
         || (essence.len() > 4 && essence[essence.len() - 4..].eq_ignore_ascii_case(b"+xml"))
     {
         xml(body, out)
-    } else if essence.len() > 5 && essence[..5].eq_ignore_ascii_case(b"text/") {
+    } else if (essence.len() > 5 && essence[..5].eq_ignore_ascii_case(b"text/")) || is_text(body) {
+        // Text of a type we do not parse is still inspected, as one unnamed argument:
+        // many applications parse a body whatever its declared type, so a form or an
+        // injection sent as `application/x-anything` must not slip past the argument
+        // rules. Binary bodies (gRPC, images, archives) are left to the raw-body rules.
         out.push(Value {
             kind: Kind::BodyArg,
             name: Cow::Borrowed(""),
@@ -41,6 +46,11 @@ pub(crate) fn parse<'a>(
     } else {
         0
     }
+}
+
+/// Whether a body reads as text: valid UTF-8 without NUL bytes.
+fn is_text(body: &[u8]) -> bool {
+    memchr::memchr(0, body).is_none() && std::str::from_utf8(body).is_ok()
 }
 
 /// Form decoding: `+` is a space and `%xx` a byte. Borrows when nothing needs decoding.

@@ -351,3 +351,30 @@ fn sql_keywords_after_a_mysql_version_comment_still_wake_the_tokenizer() {
         v.matches
     );
 }
+
+#[test]
+fn text_bodies_of_unparsed_types_are_still_inspected_binary_ones_are_not() {
+    let e = engine();
+    let s = WafSettings::default();
+    let form = b"user=admin&pass=1' OR '1'='1";
+    for ct in [&b"application/x-anything"[..], b"application/octet-stream"] {
+        let req = Request::new("POST", "/login")
+            .header("host", b"shop")
+            .header("content-type", ct)
+            .body(form);
+        let v = e.inspect(&req, &s, None);
+        assert_eq!(v.action, Action::Block, "{:?}", String::from_utf8_lossy(ct));
+        assert!(
+            v.matches.iter().any(|m| m.target == "body_arg"),
+            "{:?}",
+            v.matches
+        );
+    }
+    // A gRPC frame: binary, left to the raw-body rules, and passed.
+    let grpc = b"\x00\x00\x00\x00\x0b\x0a\x09\xff\xfe'OR'1'='1";
+    let req = Request::new("POST", "/pkg.Service/Call")
+        .header("host", b"shop")
+        .header("content-type", b"application/grpc")
+        .body(grpc);
+    assert_eq!(e.inspect(&req, &s, None).action, Action::Pass);
+}
