@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
-use crate::ruleset::{Chain, RuleSet};
+use crate::ruleset::{Chain, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{feature, Transform};
 use crate::{classes, decode, detect, util};
@@ -255,6 +255,9 @@ pub(crate) struct Scratch {
     raw_hits: Vec<u32>,
     /// Rules hit by the scan of the current chain's transformed value.
     chain_hits: Vec<u32>,
+    /// Whether those scans saw a possible SQL keyword.
+    raw_keywords: bool,
+    chain_keywords: bool,
 }
 
 impl Scratch {
@@ -268,6 +271,8 @@ impl Scratch {
             scored: vec![false; set.rules.len()],
             raw_hits: Vec::with_capacity(64),
             chain_hits: Vec::with_capacity(64),
+            raw_keywords: false,
+            chain_keywords: false,
         }
     }
 
@@ -344,47 +349,28 @@ impl Scratch {
             };
             let stamp = if changed {
                 let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-                self.chain_hits.clear();
-                if let Some(ac) = &chain.automaton {
-                    ac.scan(data, |p, start, end| {
-                        if chain.pattern_word[p] && !detect::keyword_stands_alone(data, start, end)
-                        {
-                            return;
-                        }
-                        mark(
-                            &mut self.hit,
-                            &mut self.span,
-                            &mut self.chain_hits,
-                            chain.pattern_rule[p],
-                            stamp,
-                            start,
-                            end,
-                        );
-                    });
-                }
+                self.chain_keywords = scan_hits(
+                    &chain.scan,
+                    data,
+                    stamp,
+                    &mut self.hit,
+                    &mut self.span,
+                    &mut self.chain_hits,
+                );
                 stamp
             } else if let Some(stamp) = raw_stamp {
                 stamp
             } else {
                 let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-                self.raw_hits.clear();
                 let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
-                if let Some(ac) = &scan.automaton {
-                    ac.scan(raw, |p, start, end| {
-                        if scan.pattern_word[p] && !detect::keyword_stands_alone(raw, start, end) {
-                            return;
-                        }
-                        mark(
-                            &mut self.hit,
-                            &mut self.span,
-                            &mut self.raw_hits,
-                            scan.pattern_rule[p],
-                            stamp,
-                            start,
-                            end,
-                        );
-                    });
-                }
+                self.raw_keywords = scan_hits(
+                    scan,
+                    raw,
+                    stamp,
+                    &mut self.hit,
+                    &mut self.span,
+                    &mut self.raw_hits,
+                );
                 raw_stamp = Some(stamp);
                 raw_chains = if set.chains.len() > 64 {
                     !0
@@ -400,10 +386,10 @@ impl Scratch {
             if !changed && !chain.unconditional_at[level] && raw_chains & (1 << (ci % 64)) == 0 {
                 continue;
             }
-            let hits = if changed {
-                &self.chain_hits
+            let (hits, keywords) = if changed {
+                (&self.chain_hits, self.chain_keywords)
             } else {
-                &self.raw_hits
+                (&self.raw_hits, self.raw_keywords)
             };
             let data_classes = if changed { classes::of(data) } else { classes };
             let chain_index = set.rule_chain[chain.rules[0] as usize];
@@ -421,7 +407,7 @@ impl Scratch {
                     continue;
                 }
                 let hit = (self.hit[r] == stamp).then_some(self.span[r]);
-                let Some((start, end)) = eval(rule, data, hit) else {
+                let Some((start, end)) = eval(rule, data, hit, keywords) else {
                     continue;
                 };
                 let name = (!value.name.is_empty()).then_some(value.name.as_ref());
@@ -478,17 +464,18 @@ impl Scratch {
             &mut self.b,
         );
         let mut hit = None;
-        if let Some(ac) = &chain.automaton {
+        if let Some(ac) = &chain.scan.automaton {
             ac.scan(data, |p, start, end| {
                 if hit.is_none()
-                    && chain.pattern_rule[p] as usize == ri
-                    && (!chain.pattern_word[p] || detect::keyword_stands_alone(data, start, end))
+                    && chain.scan.pattern_rule[p] as usize == ri
+                    && (chain.scan.pattern_flags[p] & WHOLE_WORD == 0
+                        || detect::keyword_stands_alone(data, start, end))
                 {
                     hit = Some((start as u32, end as u32));
                 }
             });
         }
-        eval(rule, data, hit)
+        eval(rule, data, hit, true)
     }
 }
 
@@ -569,8 +556,34 @@ fn apply_chain<'x>(
     }
 }
 
-/// Runs a rule's operator; `hit` is the span of its first literal seen by the prefilter.
-fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>) -> Option<(u32, u32)> {
+/// Scans `data` with `scan`, recording each rule's first hit under `stamp` and listing the
+/// rules hit in `hits` (cleared first). Returns whether a hit may be an SQL keyword.
+fn scan_hits(
+    scan: &Scan,
+    data: &[u8],
+    stamp: u32,
+    hit: &mut [u32],
+    span: &mut [(u32, u32)],
+    hits: &mut Vec<u32>,
+) -> bool {
+    hits.clear();
+    let mut keywords = false;
+    if let Some(ac) = &scan.automaton {
+        ac.scan(data, |p, start, end| {
+            let flags = scan.pattern_flags[p];
+            if flags & WHOLE_WORD != 0 && !detect::keyword_stands_alone(data, start, end) {
+                return;
+            }
+            keywords |= flags & SQL_KEYWORD != 0;
+            mark(hit, span, hits, scan.pattern_rule[p], stamp, start, end);
+        });
+    }
+    keywords
+}
+
+/// Runs a rule's operator; `hit` is the span of its first literal seen by the prefilter,
+/// `keywords` whether the prefilter saw anything the SQL detector reads as a keyword.
+fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Option<(u32, u32)> {
     let span = |s: usize, e: usize| Some((s as u32, e as u32));
     match &rule.op {
         Op::Literals => hit,
@@ -595,7 +608,7 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>) -> Option<(u32, u32)>
         // statement keyword (its built-in prefilter literals), without which no judged
         // shape can form.
         Op::Sqli => hit
-            .and_then(|_| detect::sqli(data))
+            .and_then(|_| detect::sqli(data, keywords))
             .and_then(|(s, e)| span(s, e)),
         Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
     }

@@ -36,9 +36,8 @@ pub(crate) struct Chain {
     pub unconditional: Vec<u32>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
-    pub automaton: Option<Literals>,
-    /// Automaton pattern id -> rule index.
-    pub pattern_rule: Vec<u32>,
+    /// Every literal of the chain's rules.
+    pub scan: Scan,
     /// Union of the chain's transformation triggers (see `transform::feature`).
     pub triggers: u16,
     /// `kinds` restricted to rules of paranoia <= index + 1.
@@ -49,8 +48,6 @@ pub(crate) struct Chain {
     pub creating: u16,
     /// What a value needs for any rule of the chain of paranoia <= index + 1 to match.
     pub gate_at: [Gate; 4],
-    /// Per automaton pattern: a keyword that counts only as a whole word.
-    pub pattern_word: Vec<bool>,
     /// Whether `unconditional` holds a rule of paranoia <= index + 1.
     pub unconditional_at: [bool; 4],
     /// The pair summaries (`classes::pairs`) of the chain's literals, for chains whose
@@ -79,11 +76,32 @@ pub struct RuleSet {
 }
 
 /// An automaton and the rule of each of its patterns.
+#[derive(Default)]
 pub(crate) struct Scan {
     pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
-    /// Per pattern: a keyword that counts only as a whole word.
-    pub pattern_word: Vec<bool>,
+    /// Per pattern: `WHOLE_WORD` and `SQL_KEYWORD` bits.
+    pub pattern_flags: Vec<u8>,
+}
+
+/// A pattern that counts only as a whole word (an SQL keyword: `or` in `door` is none).
+pub(crate) const WHOLE_WORD: u8 = 1;
+/// A pattern whose hit means the value may hold an SQL keyword or `&&`/`||` the tokenizer
+/// reads as such; without any, the SQL detector skips its own search for them.
+pub(crate) const SQL_KEYWORD: u8 = 2;
+
+impl Scan {
+    fn new(patterns: Vec<(&[u8], u32, &Rule)>) -> Result<Scan, RuleError> {
+        let literals: Vec<&[u8]> = patterns.iter().map(|(l, _, _)| *l).collect();
+        Ok(Scan {
+            automaton: Literals::new(&literals)?,
+            pattern_rule: patterns.iter().map(|(_, r, _)| *r).collect(),
+            pattern_flags: patterns
+                .iter()
+                .map(|(l, _, rule)| pattern_flags(rule, l))
+                .collect(),
+        })
+    }
 }
 
 /// What a value must hold for `rule` to match it, derived from its operator.
@@ -146,10 +164,20 @@ fn creating_trigger(t: Transform) -> u16 {
     }
 }
 
-/// Whether pattern `literal` of `rule` is an SQL keyword the detector only reads as a
-/// whole word, so a hit inside a longer word (`or` in `door`) need not wake it.
-fn whole_word_only(rule: &Rule, literal: &[u8]) -> bool {
-    matches!(rule.op, Op::Sqli) && crate::detect::keyword_is_whole_word_only(literal)
+/// The flags of pattern `literal` of `rule`: only the SQL detector's prefilter literals
+/// have any.
+fn pattern_flags(rule: &Rule, literal: &[u8]) -> u8 {
+    if !matches!(rule.op, Op::Sqli) {
+        return 0;
+    }
+    let mut flags = 0;
+    if crate::detect::keyword_is_whole_word_only(literal) {
+        flags |= WHOLE_WORD;
+    }
+    if literal.iter().all(u8::is_ascii_alphabetic) || literal == b"&&" || literal == b"||" {
+        flags |= SQL_KEYWORD;
+    }
+    flags
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -272,13 +300,11 @@ impl RuleSet {
                     rules: Vec::new(),
                     unconditional: Vec::new(),
                     kinds: 0,
-                    automaton: None,
-                    pattern_rule: Vec::new(),
+                    scan: Scan::default(),
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
                     kinds_at: [0; 4],
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
                     gate_at: std::array::from_fn(|_| Gate::never()),
-                    pattern_word: Vec::new(),
                     unconditional_at: [false; 4],
                     literal_pairs: Vec::new(),
                     pair_breaking: r
@@ -310,20 +336,23 @@ impl RuleSet {
             }
             rule_chain.push(c);
         }
+        let (rules_ref, literals_ref) = (&rules, &literals);
+        let patterns_of = |members: &[u32]| -> Vec<(&[u8], u32, &Rule)> {
+            members
+                .iter()
+                .flat_map(|&ri| {
+                    literals_ref[ri as usize]
+                        .iter()
+                        .map(move |l| (l.as_slice(), ri, &rules_ref[ri as usize]))
+                })
+                .collect()
+        };
         for chain in &mut chains {
-            let mut patterns: Vec<&[u8]> = Vec::new();
-            for &ri in &chain.rules {
-                let rule = &rules[ri as usize];
-                for lit in &literals[ri as usize] {
-                    patterns.push(lit);
-                    chain.pattern_rule.push(ri);
-                    chain.pattern_word.push(whole_word_only(rule, lit));
-                }
-            }
-            chain.literal_pairs = patterns.iter().map(|p| classes::pairs(p)).collect();
+            let patterns = patterns_of(&chain.rules);
+            chain.literal_pairs = patterns.iter().map(|(l, _, _)| classes::pairs(l)).collect();
             chain.literal_pairs.sort_unstable();
             chain.literal_pairs.dedup();
-            chain.automaton = Literals::new(&patterns)?;
+            chain.scan = Scan::new(patterns)?;
         }
         let mut global: Vec<Scan> = Vec::new();
         let mut by_rules: HashMap<Vec<u32>, u8> = HashMap::new();
@@ -337,22 +366,7 @@ impl RuleSet {
                 *slot = i;
                 continue;
             }
-            let mut patterns: Vec<&[u8]> = Vec::new();
-            let mut pattern_rule = Vec::new();
-            let mut pattern_word = Vec::new();
-            for &ri in &members {
-                let rule = &rules[ri as usize];
-                for lit in &literals[ri as usize] {
-                    patterns.push(lit);
-                    pattern_rule.push(ri);
-                    pattern_word.push(whole_word_only(rule, lit));
-                }
-            }
-            global.push(Scan {
-                automaton: Literals::new(&patterns)?,
-                pattern_rule,
-                pattern_word,
-            });
+            global.push(Scan::new(patterns_of(&members))?);
             let i = (global.len() - 1) as u8;
             by_rules.insert(members, i);
             *slot = i;

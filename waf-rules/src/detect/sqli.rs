@@ -9,10 +9,34 @@
 
 /// Literals of which one must occur for any judged shape to form: every shape starts with
 /// a string (a quote), or needs a logic operator or a statement keyword. The engine uses
-/// them as the detector's prefilter.
+/// them as the detector's prefilter; the set operations are listed too so that every word
+/// `has_keywords` looks for is a literal, and a value whose scan saw none of them as a
+/// word skips that search.
 pub(crate) const SQLI_REQUIRED: &[&str] = &[
-    "'", "\"", "and", "or", "xor", "not", "&&", "||", "select", "insert", "update", "delete",
-    "drop", "create", "alter", "truncate", "exec", "declare", "shutdown", "waitfor",
+    "'",
+    "\"",
+    "and",
+    "or",
+    "xor",
+    "not",
+    "&&",
+    "||",
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "create",
+    "alter",
+    "truncate",
+    "exec",
+    "execute",
+    "declare",
+    "shutdown",
+    "waitfor",
+    "union",
+    "intersect",
+    "except",
 ];
 
 /// Tokens looked at; enough for every shape below and bounded work per value.
@@ -56,14 +80,16 @@ struct Token {
 const PREFIX_TOKENS: usize = 6;
 
 /// Returns the span of the first injection-shaped fragment, if any.
-pub(crate) fn sqli(value: &[u8]) -> Option<(usize, usize)> {
+/// `keywords_seen` is false when the prefilter proved the value holds no keyword word nor
+/// `&&`/`||` (then the search for them is skipped); pass true when unknown.
+pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> {
     if value.len() < 2 {
         return None;
     }
     // Without a logic operator, set operation or statement keyword only the prefix shapes
     // that open with a string can form, and they are judged on the first few tokens: prose
     // with apostrophes costs a handful of tokens, not a full tokenization per context.
-    let keywords = has_keywords(value);
+    let keywords = keywords_seen && has_keywords(value);
     let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
     let mut tokens = Tokens::default();
     let mut print = [0u8; MAX_TOKENS + 1];
@@ -493,7 +519,7 @@ mod tests {
             "x' union select password from users where 'a'='a",
             "1' union select @@version -- ",
         ] {
-            assert!(sqli(attack.as_bytes()).is_some(), "missed {attack:?}");
+            assert!(sqli(attack.as_bytes(), true).is_some(), "missed {attack:?}");
         }
     }
 
@@ -502,7 +528,8 @@ mod tests {
         assert!(super::keyword_is_whole_word_only(b"or"));
         assert!(super::keyword_is_whole_word_only(b"xor"));
         assert!(super::keyword_is_whole_word_only(b"select"));
-        assert!(!super::keyword_is_whole_word_only(b"exec"));
+        // `execute` contains it, but is a literal of its own.
+        assert!(super::keyword_is_whole_word_only(b"exec"));
         assert!(!super::keyword_is_whole_word_only(b"&&"));
     }
 
@@ -525,7 +552,10 @@ mod tests {
             "The 'and' operator returns true",
             "union select",
         ] {
-            assert!(sqli(benign.as_bytes()).is_none(), "flagged {benign:?}");
+            assert!(
+                sqli(benign.as_bytes(), true).is_none(),
+                "flagged {benign:?}"
+            );
         }
     }
 }
