@@ -41,8 +41,8 @@ pub enum RegistrationError {
 struct Inner {
     version: u64,
     bundle_pem: String,
-    /// service -> (addr, spiffe id) -> last sign of life
-    endpoints: BTreeMap<String, BTreeMap<(String, String), Instant>>,
+    /// (namespace, service) -> (addr, spiffe id) -> last sign of life
+    endpoints: BTreeMap<(String, String), BTreeMap<(String, String), Instant>>,
     /// open watch streams per (SPIFFE ID, advertised address; `None` when the watch named
     /// none, which keeps every endpoint of that ID alive, as older proxies expect)
     watchers: HashMap<(String, Option<String>), usize>,
@@ -55,7 +55,8 @@ pub struct Published {
     /// Increases with every change (endpoints, bundle or policy).
     pub version: u64,
     pub bundle_pem: String,
-    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    /// By (namespace, service).
+    pub endpoints: BTreeMap<(String, String), Vec<Endpoint>>,
     /// The policy set in force (the last good one).
     pub policy: Arc<ActivePolicy>,
     /// When this state was published: the push latency is measured from here.
@@ -64,12 +65,21 @@ pub struct Published {
 
 impl Published {
     /// The snapshot for the proxies of `service` in `namespace`: every endpoint, and the
-    /// authorization and WAF settings of that service only.
+    /// authorization and WAF settings of that service only. Services are named as
+    /// Kubernetes names them: `service.namespace` everywhere, and the bare `service` within
+    /// the watcher's own namespace, so a bare name never reaches another namespace.
     pub fn snapshot_for(&self, namespace: &str, service: &str) -> ConfigSnapshot {
+        let mut endpoints = BTreeMap::new();
+        for ((ns, name), list) in &self.endpoints {
+            if ns == namespace {
+                endpoints.insert(name.clone(), list.clone());
+            }
+            endpoints.insert(format!("{name}.{ns}"), list.clone());
+        }
         ConfigSnapshot {
             version: self.version,
             bundle_pem: self.bundle_pem.clone(),
-            endpoints: self.endpoints.clone(),
+            endpoints,
             authorization: Some(self.policy.bundle.authorization_for(namespace, service)),
             waf: Some(self.policy.bundle.waf_for(namespace, service)),
         }
@@ -113,7 +123,8 @@ impl Registry {
         self.tx.borrow().clone()
     }
 
-    /// Records (or refreshes) `service` served at `addr` by the proxy holding `id`.
+    /// Records (or refreshes) `service` served at `addr` by the proxy holding `id`, in the
+    /// namespace of `id`.
     pub fn register(
         &self,
         service: &str,
@@ -124,9 +135,10 @@ impl Registry {
         validate_addr(addr)?;
         let mut inner = self.lock();
         let key = (addr.to_owned(), id.to_string());
+        let namespace = id.namespace().unwrap_or_default().to_owned();
         let is_new = inner
             .endpoints
-            .entry(service.to_owned())
+            .entry((namespace, service.to_owned()))
             .or_default()
             .insert(key, Instant::now())
             .is_none();
@@ -235,7 +247,7 @@ fn snapshot(inner: &mut Inner) -> Published {
         endpoints: inner
             .endpoints
             .iter()
-            .map(|(service, by_key)| {
+            .map(|(name, by_key)| {
                 let list = by_key
                     .keys()
                     .map(|(addr, id)| Endpoint {
@@ -243,7 +255,7 @@ fn snapshot(inner: &mut Inner) -> Published {
                         spiffe_id: id.clone(),
                     })
                     .collect();
-                (service.clone(), list)
+                (name.clone(), list)
             })
             .collect(),
         policy: Arc::clone(&inner.policy),
@@ -294,7 +306,21 @@ mod tests {
     use palisade_spiffe::TrustDomain;
 
     fn id(sa: &str) -> SpiffeId {
-        SpiffeId::workload(&TrustDomain::new("example.org").unwrap(), "shop", sa).unwrap()
+        id_in("shop", sa)
+    }
+
+    fn id_in(ns: &str, sa: &str) -> SpiffeId {
+        SpiffeId::workload(&TrustDomain::new("example.org").unwrap(), ns, sa).unwrap()
+    }
+
+    fn endpoints_of(registry: &Registry, service: &str) -> Vec<Endpoint> {
+        registry
+            .current()
+            .snapshot_for("shop", service)
+            .endpoints
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -307,7 +333,10 @@ mod tests {
             .unwrap();
         let snap = rx.borrow_and_update().clone();
         assert!(snap.version > first);
-        assert_eq!(snap.endpoints["web"][0].spiffe_id, id("web").to_string());
+        assert_eq!(
+            endpoints_of(&registry, "web")[0].spiffe_id,
+            id("web").to_string()
+        );
         registry.sweep(Instant::now() + Duration::from_secs(5));
         assert!(!registry.current().endpoints.is_empty());
         registry.sweep(Instant::now() + Duration::from_secs(11));
@@ -340,7 +369,7 @@ mod tests {
             .unwrap();
         let _alive = registry.watching(&id("web"), Some("127.0.0.1:15007"));
         registry.sweep(Instant::now() + Duration::from_secs(30));
-        let endpoints = &registry.current().endpoints["web"];
+        let endpoints = endpoints_of(&registry, "web");
         assert_eq!(endpoints.len(), 1, "{endpoints:?}");
         assert_eq!(endpoints[0].addr, "127.0.0.1:15007");
     }
@@ -353,7 +382,27 @@ mod tests {
             .unwrap();
         let _legacy = registry.watching(&id("web"), None);
         registry.sweep(Instant::now() + Duration::from_secs(30));
-        assert_eq!(registry.current().endpoints["web"].len(), 1);
+        assert_eq!(endpoints_of(&registry, "web").len(), 1);
+    }
+
+    #[test]
+    fn a_bare_service_name_stays_in_its_namespace() {
+        let registry = Registry::new("PEM".into(), DEFAULT_GRACE);
+        registry
+            .register("payments", "127.0.0.1:1", &id_in("shop", "payments"))
+            .unwrap();
+        registry
+            .register("payments", "127.0.0.1:2", &id_in("bank", "payments"))
+            .unwrap();
+        let published = registry.current();
+        let shop = published.snapshot_for("shop", "orders").endpoints;
+        assert_eq!(shop["payments"].len(), 1);
+        assert_eq!(shop["payments"][0].addr, "127.0.0.1:1");
+        assert_eq!(shop["payments.bank"][0].addr, "127.0.0.1:2");
+        assert_eq!(shop["payments.shop"][0].addr, "127.0.0.1:1");
+        let elsewhere = published.snapshot_for("hr", "people").endpoints;
+        assert!(!elsewhere.contains_key("payments"), "{elsewhere:?}");
+        assert_eq!(elsewhere.len(), 2);
     }
 
     #[test]

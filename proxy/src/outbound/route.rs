@@ -2,11 +2,13 @@
 //!
 //! The destination is named by the request's authority: the absolute-form URI
 //! (`GET http://payments/charges`), HTTP/2's `:authority`, or else the `Host` header.
-//! The port is ignored (the mesh knows where each service listens). The host is matched
-//! case-insensitively, first whole (`payments`, or a service registered under a dotted
-//! name), then by its first DNS label, so `payments.shop`, `payments.shop.svc` and
-//! `payments.shop.svc.cluster.local` all reach `payments` — the names an app written for
-//! Kubernetes already uses. IP literals never match a service.
+//! The port is ignored (the mesh knows where each service listens). The control plane
+//! names each service `service.namespace`, and also `service` for the proxies of its own
+//! namespace. The host is matched case-insensitively, first whole, then by its first two
+//! DNS labels, then by its first label, so `payments`, `payments.shop`, `payments.shop.svc`
+//! and `payments.shop.svc.cluster.local` all reach `payments` of namespace `shop` — the
+//! names an app written for Kubernetes already uses — and a bare name never leaves the
+//! caller's namespace. IP literals never match a service.
 
 use std::sync::Arc;
 
@@ -50,8 +52,14 @@ pub fn resolve(state: &MeshState, host: &str) -> Option<Arc<Service>> {
     if let Some(service) = state.service(&host) {
         return Some(service);
     }
-    let first = host.split('.').next()?;
-    (first != host).then(|| state.service(first)).flatten()
+    let mut dots = host.match_indices('.').map(|(i, _)| i);
+    let first_end = dots.next()?;
+    if let Some(second_end) = dots.next() {
+        if let Some(service) = state.service(&host[..second_end]) {
+            return Some(service);
+        }
+    }
+    state.service(&host[..first_end])
 }
 
 #[cfg(test)]
@@ -60,10 +68,12 @@ mod tests {
     use palisade_api::wire::{ConfigSnapshot, Endpoint};
 
     #[test]
-    fn resolves_names_by_whole_host_then_first_label() {
+    fn resolves_names_by_whole_host_then_two_labels_then_one() {
         let state = MeshState::new();
         let mut snapshot = ConfigSnapshot::default();
-        for name in ["payments", "web.v2"] {
+        // What a proxy of namespace `shop` receives: its namespace's services bare and
+        // qualified, other namespaces' qualified only.
+        for name in ["payments", "payments.shop", "ledger.bank", "web.v2"] {
             snapshot.endpoints.insert(
                 name.into(),
                 vec![Endpoint {
@@ -73,20 +83,24 @@ mod tests {
             );
         }
         state.apply(&snapshot);
-        for host in [
-            "payments",
-            "PAYMENTS",
-            "payments.shop",
-            "payments.shop.svc.cluster.local.",
+        for (host, service) in [
+            ("payments", "payments"),
+            ("PAYMENTS", "payments"),
+            ("payments.other-label", "payments"),
+            ("payments.shop", "payments.shop"),
+            ("payments.shop.svc.cluster.local.", "payments.shop"),
         ] {
             assert_eq!(
                 resolve(&state, host).map(|s| s.name.clone()).as_deref(),
-                Some("payments"),
+                Some(service),
                 "{host}"
             );
         }
         assert_eq!(resolve(&state, "web.v2").unwrap().name, "web.v2");
-        for host in ["", "orders", "127.0.0.1", "::1", "shop.payments"] {
+        for host in ["ledger.bank", "ledger.bank.svc.cluster.local"] {
+            assert_eq!(resolve(&state, host).unwrap().name, "ledger.bank", "{host}");
+        }
+        for host in ["", "orders", "ledger", "127.0.0.1", "::1", "shop.payments"] {
             assert!(resolve(&state, host).is_none(), "{host}");
         }
         assert_eq!(host_of("payments:8080"), "payments");
