@@ -69,6 +69,24 @@ fn positions(value: &str) -> Vec<OwnedRequest> {
     ]
 }
 
+/// Every payload is blocked at paranoia 1 in every position `positions` puts it.
+fn blocked_in_every_position(engine: &Engine, payloads: &[&str]) {
+    for payload in payloads {
+        for r in positions(payload) {
+            assert!(blocked(engine, 1, &r), "{payload} missed");
+        }
+    }
+}
+
+/// Every benign value passes at paranoia 1 in every position.
+fn passed_in_every_position(engine: &Engine, values: &[&str]) {
+    for value in values {
+        for r in positions(value) {
+            assert!(!blocked(engine, 1, &r), "{value} blocked");
+        }
+    }
+}
+
 /// A small deterministic generator, so the "any alignment" tests cover many offsets and
 /// neighbours without depending on a random crate.
 struct Lcg(u64);
@@ -144,28 +162,26 @@ fn benign_base64_blobs_pass() {
 #[test]
 fn java_classes_and_payloads_in_every_position() {
     let engine = engine();
-    for payload in [
-        "<java.lang.ProcessBuilder><command><string>id</string></command></java.lang.ProcessBuilder>",
-        "java.io.FileOutputStream",
-        "javax.naming.InitialContext",
-        "java.Runtime",
-        "org.apache.commons.collections.functors.PrototypeFactory$PrototypeSerializationFactory",
-        "sun.misc.Unsafe",
-    ] {
-        for r in positions(payload) {
-            assert!(blocked(&engine, 1, &r), "{payload} missed");
-        }
-    }
-    for benign in [
-        "java.lang.NullPointerException: customer is null",
-        "Caused by: java.io.FileNotFoundException: config.yml (No such file or directory)",
-        "We moved from the Java runtime 17 to 21 last week.",
-        "javascript.runtime = node",
-    ] {
-        for r in positions(benign) {
-            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
-        }
-    }
+    blocked_in_every_position(
+        &engine,
+        &[
+            "<java.lang.ProcessBuilder><command><string>id</string></command></java.lang.ProcessBuilder>",
+            "java.io.FileOutputStream",
+            "javax.naming.InitialContext",
+            "java.Runtime",
+            "org.apache.commons.collections.functors.PrototypeFactory$PrototypeSerializationFactory",
+            "sun.misc.Unsafe",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "java.lang.NullPointerException: customer is null",
+            "Caused by: java.io.FileNotFoundException: config.yml (No such file or directory)",
+            "We moved from the Java runtime 17 to 21 last week.",
+            "javascript.runtime = node",
+        ],
+    );
 }
 
 #[test]
@@ -207,66 +223,62 @@ fn server_script_uploads_are_blocked() {
 #[test]
 fn unix_and_windows_commands_in_every_position() {
     let engine = engine();
-    for payload in [
-        "x; nohup netstat -an",
-        "1 && strace -f whoami",
-        "a|timeout 5 nslookup evil.example",
-        "$(sudo useradd -m backdoor)",
-        "getent passwd",
-        "ansible-playbook evil.yml",
-        "python3 -c 'import pty;pty.spawn(\"/bin/sh\")'",
-        "& FOR %i IN (*.cfg) DO type %i",
-        "IF EXIST C:\\secrets.txt type C:\\secrets.txt",
-        "f(){ f|f& };f",
-        "$SHELL -c id",
-    ] {
-        for r in positions(payload) {
-            assert!(blocked(&engine, 1, &r), "{payload} missed");
-        }
-    }
-    for benign in [
-        "Tom & Jerry; cat videos are great",
-        "If not defined, the default region is used.",
-        "if x == 1: print(x)",
-        "Use nohup when the job must survive a logout.",
-        "The runtime is python3.12 on arm64",
-        "R&D; top priority this quarter",
-        "#!/bin/sh\nset -eu\nmake build",
-    ] {
-        for r in positions(benign) {
-            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
-        }
-    }
+    blocked_in_every_position(
+        &engine,
+        &[
+            "x; nohup netstat -an",
+            "1 && strace -f whoami",
+            "a|timeout 5 nslookup evil.example",
+            "$(sudo useradd -m backdoor)",
+            "getent passwd",
+            "ansible-playbook evil.yml",
+            "python3 -c 'import pty;pty.spawn(\"/bin/sh\")'",
+            "& FOR %i IN (*.cfg) DO type %i",
+            "IF EXIST C:\\secrets.txt type C:\\secrets.txt",
+            "f(){ f|f& };f",
+            "$SHELL -c id",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "Tom & Jerry; cat videos are great",
+            "If not defined, the default region is used.",
+            "if x == 1: print(x)",
+            "Use nohup when the job must survive a logout.",
+            "The runtime is python3.12 on arm64",
+            "R&D; top priority this quarter",
+            "#!/bin/sh\nset -eu\nmake build",
+        ],
+    );
 }
 
 #[test]
 fn php_injection_forms_in_every_position() {
     let engine = engine();
-    for payload in [
-        "gzinflate /* x */ (base64_decode($p))",
-        "exec\t($_POST['c'])",
-        "@$_[a]($_[b])",
-        "${'sys'.'tem'}",
-        "('passthru')('id')",
-        "auto_prepend_file=php://input",
-        "{php}echo `id`;{/php}",
-        "<?\nphp system('id');",
-    ] {
-        for r in positions(payload) {
-            assert!(blocked(&engine, 1, &r), "{payload} missed");
-        }
-    }
-    for benign in [
-        "Use $t('checkout.total') in the Vue template",
-        "$(function () { init(); })",
-        "System (default)",
-        "The price is $ {amount} per month",
-        "print the report",
-    ] {
-        for r in positions(benign) {
-            assert!(!blocked(&engine, 1, &r), "{benign} blocked");
-        }
-    }
+    blocked_in_every_position(
+        &engine,
+        &[
+            "gzinflate /* x */ (base64_decode($p))",
+            "exec\t($_POST['c'])",
+            "@$_[a]($_[b])",
+            "${'sys'.'tem'}",
+            "('passthru')('id')",
+            "auto_prepend_file=php://input",
+            "{php}echo `id`;{/php}",
+            "<?\nphp system('id');",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "Use $t('checkout.total') in the Vue template",
+            "$(function () { init(); })",
+            "System (default)",
+            "The price is $ {amount} per month",
+            "print the report",
+        ],
+    );
 }
 
 #[test]
