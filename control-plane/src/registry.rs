@@ -43,9 +43,10 @@ struct Inner {
     bundle_pem: String,
     /// (namespace, service) -> (addr, spiffe id) -> last sign of life
     endpoints: BTreeMap<(String, String), BTreeMap<(String, String), Instant>>,
-    /// open watch streams per (SPIFFE ID, advertised address; `None` when the watch named
-    /// none, which keeps every endpoint of that ID alive, as older proxies expect)
-    watchers: HashMap<(String, Option<String>), usize>,
+    /// open watch streams per SPIFFE ID, then per advertised address (`None` when the
+    /// watch named none, which keeps every endpoint of that ID alive, as older proxies
+    /// expect)
+    watchers: HashMap<String, HashMap<Option<String>, usize>>,
     policy: Arc<ActivePolicy>,
 }
 
@@ -166,13 +167,23 @@ impl Registry {
 
     /// How many watch streams are open (one per connected proxy).
     pub fn open_watches(&self) -> usize {
-        self.lock().watchers.values().sum()
+        self.lock()
+            .watchers
+            .values()
+            .flat_map(|by_addr| by_addr.values())
+            .sum()
     }
 
     /// Marks a watch stream of `id` open until the returned guard drops.
     pub fn watching(self: &Arc<Self>, id: &SpiffeId, addr: Option<&str>) -> WatchGuard {
         let key = (id.to_string(), addr.map(str::to_owned));
-        *self.lock().watchers.entry(key.clone()).or_default() += 1;
+        *self
+            .lock()
+            .watchers
+            .entry(key.0.clone())
+            .or_default()
+            .entry(key.1.clone())
+            .or_default() += 1;
         WatchGuard {
             registry: Arc::clone(self),
             key,
@@ -190,9 +201,11 @@ impl Registry {
         let mut removed = false;
         for by_key in endpoints.values_mut() {
             by_key.retain(|(addr, id), last| {
-                let watched = watchers
-                    .keys()
-                    .any(|(w_id, w_addr)| w_id == id && w_addr.as_ref().is_none_or(|a| a == addr));
+                let watched = watchers.get(id).is_some_and(|by_addr| {
+                    by_addr
+                        .keys()
+                        .any(|w_addr| w_addr.as_ref().is_none_or(|a| a == addr))
+                });
                 if watched {
                     *last = now;
                 }
@@ -226,10 +239,16 @@ pub struct WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
-        if let Some(count) = inner.watchers.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                inner.watchers.remove(&self.key);
+        let (id, addr) = &self.key;
+        if let Some(by_addr) = inner.watchers.get_mut(id) {
+            if let Some(count) = by_addr.get_mut(addr) {
+                *count -= 1;
+                if *count == 0 {
+                    by_addr.remove(addr);
+                }
+            }
+            if by_addr.is_empty() {
+                inner.watchers.remove(id);
             }
         }
     }

@@ -92,7 +92,41 @@ enum Outcome {
     Refuse(StatusCode, &'static str),
 }
 
+/// The fields of an `authz_deny` event (documented in docs/observability.md).
+struct Deny<'a> {
+    request_id: &'a str,
+    peer: &'a str,
+    service: &'a str,
+    method: &'a str,
+    path: &'a str,
+}
+
+impl Deny<'_> {
+    fn log(&self, decided_by: &str, reason: &str, message: &str) {
+        tracing::warn!(
+            event = "authz_deny",
+            request_id = self.request_id,
+            peer = self.peer,
+            service = self.service,
+            method = self.method,
+            path = self.path,
+            decided_by,
+            reason,
+            mode = "enforce",
+            "{message}"
+        );
+    }
+}
+
 impl<S> Authorization<S> {
+    /// Counts the decision and hands it to the request's span.
+    fn record(&self, request: &Request<ProxyBody>, result: &'static str) {
+        self.metrics.authz_decision(result);
+        if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
+            facts.set_authz(result);
+        }
+    }
+
     fn decide(&self, request: &Request<ProxyBody>) -> Outcome {
         let peer = request.extensions().get::<PeerIdentity>();
         let peer_id = peer.and_then(PeerIdentity::spiffe_id);
@@ -106,22 +140,19 @@ impl<S> Authorization<S> {
         let service = self.enforcement.service();
         let method = request.method().as_str();
         let policy = self.enforcement.authorization();
+        let deny = Deny {
+            request_id,
+            peer: peer_label,
+            service,
+            method,
+            path,
+        };
         let Some(policy) = policy.as_ref() else {
-            self.metrics.authz_decision("deny");
-            if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
-                facts.set_authz("deny");
-            }
-            tracing::warn!(
-                event = "authz_deny",
-                request_id,
-                peer = peer_label,
-                service,
-                method,
-                path,
-                decided_by = "none",
-                reason = "not_configured",
-                mode = "enforce",
-                "request refused: no authorization policy has arrived from the control plane"
+            self.record(request, "deny");
+            deny.log(
+                "none",
+                "not_configured",
+                "request refused: no authorization policy has arrived from the control plane",
             );
             return Outcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, NOT_CONFIGURED);
         };
@@ -155,27 +186,14 @@ impl<S> Authorization<S> {
         if decision.allowed {
             let audit_deny = decision.audit.is_some_and(|a| !a.allowed);
             let result = if audit_deny { "audit_deny" } else { "allow" };
-            self.metrics.authz_decision(result);
-            if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
-                facts.set_authz(result);
-            }
+            self.record(request, result);
             return Outcome::Forward;
         }
-        self.metrics.authz_decision("deny");
-        if let Some(facts) = request.extensions().get::<Arc<TraceFacts>>() {
-            facts.set_authz("deny");
-        }
-        tracing::warn!(
-            event = "authz_deny",
-            request_id,
-            peer = peer_label,
-            service,
-            method,
-            path,
-            decided_by = %rule_label(&decision.decided_by),
-            reason = decision.reason.code(),
-            mode = "enforce",
-            "request denied by authorization policy"
+        self.record(request, "deny");
+        deny.log(
+            &rule_label(&decision.decided_by),
+            decision.reason.code(),
+            "request denied by authorization policy",
         );
         if peer_id.is_none() {
             Outcome::Refuse(StatusCode::UNAUTHORIZED, NO_IDENTITY)
