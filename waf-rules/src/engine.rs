@@ -8,7 +8,7 @@ use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
 use crate::ruleset::{Chain, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
-use crate::transform::{feature, Transform};
+use crate::transform::Transform;
 use crate::{classes, decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
@@ -459,7 +459,7 @@ impl Scratch {
         let (data, _) = apply_chain(
             &chain.transforms,
             value,
-            feature::of(value),
+            classes::features(classes::of(value)),
             &mut self.a,
             &mut self.b,
         );
