@@ -41,9 +41,10 @@ pub enum Transform {
     FoldUnicode,
 }
 
-/// Byte features of a value, computed once per value: a transformation can only change a
-/// value holding one of its trigger features, so a chain none of whose triggers occur is
-/// known to leave the value as it is without running it.
+/// Byte features of a value (derived once per value from its byte classes, see
+/// `classes::features`): a transformation can only change a value holding one of its
+/// trigger features, so a chain none of whose triggers occur is known to leave the value
+/// as it is without running it. The table says which bytes carry which feature.
 pub(crate) mod feature {
     pub const PERCENT: u16 = 1;
     pub const AMP: u16 = 1 << 1;
