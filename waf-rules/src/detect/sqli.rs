@@ -99,6 +99,15 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
             None if !keywords && !starts_quoted => continue,
             _ => {}
         }
+        // Without keywords only the prefix shapes can match, and every one of them has at
+        // least two tokens: two tokens that start none of them settle the context (prose
+        // such as `don't ring`: a string, then a plain word) without the rest.
+        if !keywords {
+            tokens.len = 0;
+            if !tokenize(value, quote, &mut tokens, 2) && !starts_a_prefix_shape(&tokens) {
+                continue;
+            }
+        }
         let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
         tokens.len = 0;
         let complete = tokenize(value, quote, &mut tokens, limit);
@@ -134,6 +143,14 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
         }
     }
     None
+}
+
+/// Whether the classes of the first two tokens open some prefix shape.
+fn starts_a_prefix_shape(tokens: &Tokens) -> bool {
+    let [first, second] = [tokens.buf[0].class, tokens.buf[1].class];
+    PREFIX_SHAPES
+        .iter()
+        .any(|shape| shape.as_bytes()[..2] == [first, second])
 }
 
 /// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
@@ -499,7 +516,13 @@ fn string_end(v: &[u8], mut i: usize, q: u8) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::sqli;
+    use super::{sqli, PREFIX_SHAPES};
+
+    #[test]
+    fn every_prefix_shape_has_two_tokens_or_more() {
+        // The two-token early exit in `sqli` relies on it.
+        assert!(PREFIX_SHAPES.iter().all(|shape| shape.len() >= 2));
+    }
 
     #[test]
     fn flags_injections() {
