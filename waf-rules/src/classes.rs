@@ -74,7 +74,21 @@ pub(crate) fn of_byte(b: u8) -> Classes {
 
 /// The classes present in `value`.
 pub(crate) fn of(value: &[u8]) -> Classes {
-    value.iter().fold(0, |acc, &b| acc | TABLE[usize::from(b)])
+    // Four independent accumulators: the lookups of neighbouring bytes do not wait for
+    // each other's OR.
+    let mut chunks = value.chunks_exact(4);
+    let mut acc = [0 as Classes; 4];
+    for c in &mut chunks {
+        acc[0] |= TABLE[usize::from(c[0])];
+        acc[1] |= TABLE[usize::from(c[1])];
+        acc[2] |= TABLE[usize::from(c[2])];
+        acc[3] |= TABLE[usize::from(c[3])];
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(0, |a, &b| a | TABLE[usize::from(b)]);
+    acc[0] | acc[1] | acc[2] | acc[3] | rest
 }
 
 /// The transformation features (see `transform::feature`) of a value with `classes`.
