@@ -311,7 +311,34 @@ impl Scratch {
         let mut raw_stamp = None;
         let mut raw_chains = 0u64;
         let mut value_pairs = None;
-        for (ci, chain) in set.chains.iter().enumerate() {
+        // With chain masks, the chains worth a look are picked in a few bit operations:
+        // those the value's kind reaches, and of them the ones that transform it, need no
+        // literal, or whose literals the raw scan saw (the scan is then done up front).
+        let mut visit = !0u64;
+        if let Some(masks) = &set.chain_masks {
+            let reached = masks.by_kind_at[value.kind as usize][level];
+            let triggered = masks.triggered(features);
+            let untriggered = reached & !triggered;
+            if untriggered & !masks.unconditional_at[level] != 0 {
+                let (stamp, keywords) = scan_raw(
+                    set,
+                    value.kind,
+                    raw,
+                    &mut self.stamp,
+                    &mut self.hit,
+                    &mut self.span,
+                    &mut self.raw_hits,
+                );
+                self.raw_keywords = keywords;
+                raw_stamp = Some(stamp);
+                raw_chains = chains_of(set, &self.raw_hits);
+            }
+            visit = reached
+                & (triggered | (untriggered & (raw_chains | masks.unconditional_at[level])));
+        }
+        let mut order = ChainOrder::new(visit, set.chains.len(), set.chain_masks.is_some());
+        while let Some(ci) = order.next() {
+            let chain = &set.chains[ci];
             if chain.kinds_at[level] & bit == 0 {
                 continue;
             }
@@ -361,24 +388,18 @@ impl Scratch {
             } else if let Some(stamp) = raw_stamp {
                 stamp
             } else {
-                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-                let scan = &set.global[usize::from(set.global_by_kind[value.kind as usize])];
-                self.raw_keywords = scan_hits(
-                    scan,
+                let (stamp, keywords) = scan_raw(
+                    set,
+                    value.kind,
                     raw,
-                    stamp,
+                    &mut self.stamp,
                     &mut self.hit,
                     &mut self.span,
                     &mut self.raw_hits,
                 );
+                self.raw_keywords = keywords;
                 raw_stamp = Some(stamp);
-                raw_chains = if set.chains.len() > 64 {
-                    !0
-                } else {
-                    self.raw_hits
-                        .iter()
-                        .fold(0, |acc, &r| acc | 1 << set.rule_chain[r as usize])
-                };
+                raw_chains = chains_of(set, &self.raw_hits);
                 stamp
             };
             // Unchanged by the chain, the value can only fire the chain's rules that the
@@ -476,6 +497,70 @@ impl Scratch {
             });
         }
         eval(rule, data, hit, true)
+    }
+}
+
+/// Scans a raw value with the global automaton of its kind into `raw_hits`; returns the
+/// scan's stamp and whether it saw a possible SQL keyword. (Free of `Scratch` so that a
+/// transformed value may still borrow the scratch's buffers.)
+fn scan_raw(
+    set: &RuleSet,
+    kind: Kind,
+    raw: &[u8],
+    stamp: &mut u32,
+    hit: &mut [u32],
+    span: &mut [(u32, u32)],
+    raw_hits: &mut Vec<u32>,
+) -> (u32, bool) {
+    let stamp = next_stamp(stamp, hit);
+    let scan = &set.global[usize::from(set.global_by_kind[kind as usize])];
+    let keywords = scan_hits(scan, raw, stamp, hit, span, raw_hits);
+    (stamp, keywords)
+}
+
+/// The chains (bit i: chain i) of the rules in `hits`; every bit when there are too many
+/// chains to tell.
+fn chains_of(set: &RuleSet, hits: &[u32]) -> u64 {
+    if set.chains.len() > 64 {
+        return !0;
+    }
+    hits.iter()
+        .fold(0, |acc, &r| acc | 1 << set.rule_chain[r as usize])
+}
+
+/// The chains to look at for one value, in index order: the set bits of a mask, or every
+/// chain when the rule set has too many chains for masks.
+struct ChainOrder {
+    mask: u64,
+    next: usize,
+    count: usize,
+    masked: bool,
+}
+
+impl ChainOrder {
+    fn new(mask: u64, count: usize, masked: bool) -> ChainOrder {
+        ChainOrder {
+            mask,
+            next: 0,
+            count,
+            masked,
+        }
+    }
+
+    fn next(&mut self) -> Option<usize> {
+        if self.masked {
+            if self.mask == 0 {
+                return None;
+            }
+            let ci = self.mask.trailing_zeros() as usize;
+            self.mask &= self.mask - 1;
+            Some(ci)
+        } else if self.next < self.count {
+            self.next += 1;
+            Some(self.next - 1)
+        } else {
+            None
+        }
     }
 }
 

@@ -73,6 +73,62 @@ pub struct RuleSet {
     pub(crate) global_by_kind: [u8; KIND_COUNT],
     /// For each rule, what a value needs for it to match.
     pub(crate) rule_gate: Vec<Gate>,
+    /// The chains as bit sets, when there are at most 64 of them.
+    pub(crate) chain_masks: Option<ChainMasks>,
+}
+
+/// Chains as bit sets (bit i: chain i), so the engine picks a value's chains in a few
+/// operations instead of testing every chain.
+pub(crate) struct ChainMasks {
+    /// Per value kind and paranoia level, the chains with a rule that targets the kind.
+    pub by_kind_at: [[u64; 4]; KIND_COUNT],
+    /// Per transformation feature bit, the chains with a transformation it triggers.
+    triggered_by: [u64; 16],
+    /// Per paranoia level, the chains with a rule that needs no literal.
+    pub unconditional_at: [u64; 4],
+}
+
+impl ChainMasks {
+    fn new(chains: &[Chain]) -> Option<ChainMasks> {
+        if chains.len() > 64 {
+            return None;
+        }
+        let mut masks = ChainMasks {
+            by_kind_at: [[0; 4]; KIND_COUNT],
+            triggered_by: [0; 16],
+            unconditional_at: [0; 4],
+        };
+        for (ci, chain) in chains.iter().enumerate() {
+            let bit = 1u64 << ci;
+            for level in 0..4 {
+                for (kind, at) in masks.by_kind_at.iter_mut().enumerate() {
+                    if chain.kinds_at[level] & (1 << kind) != 0 {
+                        at[level] |= bit;
+                    }
+                }
+                if chain.unconditional_at[level] {
+                    masks.unconditional_at[level] |= bit;
+                }
+            }
+            for (f, by) in masks.triggered_by.iter_mut().enumerate() {
+                if chain.triggers & (1 << f) != 0 {
+                    *by |= bit;
+                }
+            }
+        }
+        Some(masks)
+    }
+
+    /// The chains a value with transformation `features` makes run.
+    pub(crate) fn triggered(&self, features: u16) -> u64 {
+        let mut chains = 0;
+        let mut rest = features;
+        while rest != 0 {
+            chains |= self.triggered_by[rest.trailing_zeros() as usize];
+            rest &= rest - 1;
+        }
+        chains
+    }
 }
 
 /// An automaton and the rule of each of its patterns.
@@ -373,6 +429,7 @@ impl RuleSet {
         }
         Ok(RuleSet {
             rules,
+            chain_masks: ChainMasks::new(&chains),
             chains,
             rule_chain,
             global,

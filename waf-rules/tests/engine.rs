@@ -378,3 +378,30 @@ fn text_bodies_of_unparsed_types_are_still_inspected_binary_ones_are_not() {
         .body(grpc);
     assert_eq!(e.inspect(&req, &s, None).action, Action::Pass);
 }
+
+#[test]
+fn rule_sets_with_more_chains_than_masks_hold_still_find_every_rule() {
+    // 65 distinct transformation chains: more than the engine's 64-bit chain masks, so it
+    // falls back to looking at every chain.
+    let mut yaml = String::from("rules:\n");
+    for k in 1..=65u32 {
+        let transforms = vec!["lowercase"; k as usize].join(", ");
+        yaml.push_str(&format!(
+            "  - id: {k}\n    message: probe {k}\n    tags: [probe]\n    severity: critical\n    \
+             targets: [args]\n    transforms: [{transforms}]\n    operator:\n      \
+             literals: [\"probe{k}x\"]\n"
+        ));
+    }
+    let set = RuleSet::from_yaml("chains.yaml", &yaml).expect("65 chains compile");
+    assert_eq!(set.chain_count(), 65);
+    let e = Engine::new(set);
+    let s = WafSettings::default();
+    for k in [1u32, 64, 65] {
+        let target = format!("/?q=a+PROBE{k}X+b");
+        let v = e.inspect(&Request::new("GET", &target), &s, None);
+        assert_eq!(v.action, Action::Block, "rule {k}: {:?}", v.matches);
+        assert!(v.matches.iter().any(|m| m.rule_id == k), "{:?}", v.matches);
+    }
+    let v = e.inspect(&Request::new("GET", "/?q=probe"), &s, None);
+    assert_eq!(v.action, Action::Pass);
+}
