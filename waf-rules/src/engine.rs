@@ -2,6 +2,8 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -162,12 +164,11 @@ impl Engine {
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
         let mut scratch = Scratch::take(set);
-        // A value identical to one already inspected (same kind, name and bytes: the keys
-        // of every object in a JSON array, repeated tags) cannot match anything new.
-        // Values are remembered by a 64-bit hash keyed per process (SipHash), so crafted
-        // values can neither collide on purpose (skipping an attack) nor turn the set
-        // quadratic, and the set keeps its memory across requests.
+        scratch.seen.clear();
         for value in &extracted.values {
+            if scratch.seen_before(value) {
+                continue;
+            }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
         }
         for (ri, rule) in set.rules.iter().enumerate() {
@@ -236,6 +237,31 @@ fn is_secret(value: &Value<'_>) -> bool {
     }
 }
 
+/// Longest value remembered to skip its repeats.
+const SEEN_VALUE_MAX: usize = 64;
+/// Most values remembered per request.
+const SEEN_VALUES_MAX: usize = 1024;
+
+/// A hasher for keys that are already keyed hashes: it passes the `u64` through.
+#[derive(Default)]
+struct PrehashedKey(u64);
+
+impl Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 thread_local! {
     /// The last `Scratch` used on this thread: requests reuse its buffers instead of
     /// allocating them anew.
@@ -258,6 +284,10 @@ pub(crate) struct Scratch {
     /// Whether those scans saw a possible SQL keyword.
     raw_keywords: bool,
     chain_keywords: bool,
+    /// Hashes of the short body values inspected so far in this request.
+    seen: HashSet<u64, BuildHasherDefault<PrehashedKey>>,
+    /// The keyed hash for `seen`, random per scratch (per thread).
+    seen_keys: RandomState,
 }
 
 impl Scratch {
@@ -273,7 +303,28 @@ impl Scratch {
             chain_hits: Vec::with_capacity(64),
             raw_keywords: false,
             chain_keywords: false,
+            seen: HashSet::default(),
+            seen_keys: RandomState::new(),
         }
+    }
+
+    /// Whether a value identical to `value` (same kind, name and bytes) was already
+    /// inspected in this request: it cannot match anything new. Only short body values
+    /// are remembered, the kinds that repeat (the keys of every object of a JSON array,
+    /// tags, enumerations); hashing the long or one-off ones would cost more than it
+    /// saves. The hash is SipHash with a random key, so a crafted value cannot collide
+    /// with another on purpose to be skipped, and the set is bounded.
+    fn seen_before(&mut self, value: &Value<'_>) -> bool {
+        if !matches!(value.kind, Kind::BodyArgName | Kind::BodyArg)
+            || value.data.len() > SEEN_VALUE_MAX
+            || self.seen.len() >= SEEN_VALUES_MAX
+        {
+            return false;
+        }
+        let key =
+            self.seen_keys
+                .hash_one((value.kind as u8, value.name.as_bytes(), &value.data[..]));
+        !self.seen.insert(key)
     }
 
     /// This thread's scratch, fitted to `set` and with no rule scored yet.

@@ -405,3 +405,23 @@ fn rule_sets_with_more_chains_than_masks_hold_still_find_every_rule() {
     let v = e.inspect(&Request::new("GET", "/?q=probe"), &s, None);
     assert_eq!(v.action, Action::Pass);
 }
+
+#[test]
+fn a_repeated_body_value_is_inspected_once_per_name() {
+    let e = engine();
+    let s = WafSettings::default();
+    let body = br#"{"a":["<script>alert(1)</script>","<script>alert(1)</script>"],"b":"<script>alert(1)</script>"}"#;
+    let req = Request::new("POST", "/api")
+        .header("content-type", b"application/json")
+        .body(body);
+    let v = e.inspect(&req, &s, None);
+    assert_eq!(v.action, Action::Block);
+    let targets: Vec<&str> = v
+        .matches
+        .iter()
+        .filter(|m| m.rule_id == 4101)
+        .map(|m| m.target.as_str())
+        .collect();
+    // The same bytes under the same name once; under another name again.
+    assert_eq!(targets, ["body_arg:a", "body_arg:b"], "{:?}", v.matches);
+}
