@@ -2,7 +2,7 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
@@ -165,8 +165,8 @@ impl Engine {
         let set = &*self.rules;
         let mut scratch = Scratch::take(set);
         scratch.seen.clear();
-        for value in &extracted.values {
-            if scratch.seen_before(value) {
+        for (index, value) in extracted.values.iter().enumerate() {
+            if scratch.seen_before(&extracted.values, index) {
                 continue;
             }
             scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
@@ -242,7 +242,29 @@ const SEEN_VALUE_MAX: usize = 64;
 /// Most values remembered per request.
 const SEEN_VALUES_MAX: usize = 1024;
 
-/// A hasher for keys that are already keyed hashes: it passes the `u64` through.
+/// A seeded hash of a value's kind, name and bytes, eight bytes per step.
+fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h =
+        seed ^ value.kind as u64 ^ (value.name.len() as u64) << 8 ^ (value.data.len() as u64) << 32;
+    for part in [value.name.as_bytes(), &value.data[..]] {
+        let mut chunks = part.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+    h ^ h >> 31
+}
+
+/// A hasher for keys that are already hashes: it passes the `u64` through.
 #[derive(Default)]
 struct PrehashedKey(u64);
 
@@ -284,10 +306,10 @@ pub(crate) struct Scratch {
     /// Whether those scans saw a possible SQL keyword.
     raw_keywords: bool,
     chain_keywords: bool,
-    /// Hashes of the short body values inspected so far in this request.
-    seen: HashSet<u64, BuildHasherDefault<PrehashedKey>>,
-    /// The keyed hash for `seen`, random per scratch (per thread).
-    seen_keys: RandomState,
+    /// The short body values inspected so far in this request: hash -> index.
+    seen: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>>,
+    /// The seed of those hashes, random per scratch (per thread).
+    seen_seed: u64,
 }
 
 impl Scratch {
@@ -303,28 +325,35 @@ impl Scratch {
             chain_hits: Vec::with_capacity(64),
             raw_keywords: false,
             chain_keywords: false,
-            seen: HashSet::default(),
-            seen_keys: RandomState::new(),
+            seen: HashMap::default(),
+            seen_seed: RandomState::new().hash_one(0u64),
         }
     }
 
-    /// Whether a value identical to `value` (same kind, name and bytes) was already
-    /// inspected in this request: it cannot match anything new. Only short body values
-    /// are remembered, the kinds that repeat (the keys of every object of a JSON array,
-    /// tags, enumerations); hashing the long or one-off ones would cost more than it
-    /// saves. The hash is SipHash with a random key, so a crafted value cannot collide
-    /// with another on purpose to be skipped, and the set is bounded.
-    fn seen_before(&mut self, value: &Value<'_>) -> bool {
+    /// Whether a value identical to `values[index]` (same kind, name and bytes) was
+    /// already inspected in this request: it cannot match anything new. Only short body
+    /// values are remembered, the kinds that repeat (the keys of every object of a JSON
+    /// array, tags, enumerations); hashing the long or one-off ones would cost more than
+    /// it saves. A hash only finds the earlier value; the bytes are compared, so a crafted
+    /// collision gets a value inspected, never skipped.
+    fn seen_before(&mut self, values: &[Value<'_>], index: usize) -> bool {
+        let value = &values[index];
         if !matches!(value.kind, Kind::BodyArgName | Kind::BodyArg)
             || value.data.len() > SEEN_VALUE_MAX
-            || self.seen.len() >= SEEN_VALUES_MAX
         {
             return false;
         }
-        let key =
-            self.seen_keys
-                .hash_one((value.kind as u8, value.name.as_bytes(), &value.data[..]));
-        !self.seen.insert(key)
+        let key = value_hash(self.seen_seed, value);
+        if let Some(&earlier) = self.seen.get(&key) {
+            let earlier = &values[earlier as usize];
+            return earlier.kind == value.kind
+                && earlier.name == value.name
+                && earlier.data == value.data;
+        }
+        if self.seen.len() < SEEN_VALUES_MAX {
+            self.seen.insert(key, index as u32);
+        }
+        false
     }
 
     /// This thread's scratch, fitted to `set` and with no rule scored yet.
