@@ -257,11 +257,13 @@ impl<'a> Scan<'a> {
         let mut owned: Option<Vec<u8>> = None;
         let mut run = start;
         loop {
-            let p = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
-            let end_run = p;
-            if b[run..end_run].iter().any(|&c| c < 0x20) {
+            // One pass per run finds its end and refuses control characters; JSON strings
+            // are short, so a table lookup per byte beats two vector searches' set-up.
+            let p = i + b[i..].iter().position(|&c| STRING_STOP[usize::from(c)])?;
+            if b[p] < 0x20 {
                 return None;
             }
+            let end_run = p;
             if !self.utf8 {
                 std::str::from_utf8(&b[run..end_run]).ok()?;
             }
@@ -315,6 +317,20 @@ impl<'a> Scan<'a> {
         }
     }
 }
+
+/// Bytes that end a run of plain string content: the closing quote, a backslash, and the
+/// control characters JSON forbids unescaped.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 fn hex4(h: &[u8]) -> Option<u32> {
     h.iter().try_fold(0u32, |acc, &c| {
