@@ -64,7 +64,8 @@ pub struct Verdict {
     pub action: Action,
     /// Sum of the scores of the rules that fired. A rule counts once per request however
     /// many values it matched, so one payload repeated in many fields is not overcounted;
-    /// each matched value is still listed in `matches` (up to `MATCHES_MAX`).
+    /// each matched value is still listed in `matches` (up to `MATCHES_MAX`; a short body
+    /// value repeated with the same name, once).
     pub score: u32,
     pub threshold: u32,
     pub matches: Vec<Match>,
