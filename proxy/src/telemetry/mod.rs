@@ -198,7 +198,10 @@ impl Tracing {
             .inner
             .sampler
             .sampled(parent.map(|p| p.sampled), &trace_id);
-        if let Ok(value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
+        if let Ok(mut value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
+            // New on every request: HPACK indexing it on the mTLS hop would only churn the
+            // connection's header table. "Sensitive" makes h2 send it never-indexed.
+            value.set_sensitive(true);
             headers.insert(TRACEPARENT, value);
         }
         if !sampled {
