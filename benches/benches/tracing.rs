@@ -12,7 +12,9 @@
 //!   here would bill the collector's work to the proxy).
 //!
 //! Each configuration gets its own control plane and pair of proxies (started, measured,
-//! stopped) against one app, so they differ only in `ProxyConfig::tracing`.
+//! stopped) against one app, so they differ only in `ProxyConfig::tracing`. The group
+//! `proxied_request_http1_keepalive_app_traceparent` repeats all of it with the app
+//! sending a `traceparent` of its own in every configuration.
 //!
 //! `span_path`: the per-request span work alone, as the metrics layer does it for one
 //! request (start from the incoming `traceparent`, rewrite it, record the facts, end and
@@ -47,7 +49,20 @@ impl Export {
     }
 }
 
+/// The app's own `traceparent`, for the `_app_traceparent` group.
+const APP_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn end_to_end(c: &mut Criterion) {
+    end_to_end_group(c, false);
+    end_to_end_group(c, true);
+}
+
+/// `app_traceparent`: the app sends its own `traceparent` in every configuration (an app
+/// that already traces), so export off forwards it unchanged and export on replaces it;
+/// the difference is then the proxies' tracing work alone. Without it, export on adds a
+/// header export off does not carry, and its cost on the mTLS hop (HPACK) and in the app
+/// counts too.
+fn end_to_end_group(c: &mut Criterion, app_traceparent: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,16 +79,22 @@ fn end_to_end(c: &mut Criterion) {
     let endpoint = CountingOtlpEndpoint::start().expect("the counting OTLP endpoint");
     let app = rt.block_on(TestApp::start());
 
-    let mut group = c.benchmark_group("proxied_request_http1_keepalive");
+    let group_name = if app_traceparent {
+        "proxied_request_http1_keepalive_app_traceparent"
+    } else {
+        "proxied_request_http1_keepalive"
+    };
+    let mut group = c.benchmark_group(group_name);
     // Set when an OTLP configuration was measured (a filter may leave it out).
     let otlp_measured = std::cell::Cell::new(false);
-    // `PALISADE_TRACING_BENCH=export_otlp/1` (say) sets up only the configurations whose
-    // name contains it: under callgrind, starting the others' control planes and proxies
-    // would take minutes (criterion's own filter skips only the measuring).
+    // `PALISADE_TRACING_BENCH=keepalive/export_otlp/1` (say) sets up only the
+    // configurations whose full name contains it: under callgrind, starting the others'
+    // control planes and proxies would take minutes (criterion's own filter skips only
+    // the measuring).
     let only = std::env::var("PALISADE_TRACING_BENCH").unwrap_or_default();
     for round in 1..=2 {
         for export in [Export::Off, Export::Discard, Export::Otlp] {
-            if !format!("{}/{round}", export.name()).contains(&only) {
+            if !format!("{group_name}/{}/{round}", export.name()).contains(&only) {
                 continue;
             }
             // A control plane per configuration: one shared by successive pairs would keep
@@ -127,8 +148,13 @@ fn end_to_end(c: &mut Criterion) {
                 b.iter(|| {
                     rt.block_on(async {
                         sender.ready().await.expect("the connection stays open");
+                        let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
+                        if app_traceparent {
+                            call.headers_mut()
+                                .insert("traceparent", HeaderValue::from_static(APP_TRACEPARENT));
+                        }
                         let response = sender
-                            .send_request(request("GET", "payments", "/v1/charges/ch_1", None, ""))
+                            .send_request(call)
                             .await
                             .expect("a response through both proxies");
                         let (status, _, body) = read(response).await.expect("the response body");

@@ -7,7 +7,7 @@
 //! message's length is written once after its body (one byte reserved; a longer length
 //! shifts the body, which only the span and batch levels need).
 
-use super::record::{SpanRecord, DECISIONS, NO_SCORE};
+use super::record::{SpanRecord, Text, DECISIONS, NO_SCORE};
 use crate::metrics::Direction;
 
 /// Protobuf wire types.
@@ -126,22 +126,71 @@ impl Writer {
     }
 }
 
-/// The resource and scope of every export, encoded once: `service.name` first, then the
-/// other resource attributes.
+/// What every export repeats, encoded once: the resource (`service.name` first, then the
+/// other resource attributes), and the attributes whose values come from a small fixed
+/// set (direction, standard methods, decisions, the proxy's own service).
 #[derive(Debug, Clone)]
 pub(crate) struct Preamble {
     /// `Resource` message body.
     resource: Vec<u8>,
+    /// `palisade.direction`, inbound then outbound (whole `attributes` fields).
+    directions: [Vec<u8>; 2],
+    /// `http.request.method` of each of [`METHODS`].
+    methods: Vec<Vec<u8>>,
+    /// `palisade.authz.decision` of each of [`DECISIONS`] (the first, unset, is empty).
+    decisions: Vec<Vec<u8>>,
+    /// `palisade.service` = the proxy's own service.
+    local_service: Vec<u8>,
 }
 
+/// The methods whose attribute is encoded once.
+const METHODS: [http::Method; 9] = [
+    http::Method::GET,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::PATCH,
+    http::Method::HEAD,
+    http::Method::OPTIONS,
+    http::Method::CONNECT,
+    http::Method::TRACE,
+];
+
 impl Preamble {
-    pub(crate) fn new(service_name: &str, attributes: &[(String, String)]) -> Self {
+    /// `service_name` is the resource's `service.name`, `local_service` the proxy's own
+    /// service (the `palisade.service` of inbound spans).
+    pub(crate) fn new(
+        service_name: &str,
+        attributes: &[(String, String)],
+        local_service: &str,
+    ) -> Self {
+        let encoded = |key: &str, value: &str| {
+            let mut w = Writer::default();
+            w.string_attribute(9, key, value);
+            w.buf
+        };
         let mut w = Writer::default();
         w.string_attribute(1, "service.name", service_name);
         for (key, value) in attributes {
             w.string_attribute(1, key, value);
         }
-        Self { resource: w.buf }
+        Self {
+            resource: w.buf,
+            directions: [Direction::Inbound, Direction::Outbound]
+                .map(|d| encoded("palisade.direction", d.as_str())),
+            methods: METHODS
+                .iter()
+                .map(|m| encoded("http.request.method", m.as_str()))
+                .collect(),
+            decisions: DECISIONS
+                .iter()
+                .map(|d| match *d {
+                    "" => Vec::new(),
+                    d => encoded("palisade.authz.decision", d),
+                })
+                .collect(),
+            local_service: encoded("palisade.service", local_service),
+        }
     }
 }
 
@@ -156,7 +205,7 @@ pub(crate) fn export_request(w: &mut Writer, preamble: &Preamble, spans: &[SpanR
         w.message(2, |w| {
             w.message(1, |w| w.string(1, SCOPE));
             for span in spans {
-                w.message(2, |w| write_span(w, span));
+                w.message(2, |w| write_span(w, preamble, span));
             }
         });
     });
@@ -171,7 +220,7 @@ pub(crate) fn span_name(direction: Direction) -> &'static str {
 }
 
 /// One `Span` message body, its attributes in the order the proxy learns them.
-fn write_span(w: &mut Writer, span: &SpanRecord) {
+fn write_span(w: &mut Writer, preamble: &Preamble, span: &SpanRecord) {
     w.bytes_field(1, &span.trace_id);
     w.bytes_field(2, &span.span_id);
     if let Some(state) = &span.trace_state {
@@ -190,16 +239,26 @@ fn write_span(w: &mut Writer, span: &SpanRecord) {
     );
     w.fixed64(7, span.start_unix_nanos);
     w.fixed64(8, span.end_unix_nanos);
-    w.string_attribute(9, "palisade.direction", span.direction.as_str());
-    w.string_attribute(9, "http.request.method", span.method.as_str());
+    let direction = match span.direction {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    };
+    w.buf.extend_from_slice(&preamble.directions[direction]);
+    match METHODS.iter().position(|m| *m == span.method) {
+        Some(known) => w.buf.extend_from_slice(&preamble.methods[known]),
+        None => w.string_attribute(9, "http.request.method", span.method.as_str()),
+    }
     if let Some(outcome) = &span.outcome {
         w.string_attribute(9, "palisade.peer", outcome.peer.as_str());
-        w.string_attribute(9, "palisade.service", outcome.service.as_str());
+        match &outcome.service {
+            // Only the proxy's own service is shared.
+            Text::Shared(_) => w.buf.extend_from_slice(&preamble.local_service),
+            other => w.string_attribute(9, "palisade.service", other.as_str()),
+        }
         w.int_attribute(9, "http.response.status_code", i64::from(outcome.status));
     }
-    let decision = DECISIONS[usize::from(span.authz) % DECISIONS.len()];
-    if !decision.is_empty() {
-        w.string_attribute(9, "palisade.authz.decision", decision);
+    if let Some(decision) = preamble.decisions.get(usize::from(span.authz)) {
+        w.buf.extend_from_slice(decision);
     }
     if span.waf_score != NO_SCORE {
         w.int_attribute(9, "palisade.waf.score", i64::from(span.waf_score));
@@ -240,7 +299,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::telemetry::record::{Outcome, Text};
+    use crate::telemetry::record::Outcome;
 
     fn string(key: &str, value: &str) -> KeyValue {
         KeyValue {
@@ -291,6 +350,7 @@ mod tests {
         let preamble = Preamble::new(
             "payments",
             &[("deployment.environment".to_owned(), "prod".to_owned())],
+            "payments",
         );
         let outbound = SpanRecord {
             parent_span_id: [0; 8],
@@ -379,7 +439,7 @@ mod tests {
             authz: 1,
             ..inbound()
         };
-        let request = decode(&[abandoned], &Preamble::new("payments", &[]));
+        let request = decode(&[abandoned], &Preamble::new("payments", &[], "payments"));
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(
             span.attributes,
@@ -405,7 +465,7 @@ mod tests {
             status: 200,
         });
         let spans = vec![span; 600];
-        let request = decode(&spans, &Preamble::new(&"s".repeat(300), &[]));
+        let request = decode(&spans, &Preamble::new(&"s".repeat(300), &[], "payments"));
         let decoded = &request.resource_spans[0].scope_spans[0].spans;
         assert_eq!(decoded.len(), 600);
         assert!(decoded

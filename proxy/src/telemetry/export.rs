@@ -224,7 +224,11 @@ pub(crate) struct OtlpClient {
 }
 
 impl OtlpClient {
-    pub(crate) fn new(config: &ExportConfig, service_name: &str) -> Result<Self, std::io::Error> {
+    pub(crate) fn new(
+        config: &ExportConfig,
+        service_name: &str,
+        local_service: &str,
+    ) -> Result<Self, std::io::Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -255,7 +259,7 @@ impl OtlpClient {
                 headers,
                 sender: None,
             },
-            preamble: Preamble::new(service_name, &config.resource),
+            preamble: Preamble::new(service_name, &config.resource, local_service),
             writer: Writer::default(),
             timeout: config.timeout,
             log: FailureLog::default(),
