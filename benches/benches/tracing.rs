@@ -4,45 +4,33 @@
 //! client → `orders` outbound → mTLS → `payments` inbound → app), over one HTTP/1.1
 //! keep-alive connection, in three configurations measured in alternation (two rounds):
 //! - `export_off`: no tracing (the default);
-//! - `export_discard`: spans created, propagated and ended, then dropped by an exporter
-//!   that discards them — the request path's own span work, without any export;
+//! - `export_discard`: spans created, propagated, ended and queued, then dropped unencoded
+//!   by the export thread (`Tracing::discarding`) — the request path's own span work,
+//!   without any export;
 //! - `export_otlp`: the real OTLP/gRPC exporter, to an endpoint on a thread and runtime of
 //!   its own that only counts bytes (a collector runs elsewhere in a deployment; decoding
 //!   here would bill the collector's work to the proxy).
 //!
-//! Each configuration gets its own pair of proxies (started, measured, stopped) against
-//! one control plane and one app, so they differ only in `ProxyConfig::tracing`.
+//! Each configuration gets its own control plane and pair of proxies (started, measured,
+//! stopped) against one app, so they differ only in `ProxyConfig::tracing`. The group
+//! `proxied_request_http1_keepalive_app_traceparent` repeats all of it with the app
+//! sending a `traceparent` of its own in every configuration.
 //!
 //! `span_path`: the per-request span work alone, as the metrics layer does it for one
-//! request (start from the incoming `traceparent`, rewrite it, record the attributes, end),
-//! with the discarding exporter: inbound with a sampled parent, inbound with an unsampled
-//! parent, outbound starting a new trace.
+//! request (start from the incoming `traceparent`, rewrite it, record the facts, end and
+//! queue), with the discarding export thread: inbound with a sampled parent, inbound with
+//! an unsampled parent, outbound starting a new trace.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use palisade_e2e::otlp::CountingOtlpEndpoint;
 use palisade_e2e::proxies::{free_port, http1, payments_admits_orders, read, request, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::metrics::Direction;
-use palisade_proxy::telemetry::{TraceFacts, Tracing};
+use palisade_proxy::telemetry::Tracing;
 use palisade_proxy::test_helpers::TestApp;
-
-/// Drops every span it is handed.
-#[derive(Debug)]
-struct Discard;
-
-impl SpanExporter for Discard {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        drop(batch);
-        std::future::ready(Ok(()))
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Export {
@@ -61,7 +49,20 @@ impl Export {
     }
 }
 
+/// The app's own `traceparent`, for the `_app_traceparent` group.
+const APP_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn end_to_end(c: &mut Criterion) {
+    end_to_end_group(c, false);
+    end_to_end_group(c, true);
+}
+
+/// `app_traceparent`: the app sends its own `traceparent` in every configuration (an app
+/// that already traces), so export off forwards it unchanged and export on replaces it;
+/// the difference is then the proxies' tracing work alone. Without it, export on adds a
+/// header export off does not carry, and its cost on the mTLS hop (HPACK) and in the app
+/// counts too.
+fn end_to_end_group(c: &mut Criterion, app_traceparent: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,11 +79,24 @@ fn end_to_end(c: &mut Criterion) {
     let endpoint = CountingOtlpEndpoint::start().expect("the counting OTLP endpoint");
     let app = rt.block_on(TestApp::start());
 
-    let mut group = c.benchmark_group("proxied_request_http1_keepalive");
+    let group_name = if app_traceparent {
+        "proxied_request_http1_keepalive_app_traceparent"
+    } else {
+        "proxied_request_http1_keepalive"
+    };
+    let mut group = c.benchmark_group(group_name);
     // Set when an OTLP configuration was measured (a filter may leave it out).
     let otlp_measured = std::cell::Cell::new(false);
+    // `PALISADE_TRACING_BENCH=keepalive/export_otlp/1` (say) sets up only the
+    // configurations whose full name contains it: under callgrind, starting the others'
+    // control planes and proxies would take minutes (criterion's own filter skips only
+    // the measuring).
+    let only = std::env::var("PALISADE_TRACING_BENCH").unwrap_or_default();
     for round in 1..=2 {
         for export in [Export::Off, Export::Discard, Export::Otlp] {
+            if !format!("{group_name}/{}/{round}", export.name()).contains(&only) {
+                continue;
+            }
             // A control plane per configuration: one shared by successive pairs would keep
             // the stopped `payments` proxies' endpoints registered (their SPIFFE ID is
             // still watching), and `orders` would spend requests on refused connections.
@@ -93,7 +107,9 @@ fn end_to_end(c: &mut Criterion) {
                 .expect("the control plane");
             let tracing = |service: &str| match export {
                 Export::Off => None,
-                Export::Discard => Some(Tracing::with_span_exporter(Discard, service)),
+                Export::Discard => {
+                    Some(Tracing::discarding(service).expect("a discarding export thread"))
+                }
                 Export::Otlp => Some(
                     Tracing::with_endpoint(&endpoint.endpoint(), service)
                         .expect("an OTLP exporter to the endpoint"),
@@ -132,8 +148,13 @@ fn end_to_end(c: &mut Criterion) {
                 b.iter(|| {
                     rt.block_on(async {
                         sender.ready().await.expect("the connection stays open");
+                        let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
+                        if app_traceparent {
+                            call.headers_mut()
+                                .insert("traceparent", HeaderValue::from_static(APP_TRACEPARENT));
+                        }
                         let response = sender
-                            .send_request(request("GET", "payments", "/v1/charges/ch_1", None, ""))
+                            .send_request(call)
                             .await
                             .expect("a response through both proxies");
                         let (status, _, body) = read(response).await.expect("the response body");
@@ -159,7 +180,7 @@ fn end_to_end(c: &mut Criterion) {
 }
 
 fn span_path(c: &mut Criterion) {
-    let tracing = Tracing::with_span_exporter(Discard, "payments");
+    let tracing = Tracing::discarding("payments").expect("a discarding export thread");
     let method = http::Method::GET;
     // Inbound, as `payments` sees it: a sampled parent from the calling proxy; then the
     // same with the parent not sampled (what `OTEL_TRACES_SAMPLER` ratios leave behind).
@@ -178,15 +199,15 @@ fn span_path(c: &mut Criterion) {
         headers.insert("traceparent", HeaderValue::from_static(traceparent));
         c.bench_function(name, |b| {
             b.iter(|| {
-                let facts = Arc::new(TraceFacts::default());
                 let span = tracing.start(Direction::Inbound, &method, &mut headers);
-                facts.set_authz("allow");
-                facts.set_waf_score(0);
+                if let Some(facts) = span.facts() {
+                    facts.set_authz("allow");
+                    facts.set_waf_score(0);
+                }
                 span.finish(
                     "spiffe://mesh.test/ns/shop/sa/orders",
                     "payments",
                     StatusCode::OK,
-                    &facts,
                 );
             })
         });
@@ -198,13 +219,11 @@ fn span_path(c: &mut Criterion) {
     c.bench_function("span_path/outbound_new_trace", |b| {
         b.iter(|| {
             headers.remove("traceparent");
-            let facts = Arc::new(TraceFacts::default());
             let span = tracing.start(Direction::Outbound, &method, &mut headers);
             span.finish(
                 "spiffe://mesh.test/ns/shop/sa/payments",
                 "payments",
                 StatusCode::OK,
-                &facts,
             );
         })
     });

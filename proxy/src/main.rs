@@ -203,7 +203,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = renewal.await;
     let _ = watch.task.await;
     if let Some(tracing_export) = tracing_export {
-        tracing_export.shutdown();
+        // Exporting the last spans waits on the collector (bounded by its timeout): off
+        // the async workers.
+        let _ = tokio::task::spawn_blocking(move || tracing_export.shutdown()).await;
     }
     served?;
     Ok(())

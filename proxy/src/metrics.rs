@@ -212,6 +212,18 @@ impl Metrics {
             "Expiry of the installed SVID, seconds since the Unix epoch (0 when none)",
             svid_not_after.clone(),
         );
+        if let Some(tracing) = &tracing {
+            registry.register(
+                "trace_spans_dropped",
+                "Request spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
+                tracing.dropped_spans(),
+            );
+            registry.register(
+                "trace_spans_export_failed",
+                "Request spans lost because their OTLP export failed",
+                tracing.failed_spans(),
+            );
+        }
         Self {
             registry,
             requests,

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use palisade_e2e::otlp::OtlpReceiver;
 use palisade_e2e::proxies::{free_port, payments_admits_orders, request, send, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
-use palisade_proxy::telemetry::Tracing;
+use palisade_proxy::telemetry::{ExportConfig, Tracing};
 use palisade_proxy::test_helpers::TestApp;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -165,6 +165,103 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
     })
     .await
     .unwrap();
+}
+
+/// A collector that accepts connections and never answers: requests through both
+/// proxies still succeed at once, and the spans are counted as lost on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_collector_neither_fails_nor_holds_up_requests() {
+    // Bound and never accepted: connections complete in the kernel's backlog and every
+    // export call waits for its timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    std::fs::write(
+        policy_dir.join("payments.yaml"),
+        payments_admits_orders(&["/v1/charges/{id}"]),
+    )
+    .unwrap();
+    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+        .await
+        .unwrap();
+    let app = TestApp::start().await;
+    let tracing = |service: &str| {
+        let config = ExportConfig::for_endpoint(&endpoint)
+            .unwrap()
+            .with_batching(64, 4, Duration::from_millis(20))
+            .with_timeout(Duration::from_millis(300));
+        Tracing::otlp(config, service).unwrap()
+    };
+    let (payments_tracing, orders_tracing) = (tracing("payments"), tracing("orders"));
+    let payments = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "payments",
+        "payments",
+        app.addr,
+        Some(payments_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let orders = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "orders",
+        "orders",
+        free_port().unwrap(),
+        Some(orders_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let within = Duration::from_secs(10);
+    assert!(payments.wait_configured(&[], within).await);
+    assert!(orders.wait_configured(&["payments"], within).await);
+
+    const REQUESTS: u64 = 20;
+    let started = std::time::Instant::now();
+    for i in 0..REQUESTS {
+        let call = request("GET", "payments", &format!("/v1/charges/{i}"), None, "");
+        let (status, _, body) = send(orders.outbound, call).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // Each export waits 300 ms for nothing; had a request waited on one, 20 would take
+    // seconds.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
+    tokio::task::spawn_blocking(move || {
+        a.flush();
+        b.flush();
+    })
+    .await
+    .unwrap();
+    for (proxy, tracing) in [(&payments, &payments_tracing), (&orders, &orders_tracing)] {
+        let lost = tracing.failed_spans().get() + tracing.dropped_spans().get();
+        assert_eq!(lost, REQUESTS, "{}", proxy.service);
+        let (status, _, metrics) =
+            send(proxy.admin, request("GET", "metrics", "/metrics", None, ""))
+                .await
+                .unwrap();
+        assert_eq!(status, 200);
+        let failed = tracing.failed_spans().get();
+        assert!(
+            metrics.contains(&format!(
+                "palisade_proxy_trace_spans_export_failed_total {failed}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("palisade_proxy_trace_spans_dropped_total "),
+            "{metrics}"
+        );
+    }
+    drop(silent);
+    payments.shutdown().await;
+    orders.shutdown().await;
+    cp.shutdown().await;
 }
 
 /// Not a pass/fail test: the cost of export on the request path, measured as sequential

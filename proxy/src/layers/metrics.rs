@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 use super::{PeerIdentity, ResponseFuture};
 use crate::body::ProxyBody;
 use crate::metrics::{Direction, Metrics, UNKNOWN_SERVICE};
-use crate::telemetry::TraceFacts;
+use crate::telemetry::RequestSpan;
 
 /// The destination proxy's identity, a response extension set by the outbound forwarder
 /// once an endpoint answered.
@@ -88,13 +88,13 @@ where
     fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
         let caller = request.extensions().get::<PeerIdentity>().cloned();
         // Tracing off costs this one check.
-        let trace = self.metrics.tracing().map(|tracing| {
-            let facts = Arc::new(TraceFacts::default());
-            request.extensions_mut().insert(facts.clone());
+        let span = self.metrics.tracing().map(|tracing| {
             let method = request.method().clone();
-            let span = tracing.start(self.direction, &method, request.headers_mut());
-            (span, facts)
+            tracing.start(self.direction, &method, request.headers_mut())
         });
+        if let Some(facts) = span.as_ref().and_then(RequestSpan::facts) {
+            request.extensions_mut().insert(facts);
+        }
         // The access line's request facts are copied only when the line will be written.
         let access =
             tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO).then(|| AccessFacts {
@@ -131,8 +131,8 @@ where
             };
             let elapsed = started.elapsed();
             metrics.request(direction, response.status(), peer, service, elapsed);
-            if let Some((span, facts)) = trace {
-                span.finish(peer, service, response.status(), &facts);
+            if let Some(span) = span {
+                span.finish(peer, service, response.status());
             }
             if let Some(facts) = access {
                 tracing::info!(

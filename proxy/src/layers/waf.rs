@@ -339,13 +339,18 @@ where
             };
             let route = config.route_for(parts.uri.path());
             let mut view = palisade_waf::Request::from_parts(&parts, &buffered.data);
-            // The proxy wrote this one itself from the TLS peer (a `spiffe://` URI, which
-            // URL-scheme rules at higher paranoia would flag); nothing of the caller's.
-            view.headers
-                .retain(|(name, _)| *name != crate::headers::PEER_ID);
+            // The proxy wrote these itself, nothing of the caller's: the peer id from the
+            // TLS peer (a `spiffe://` URI, which URL-scheme rules at higher paranoia would
+            // flag) and, when the request's span is recorded, `traceparent` (the metrics
+            // layer replaced the caller's with the span's own ids, hex only).
+            let traced = parts.extensions.get::<Arc<crate::telemetry::TraceFacts>>();
+            view.headers.retain(|(name, _)| {
+                *name != crate::headers::PEER_ID
+                    && !(traced.is_some() && *name == crate::telemetry::TRACEPARENT)
+            });
             let verdict = enforcement.engine().inspect(&view, &config.settings, route);
             drop(view);
-            if let Some(facts) = parts.extensions.get::<Arc<crate::telemetry::TraceFacts>>() {
+            if let Some(facts) = traced {
                 facts.set_waf_score(verdict.score);
             }
             if !verdict.matches.is_empty() || verdict.action != Action::Pass {

@@ -1,0 +1,1009 @@
+//! OpenTelemetry traces: one span per proxied request, exported over OTLP/gRPC.
+//!
+//! Export is off unless the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` variable is set ([`Tracing::from_env`]; the settings are
+//! in [`ExportConfig`]). When it is off, the request path pays one `Option` check: no
+//! span, no header parsing.
+//!
+//! When it is on, the W3C `traceparent` a request carries (from the app, outbound; from
+//! the calling proxy, inbound) is the parent of the request's span, and the request is
+//! forwarded with the span's own `traceparent`, so both proxies' spans and the app's share
+//! one trace id.
+//!
+//! No OpenTelemetry SDK runs on the request path (see `benches/results/tracing.md` for
+//! what it cost). [`Tracing::start`] parses `traceparent` by hand, asks the [`Sampler`],
+//! draws ids from a per-thread generator and writes the new `traceparent` from a stack
+//! buffer. [`RequestSpan::finish`] fills a fixed-size record (short names copied inline,
+//! the proxy's own service shared) and pushes it on a bounded queue; a full queue drops
+//! the span and counts it. The `palisade-otlp-export` thread batches the records, encodes
+//! OTLP protobuf itself ([`encode`]) and sends it ([`export`]). A span the sampler
+//! dropped still propagates its `traceparent` (flag `00`) but records nothing.
+
+mod config;
+mod encode;
+mod export;
+mod record;
+mod sampler;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use prometheus_client::metrics::counter::Counter;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+pub use config::{ConfigError, ExportConfig, ENDPOINT_VARS};
+pub use sampler::Sampler;
+
+use crate::metrics::Direction;
+use export::{Command, OtlpClient, Queue, Sink};
+use record::{Outcome, SpanRecord, Text, DECISIONS, NO_SCORE};
+
+/// The W3C Trace Context headers.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+#[derive(Debug, thiserror::Error)]
+pub enum TracingError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("trace export: cannot start the export thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Span export; cheap to clone. The export thread stops (after exporting what is queued)
+/// when the last clone is dropped or [`Tracing::shutdown`] is called.
+#[derive(Debug, Clone)]
+pub struct Tracing {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: Arc<Queue>,
+    sampler: Sampler,
+    /// The proxy's own service, the `palisade.service` of every inbound span, shared
+    /// rather than copied per span.
+    service: Arc<str>,
+    exporter: Thread,
+    commands: Sender<Command>,
+    /// Longest a flush waits: one export and one retry on a new connection.
+    flush_wait: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop(None));
+        self.exporter.unpark();
+    }
+}
+
+impl Tracing {
+    /// Export as the standard variables say, or `None` when no endpoint is set (see
+    /// [`ExportConfig::from_vars`]; settings the exporter cannot honour are refused).
+    pub fn from_env(service: &str) -> Result<Option<Self>, TracingError> {
+        match ExportConfig::from_vars(|name| std::env::var(name).ok())? {
+            Some(config) => Self::otlp(config, service).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Export to `endpoint` (`http://host:port`) with the default settings, whatever the
+    /// environment says.
+    pub fn with_endpoint(endpoint: &str, service: &str) -> Result<Self, TracingError> {
+        Self::otlp(ExportConfig::for_endpoint(endpoint)?, service)
+    }
+
+    /// Export over OTLP/gRPC as `config` says. `service` is the proxy's service: the
+    /// `palisade.service` of inbound spans, and `service.name` unless the environment
+    /// named another.
+    pub fn otlp(config: ExportConfig, service: &str) -> Result<Self, TracingError> {
+        let service_name = config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| service.to_owned());
+        let (client_config, local_service) = (config.clone(), service.to_owned());
+        Self::start_export(&config, service, move || {
+            OtlpClient::new(&client_config, &service_name, &local_service)
+                .map(|c| Sink::Otlp(Box::new(c)))
+        })
+    }
+
+    /// Spans are made, propagated, queued and then dropped by the export thread without
+    /// being encoded: benches isolate the request path's share with it.
+    pub fn discarding(service: &str) -> Result<Self, TracingError> {
+        let config = ExportConfig::for_endpoint("http://127.0.0.1:4317")?;
+        Self::start_export(&config, service, || Ok(Sink::Discard))
+    }
+
+    fn start_export(
+        config: &ExportConfig,
+        service: &str,
+        sink: impl FnOnce() -> Result<Sink, std::io::Error> + Send + 'static,
+    ) -> Result<Self, TracingError> {
+        let queue = Arc::new(Queue::new(config.max_queue, config.max_batch));
+        let (exporter, commands) = export::spawn(queue.clone(), config.schedule_delay, sink)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                queue,
+                sampler: config.sampler,
+                service: Arc::from(service),
+                exporter,
+                commands,
+                flush_wait: config.timeout * 2 + Duration::from_secs(1),
+            }),
+        })
+    }
+
+    /// Spans dropped because the export queue was full (`OTEL_BSP_MAX_QUEUE_SIZE`): the
+    /// collector is slower than the traffic. A handle on the live counter, for the
+    /// metrics registry.
+    pub fn dropped_spans(&self) -> Counter {
+        self.inner.queue.dropped.clone()
+    }
+
+    /// Spans lost because their export failed (collector unreachable, slow or refusing).
+    pub fn failed_spans(&self) -> Counter {
+        self.inner.queue.failed.clone()
+    }
+
+    /// Exports every finished span now and waits for it, a bounded time (tests,
+    /// shutdown). Blocks: call it off async workers.
+    pub fn flush(&self) {
+        self.command(Command::Flush);
+    }
+
+    /// Exports what is queued and stops the export thread; spans finished later are
+    /// never exported. Blocks like [`Tracing::flush`].
+    pub fn shutdown(&self) {
+        self.command(|done| Command::Stop(Some(done)));
+    }
+
+    fn command(&self, command: impl FnOnce(std::sync::mpsc::SyncSender<()>) -> Command) {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        if self.inner.commands.send(command(done)).is_err() {
+            return;
+        }
+        self.inner.exporter.unpark();
+        if finished.recv_timeout(self.inner.flush_wait).is_err() {
+            tracing::warn!("the span export thread did not finish in time");
+        }
+    }
+
+    /// Starts the span of one request as a child of the `traceparent` in `headers` (a
+    /// new trace without a valid one), and rewrites `traceparent` to the span's own. An
+    /// incoming `tracestate` is kept on the span and forwarded unchanged; without a valid
+    /// `traceparent` it is dropped, as W3C Trace Context requires.
+    pub fn start(
+        &self,
+        direction: Direction,
+        method: &Method,
+        headers: &mut HeaderMap,
+    ) -> RequestSpan {
+        let parent = headers
+            .get(TRACEPARENT)
+            .and_then(|value| parse_traceparent(value.as_bytes()));
+        let (trace_id, span_id) = match parent {
+            Some(parent) => (parent.trace_id, random_span_id()),
+            None => {
+                headers.remove(TRACESTATE);
+                random_ids()
+            }
+        };
+        let sampled = self
+            .inner
+            .sampler
+            .sampled(parent.map(|p| p.sampled), &trace_id);
+        if let Ok(mut value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
+            // New on every request: HPACK indexing it on the mTLS hop would only churn the
+            // connection's header table. "Sensitive" makes h2 send it never-indexed.
+            value.set_sensitive(true);
+            headers.insert(TRACEPARENT, value);
+        }
+        if !sampled {
+            return RequestSpan { recording: None };
+        }
+        let trace_state = parent
+            .and_then(|_| headers.get(TRACESTATE))
+            .and_then(|value| value.to_str().ok())
+            .map(Box::from);
+        RequestSpan {
+            recording: Some(Box::new(Recording {
+                record: SpanRecord {
+                    trace_id,
+                    span_id,
+                    parent_span_id: parent.map_or([0; 8], |p| p.span_id),
+                    trace_state,
+                    direction,
+                    method: method.clone(),
+                    start_unix_nanos: unix_nanos(),
+                    end_unix_nanos: 0,
+                    outcome: None,
+                    authz: 0,
+                    waf_score: NO_SCORE,
+                },
+                facts: Arc::new(TraceFacts::default()),
+                queue: self.inner.queue.clone(),
+                local_service: self.inner.service.clone(),
+            })),
+        }
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+thread_local! {
+    /// Ids need randomness, not secrecy: a small fast generator per thread, seeded from
+    /// the OS once.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// A new trace id and span id, both non-zero.
+fn random_ids() -> ([u8; 16], [u8; 8]) {
+    IDS.with_borrow_mut(|rng| {
+        let trace_id = loop {
+            let id: u128 = rng.random();
+            if id != 0 {
+                break id;
+            }
+        };
+        (trace_id.to_be_bytes(), nonzero_u64(rng).to_be_bytes())
+    })
+}
+
+/// A new span id, non-zero.
+fn random_span_id() -> [u8; 8] {
+    IDS.with_borrow_mut(|rng| nonzero_u64(rng).to_be_bytes())
+}
+
+fn nonzero_u64(rng: &mut SmallRng) -> u64 {
+    loop {
+        let id: u64 = rng.random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// The span of one request, between [`Tracing::start`] and [`RequestSpan::finish`].
+/// Dropped unfinished (the request was abandoned), it is still queued for export, with
+/// what was known.
+#[derive(Debug)]
+pub struct RequestSpan {
+    /// `None` when the sampler dropped the span. Boxed: the request's future carries (and
+    /// moves, layer by layer) one pointer instead of the whole record; measured cheaper
+    /// than the copies (`benches/results/tracing.md`).
+    recording: Option<Box<Recording>>,
+}
+
+#[derive(Debug)]
+struct Recording {
+    record: SpanRecord,
+    facts: Arc<TraceFacts>,
+    queue: Arc<Queue>,
+    local_service: Arc<str>,
+}
+
+impl Recording {
+    fn end(mut self: Box<Self>, outcome: Option<Outcome>) {
+        let record = &mut self.record;
+        record.end_unix_nanos = unix_nanos();
+        record.outcome = outcome;
+        record.authz = self.facts.authz.load(Ordering::Relaxed);
+        record.waf_score = self.facts.waf_score.load(Ordering::Relaxed);
+        let Recording { record, queue, .. } = *self;
+        queue.push(record);
+    }
+}
+
+impl RequestSpan {
+    /// Where the inner layers record their decisions for this span: insert it as a
+    /// request extension. `None` when the span records nothing.
+    pub fn facts(&self) -> Option<Arc<TraceFacts>> {
+        self.recording.as_ref().map(|r| r.facts.clone())
+    }
+
+    /// Whether the span is recorded and exported (the sampler kept it).
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// Ends the span with what the proxy learned about the request: the peer identity,
+    /// the service (inbound the proxy's own, outbound the destination), the status, and
+    /// what the inner layers put in [`RequestSpan::facts`]. A span the sampler dropped
+    /// records nothing.
+    pub fn finish(mut self, peer: &str, service: &str, status: StatusCode) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        let service = if service == &*recording.local_service {
+            Text::Shared(recording.local_service.clone())
+        } else {
+            Text::copy(service)
+        };
+        recording.end(Some(Outcome {
+            peer: Text::copy(peer),
+            service,
+            status: status.as_u16(),
+        }));
+    }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        if let Some(recording) = self.recording.take() {
+            recording.end(None);
+        }
+    }
+}
+
+/// `version-traceid-parentid-flags`: 2 + 1 + 32 + 1 + 16 + 1 + 2 bytes.
+const TRACEPARENT_LEN: usize = 55;
+
+/// A valid incoming `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parent {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    sampled: bool,
+}
+
+/// Parses a W3C `traceparent` without allocating: lowercase hex only, all-zero ids
+/// refused, version `ff` refused, a future version may carry more fields after a `-`.
+/// Only the `sampled` flag is kept.
+fn parse_traceparent(value: &[u8]) -> Option<Parent> {
+    let value = value.trim_ascii();
+    if value.len() < TRACEPARENT_LEN {
+        return None;
+    }
+    let version = hex_byte(value[0], value[1])?;
+    let length_ok = match version {
+        0 => value.len() == TRACEPARENT_LEN,
+        0xff => false,
+        _ => value.len() == TRACEPARENT_LEN || value[TRACEPARENT_LEN] == b'-',
+    };
+    if !length_ok || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let mut trace_id = [0; 16];
+    decode_hex(&value[3..35], &mut trace_id)?;
+    let mut span_id = [0; 8];
+    decode_hex(&value[36..52], &mut span_id)?;
+    let flags = hex_byte(value[53], value[54])?;
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some(Parent {
+        trace_id,
+        span_id,
+        sampled: flags & 1 == 1,
+    })
+}
+
+/// The value of each lowercase hex digit, `INVALID` for every other byte.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
+    }
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
+const INVALID: u8 = 0xff;
+
+fn hex_byte(high: u8, low: u8) -> Option<u8> {
+    let (high, low) = (HEX_VALUES[usize::from(high)], HEX_VALUES[usize::from(low)]);
+    ((high | low) & 0xf0 == 0).then_some(high << 4 | low)
+}
+
+/// Decodes `hex` (two digits a byte) into `into`; checks validity once at the end.
+fn decode_hex(hex: &[u8], into: &mut [u8]) -> Option<()> {
+    let mut invalid = 0;
+    for (byte, pair) in into.iter_mut().zip(hex.chunks_exact(2)) {
+        let (high, low) = (
+            HEX_VALUES[usize::from(pair[0])],
+            HEX_VALUES[usize::from(pair[1])],
+        );
+        invalid |= (high | low) & 0xf0;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    (invalid == 0).then_some(())
+}
+
+/// The `traceparent` of a span, written into a stack buffer.
+fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; TRACEPARENT_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn encode(bytes: &[u8], into: &mut [u8]) {
+        for (byte, pair) in bytes.iter().zip(into.chunks_exact_mut(2)) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+    }
+    let mut header = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    encode(trace_id, &mut header[3..35]);
+    encode(span_id, &mut header[36..52]);
+    if sampled {
+        header[54] = b'1';
+    }
+    header
+}
+
+/// What the inner layers decided, for the span: a request extension present only while
+/// the request's span is recorded. The authorization layer writes the decision, the WAF
+/// its score.
+#[derive(Debug)]
+pub struct TraceFacts {
+    authz: AtomicU8,
+    waf_score: AtomicU32,
+}
+
+impl Default for TraceFacts {
+    fn default() -> Self {
+        Self {
+            authz: AtomicU8::new(0),
+            waf_score: AtomicU32::new(NO_SCORE),
+        }
+    }
+}
+
+impl TraceFacts {
+    /// Records the authorization result (`allow`, `deny` or `audit_deny`).
+    pub fn set_authz(&self, result: &'static str) {
+        if let Some(index) = DECISIONS.iter().position(|d| *d == result) {
+            self.authz.store(index as u8, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_waf_score(&self, score: u32) {
+        self.waf_score.store(score, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    use super::*;
+    use test_collector::{Answer, TestCollector};
+
+    const APP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn attribute(span: &Span, key: &str) -> Option<Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    fn string(value: &str) -> Option<Value> {
+        Some(Value::StringValue(value.to_owned()))
+    }
+
+    fn headers(traceparent: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_str(traceparent).unwrap());
+        headers
+    }
+
+    fn exported(tracing: &Tracing, collector: &TestCollector) -> Vec<Span> {
+        tracing.flush();
+        collector.spans()
+    }
+
+    #[test]
+    fn traceparent_round_trips() {
+        let parent = parse_traceparent(APP.as_bytes()).unwrap();
+        assert_eq!(hex(&parent.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&parent.span_id), "00f067aa0ba902b7");
+        assert!(parent.sampled);
+        assert_eq!(
+            &traceparent(&parent.trace_id, &parent.span_id, true),
+            APP.as_bytes()
+        );
+        // Unknown flags are ignored, surrounding blanks too; a later version may extend.
+        let parent =
+            parse_traceparent(b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02 ")
+                .unwrap();
+        assert!(!parent.sampled);
+        assert!(parse_traceparent(
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes-next"
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0z",
+        ] {
+            assert!(parse_traceparent(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_span_continues_the_incoming_trace_and_records_what_the_proxy_learned() {
+        let collector = TestCollector::start(Answer::Ok);
+        let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
+        let mut headers = headers(APP);
+        headers.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
+        let before = unix_nanos();
+        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
+        assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(forwarded.ends_with("-01"));
+        assert_ne!(forwarded, APP, "forwarded with the span's own id");
+        assert_eq!(headers[TRACESTATE], "vendor=1");
+        let facts = span.facts().unwrap();
+        facts.set_authz("deny");
+        facts.set_waf_score(7);
+        span.finish(
+            "spiffe://mesh.test/ns/shop/sa/orders",
+            "payments",
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        let after = unix_nanos();
+
+        let spans = exported(&tracing, &collector);
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.name, "palisade.inbound");
+        assert_eq!(span.kind, SpanKind::Server as i32);
+        assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+        assert!(forwarded.contains(&hex(&span.span_id)));
+        assert_eq!(span.trace_state, "vendor=1");
+        assert!(before <= span.start_time_unix_nano);
+        assert!(span.start_time_unix_nano <= span.end_time_unix_nano);
+        assert!(span.end_time_unix_nano <= after);
+        assert_eq!(attribute(span, "palisade.direction"), string("inbound"));
+        assert_eq!(attribute(span, "http.request.method"), string("GET"));
+        assert_eq!(attribute(span, "palisade.service"), string("payments"));
+        assert_eq!(
+            attribute(span, "palisade.peer"),
+            string("spiffe://mesh.test/ns/shop/sa/orders")
+        );
+        assert_eq!(
+            attribute(span, "http.response.status_code"),
+            Some(Value::IntValue(503))
+        );
+        assert_eq!(attribute(span, "palisade.authz.decision"), string("deny"));
+        assert_eq!(
+            attribute(span, "palisade.waf.score"),
+            Some(Value::IntValue(7))
+        );
+        assert_eq!(span.attributes.len(), 7);
+        assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+        let resource = collector.resource_attributes();
+        assert_eq!(
+            resource[0],
+            ("service.name".to_owned(), "payments".to_owned())
+        );
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn without_a_valid_traceparent_a_new_trace_starts_and_tracestate_is_dropped() {
+        let collector = TestCollector::start(Answer::Ok);
+        let tracing = Tracing::with_endpoint(&collector.endpoint(), "orders").unwrap();
+        let mut headers = headers("00-not-a-trace-01");
+        headers.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
+        let span = tracing.start(
+            Direction::Outbound,
+            &Method::from_bytes(b"PURGE").unwrap(),
+            &mut headers,
+        );
+        let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
+        let parent = parse_traceparent(forwarded.as_bytes()).unwrap();
+        assert!(parent.sampled, "{forwarded}");
+        assert!(!headers.contains_key(TRACESTATE));
+        span.finish(
+            "spiffe://mesh.test/ns/shop/sa/payments",
+            "payments",
+            StatusCode::OK,
+        );
+        // A second new trace gets other ids.
+        let mut other = HeaderMap::new();
+        drop(tracing.start(Direction::Outbound, &Method::GET, &mut other));
+        assert_ne!(other[TRACEPARENT], headers[TRACEPARENT]);
+
+        let spans = exported(&tracing, &collector);
+        assert_eq!(spans.len(), 2);
+        let span = &spans[0];
+        assert_eq!(span.kind, SpanKind::Client as i32);
+        assert!(span.parent_span_id.is_empty());
+        assert_eq!(span.trace_id, parent.trace_id);
+        assert_eq!(span.span_id, parent.span_id);
+        assert_eq!(attribute(span, "palisade.service"), string("payments"));
+        assert_eq!(attribute(span, "http.request.method"), string("PURGE"));
+        assert_eq!(attribute(span, "palisade.authz.decision"), None);
+        assert_eq!(attribute(span, "palisade.waf.score"), None);
+        assert_eq!(span.status, None);
+        // Dropped unfinished: still exported, with what was known.
+        assert_eq!(
+            attribute(&spans[1], "palisade.direction"),
+            string("outbound")
+        );
+        assert_eq!(attribute(&spans[1], "http.response.status_code"), None);
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn an_unsampled_parent_is_propagated_and_nothing_is_recorded() {
+        let collector = TestCollector::start(Answer::Ok);
+        let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
+        let mut headers = headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        assert!(!span.is_recording());
+        assert!(span.facts().is_none());
+        let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
+        assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(forwarded.ends_with("-00"), "{forwarded}");
+        span.finish("peer", "payments", StatusCode::OK);
+        assert!(exported(&tracing, &collector).is_empty());
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn the_configured_sampler_decides_new_traces() {
+        let collector = TestCollector::start(Answer::Ok);
+        let config = ExportConfig::for_endpoint(&collector.endpoint())
+            .unwrap()
+            .with_sampler(Sampler::from_vars(Some("parentbased_traceidratio"), Some("0")).unwrap());
+        let tracing = Tracing::otlp(config, "orders").unwrap();
+        let mut new_trace = HeaderMap::new();
+        let span = tracing.start(Direction::Outbound, &Method::GET, &mut new_trace);
+        assert!(!span.is_recording());
+        assert!(new_trace[TRACEPARENT].to_str().unwrap().ends_with("-00"));
+        drop(span);
+        // A sampled parent still wins.
+        let mut child = headers(APP);
+        let span = tracing.start(Direction::Outbound, &Method::GET, &mut child);
+        assert!(span.is_recording());
+        span.finish("peer", "payments", StatusCode::OK);
+        assert_eq!(exported(&tracing, &collector).len(), 1);
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn the_environment_names_the_service_and_adds_resource_attributes() {
+        let collector = TestCollector::start(Answer::Ok);
+        let endpoint = collector.endpoint();
+        let config = ExportConfig::from_vars(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+            "OTEL_SERVICE_NAME" => Some("payments-eu".to_owned()),
+            "OTEL_RESOURCE_ATTRIBUTES" => Some("deployment.environment=prod".to_owned()),
+            _ => None,
+        })
+        .unwrap()
+        .unwrap();
+        let tracing = Tracing::otlp(config, "payments").unwrap();
+        let mut headers = HeaderMap::new();
+        tracing
+            .start(Direction::Inbound, &Method::GET, &mut headers)
+            .finish("peer", "payments", StatusCode::OK);
+        let spans = exported(&tracing, &collector);
+        assert_eq!(attribute(&spans[0], "palisade.service"), string("payments"));
+        assert_eq!(
+            collector.resource_attributes(),
+            [
+                ("service.name".to_owned(), "payments-eu".to_owned()),
+                ("deployment.environment".to_owned(), "prod".to_owned())
+            ]
+        );
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        // The collector never answers: the export thread is stuck in its first call while
+        // the request path keeps finishing spans.
+        let collector = TestCollector::start(Answer::Never);
+        let config = ExportConfig::for_endpoint(&collector.endpoint())
+            .unwrap()
+            .with_batching(8, 4, Duration::from_secs(3600))
+            .with_timeout(Duration::from_secs(2));
+        let tracing = Tracing::otlp(config, "payments").unwrap();
+        let started = Instant::now();
+        for _ in 0..200 {
+            let mut headers = HeaderMap::new();
+            tracing
+                .start(Direction::Inbound, &Method::GET, &mut headers)
+                .finish("peer", "payments", StatusCode::OK);
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        // At most one batch is in the stuck call and 8 are queued: the rest were dropped.
+        let dropped = tracing.dropped_spans().get();
+        assert!((180..=192).contains(&dropped), "{dropped}");
+    }
+
+    #[test]
+    fn an_unreachable_collector_does_not_slow_the_request_path() {
+        // Nothing listens on the port: every export fails at connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = ExportConfig::for_endpoint(&format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .with_batching(64, 16, Duration::from_millis(10))
+            .with_timeout(Duration::from_millis(500));
+        let tracing = Tracing::otlp(config, "payments").unwrap();
+        let started = Instant::now();
+        for _ in 0..500 {
+            let mut headers = HeaderMap::new();
+            tracing
+                .start(Direction::Inbound, &Method::GET, &mut headers)
+                .finish("peer", "payments", StatusCode::OK);
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        let flush = Instant::now();
+        tracing.flush();
+        assert!(flush.elapsed() < Duration::from_secs(2));
+        let lost = tracing.dropped_spans().get() + tracing.failed_spans().get();
+        assert_eq!(lost, 500);
+        assert!(tracing.failed_spans().get() > 0);
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn a_refusing_collector_loses_the_batch_and_the_next_one_is_sent() {
+        let collector = TestCollector::start(Answer::Unavailable);
+        let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
+        let mut headers = HeaderMap::new();
+        tracing
+            .start(Direction::Inbound, &Method::GET, &mut headers)
+            .finish("peer", "payments", StatusCode::OK);
+        tracing.flush();
+        assert_eq!(tracing.failed_spans().get(), 1);
+        collector.answer(Answer::Ok);
+        tracing
+            .start(Direction::Inbound, &Method::GET, &mut headers)
+            .finish("peer", "payments", StatusCode::OK);
+        tracing.flush();
+        assert_eq!(tracing.failed_spans().get(), 1);
+        assert_eq!(collector.spans().len(), 1);
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn an_https_endpoint_is_refused() {
+        let error = Tracing::with_endpoint("https://collector:4317", "payments")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("TLS to the collector is not supported"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn discarded_spans_are_propagated_and_never_sent() {
+        let tracing = Tracing::discarding("payments").unwrap();
+        let mut headers = headers(APP);
+        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        assert!(span.is_recording());
+        span.finish("peer", "payments", StatusCode::OK);
+        tracing.flush();
+        assert_eq!(tracing.failed_spans().get(), 0);
+        tracing.shutdown();
+    }
+}
+
+/// A minimal OTLP/gRPC collector for the tests: HTTP/2 on 127.0.0.1, bodies decoded with
+/// `opentelemetry-proto`'s prost types, on a thread and runtime of its own.
+#[cfg(test)]
+mod test_collector {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Answer {
+        Ok,
+        /// gRPC status 14 (unavailable).
+        Unavailable,
+        /// Accepts the call and never answers.
+        Never,
+    }
+
+    #[derive(Default)]
+    struct Received {
+        requests: Vec<ExportTraceServiceRequest>,
+    }
+
+    pub(super) struct TestCollector {
+        addr: std::net::SocketAddr,
+        received: Arc<Mutex<Received>>,
+        answer: Arc<Mutex<Answer>>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl TestCollector {
+        pub(super) fn start(answer: Answer) -> Self {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let received = Arc::new(Mutex::new(Received::default()));
+            let answer = Arc::new(Mutex::new(answer));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (r, a) = (received.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(serve(listener, r, a, stopped));
+            });
+            Self {
+                addr,
+                received,
+                answer,
+                stop: Some(stop),
+            }
+        }
+
+        pub(super) fn endpoint(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        pub(super) fn answer(&self, answer: Answer) {
+            *self.answer.lock().unwrap() = answer;
+        }
+
+        pub(super) fn spans(&self) -> Vec<Span> {
+            let received = self.received.lock().unwrap();
+            let mut spans = Vec::new();
+            for request in &received.requests {
+                assert_eq!(request.resource_spans.len(), 1);
+                for scope in &request.resource_spans[0].scope_spans {
+                    assert_eq!(scope.scope.as_ref().unwrap().name, "palisade-proxy");
+                    spans.extend(scope.spans.iter().cloned());
+                }
+            }
+            spans
+        }
+
+        /// The resource attributes of the first export, as strings.
+        pub(super) fn resource_attributes(&self) -> Vec<(String, String)> {
+            let received = self.received.lock().unwrap();
+            let resource = received.requests[0].resource_spans[0]
+                .resource
+                .as_ref()
+                .unwrap();
+            resource
+                .attributes
+                .iter()
+                .map(
+                    |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Value::StringValue(value)) => (kv.key.clone(), value.clone()),
+                        other => panic!("{}: {other:?}", kv.key),
+                    },
+                )
+                .collect()
+        }
+    }
+
+    impl Drop for TestCollector {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    async fn serve(
+        listener: std::net::TcpListener,
+        received: Arc<Mutex<Received>>,
+        answer: Arc<Mutex<Answer>>,
+        mut stopped: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        loop {
+            let stream = tokio::select! {
+                _ = &mut stopped => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            let (received, answer) = (received.clone(), answer.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (received, answer) = (received.clone(), answer.clone());
+                    async move { Ok::<_, hyper::Error>(call(request, &received, &answer).await) }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    type GrpcBody = http_body_util::combinators::WithTrailers<
+        Full<Bytes>,
+        std::future::Ready<Option<Result<HeaderMap, std::convert::Infallible>>>,
+    >;
+
+    async fn call(
+        request: Request<Incoming>,
+        received: &Mutex<Received>,
+        answer: &Mutex<Answer>,
+    ) -> Response<GrpcBody> {
+        assert_eq!(
+            request.uri().path(),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        assert_eq!(request.headers()["content-type"], "application/grpc");
+        assert_eq!(request.headers()["te"], "trailers");
+        let answer = *answer.lock().unwrap();
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        if answer == Answer::Never {
+            std::future::pending::<()>().await;
+        }
+        assert_eq!(body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        assert_eq!(len, body.len() - 5);
+        let status = match answer {
+            Answer::Ok => {
+                let request = ExportTraceServiceRequest::decode(&body[5..]).unwrap();
+                received.lock().unwrap().requests.push(request);
+                "0"
+            }
+            _ => "14",
+        };
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static(status));
+        let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
+            .with_trailers(std::future::ready(Some(Ok(trailers))));
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        response
+    }
+}
