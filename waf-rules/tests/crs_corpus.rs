@@ -86,7 +86,38 @@ fn request_of(input: &Value) -> Result<OwnedRequest, String> {
             _ => Vec::new(),
         };
     }
+    // The proxy's HTTP stack removes chunked framing before the WAF sees a body; a replay
+    // must do the same (CRS 920181 sends `7\r\nfoo=bar\r\n0\r\n\r\n`).
+    let chunked = req.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(v)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    if chunked {
+        if let Some(body) = dechunk(&req.body) {
+            req.body = body;
+        }
+    }
     Ok(req)
+}
+
+/// The payload of a chunked body, or `None` when the framing is malformed (the request
+/// is then replayed as sent).
+fn dechunk(mut framed: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = framed.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&framed[..line_end]).ok()?;
+        let size_text = size_text.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_text, 16).ok()?;
+        framed = &framed[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(framed.get(..size)?);
+        framed = framed.get(size..)?.strip_prefix(b"\r\n")?;
+    }
 }
 
 /// `CRS_DUMP=<folder substring>` prints that class's missed attacks and blocked benign
@@ -315,4 +346,14 @@ fn crs_corpus_meets_floors() {
         "corpus floors not met:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn chunked_replays_are_unframed_like_the_proxy_does() {
+    assert_eq!(
+        dechunk(b"7\r\nfoo=bar\r\n3;ext=1\r\n&a=\r\n0\r\n\r\n").as_deref(),
+        Some(&b"foo=bar&a="[..])
+    );
+    assert_eq!(dechunk(b"7\r\nfoo\r\n0\r\n\r\n"), None);
+    assert_eq!(dechunk(b"zz\r\n"), None);
 }
