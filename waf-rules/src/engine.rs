@@ -294,8 +294,7 @@ thread_local! {
 /// Per-request working memory: two transformation buffers and per-rule hit stamps, so
 /// the hot loop allocates nothing per rule or per value.
 pub(crate) struct Scratch {
-    a: Vec<u8>,
-    b: Vec<u8>,
+    buffers: Buffers,
     stamp: u32,
     hit: Vec<u32>,
     span: Vec<(u32, u32)>,
@@ -316,8 +315,10 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub(crate) fn new(set: &RuleSet) -> Scratch {
         Scratch {
-            a: Vec::with_capacity(256),
-            b: Vec::with_capacity(256),
+            buffers: Buffers {
+                a: Vec::with_capacity(256),
+                b: Vec::with_capacity(256),
+            },
             stamp: 0,
             hit: vec![0; set.rules.len()],
             span: vec![(0, 0); set.rules.len()],
@@ -381,6 +382,22 @@ impl Scratch {
         exclusions: &[&Exclusion],
         verdict: &mut Verdict,
     ) {
+        // Out of `self` while a transformed value borrows them, so the scans may still
+        // update the hit stamps.
+        let mut buffers = std::mem::take(&mut self.buffers);
+        self.inspect_value_with(&mut buffers, set, value, paranoia, exclusions, verdict);
+        self.buffers = buffers;
+    }
+
+    fn inspect_value_with(
+        &mut self,
+        buffers: &mut Buffers,
+        set: &RuleSet,
+        value: &Value<'_>,
+        paranoia: u8,
+        exclusions: &[&Exclusion],
+        verdict: &mut Verdict,
+    ) {
         let bit = value.kind.bit();
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
         let raw: &[u8] = &value.data;
@@ -401,18 +418,9 @@ impl Scratch {
             let triggered = masks.triggered(features);
             let untriggered = reached & !triggered;
             if untriggered & !masks.unconditional_at[level] != 0 {
-                let (stamp, keywords) = scan_raw(
-                    set,
-                    value.kind,
-                    raw,
-                    &mut self.stamp,
-                    &mut self.hit,
-                    &mut self.span,
-                    &mut self.raw_hits,
-                );
-                self.raw_keywords = keywords;
+                let stamp;
+                (stamp, raw_chains) = self.scan_raw(set, value.kind, raw);
                 raw_stamp = Some(stamp);
-                raw_chains = chains_of(set, &self.raw_hits);
             }
             visit = reached
                 & (triggered | (untriggered & (raw_chains | masks.unconditional_at[level])));
@@ -451,7 +459,13 @@ impl Scratch {
                 }
             }
             let (data, changed) = if transforms {
-                apply_chain(&chain.transforms, raw, features, &mut self.a, &mut self.b)
+                apply_chain(
+                    &chain.transforms,
+                    raw,
+                    features,
+                    &mut buffers.a,
+                    &mut buffers.b,
+                )
             } else {
                 (raw, false)
             };
@@ -469,18 +483,9 @@ impl Scratch {
             } else if let Some(stamp) = raw_stamp {
                 stamp
             } else {
-                let (stamp, keywords) = scan_raw(
-                    set,
-                    value.kind,
-                    raw,
-                    &mut self.stamp,
-                    &mut self.hit,
-                    &mut self.span,
-                    &mut self.raw_hits,
-                );
-                self.raw_keywords = keywords;
+                let stamp;
+                (stamp, raw_chains) = self.scan_raw(set, value.kind, raw);
                 raw_stamp = Some(stamp);
-                raw_chains = chains_of(set, &self.raw_hits);
                 stamp
             };
             // Unchanged by the chain, the value can only fire the chain's rules that the
@@ -540,6 +545,22 @@ impl Scratch {
         }
     }
 
+    /// Scans a raw value with the global automaton of its kind into `raw_hits`; returns
+    /// the scan's stamp and the chains of the rules it hit.
+    fn scan_raw(&mut self, set: &RuleSet, kind: Kind, raw: &[u8]) -> (u32, u64) {
+        let stamp = next_stamp(&mut self.stamp, &mut self.hit);
+        let scan = &set.global[usize::from(set.global_by_kind[kind as usize])];
+        self.raw_keywords = scan_hits(
+            scan,
+            raw,
+            stamp,
+            &mut self.hit,
+            &mut self.span,
+            &mut self.raw_hits,
+        );
+        (stamp, chains_of(set, &self.raw_hits))
+    }
+
     /// Headers are many and most rules look at one header by name: skip chains none of
     /// whose rules look at this header.
     fn chain_wants_header(&self, set: &RuleSet, chain: &Chain, name: &str, paranoia: u8) -> bool {
@@ -562,8 +583,8 @@ impl Scratch {
             &chain.transforms,
             value,
             classes::features(classes::of(value)),
-            &mut self.a,
-            &mut self.b,
+            &mut self.buffers.a,
+            &mut self.buffers.b,
         );
         let mut hit = None;
         if let Some(ac) = &chain.scan.automaton {
@@ -581,22 +602,11 @@ impl Scratch {
     }
 }
 
-/// Scans a raw value with the global automaton of its kind into `raw_hits`; returns the
-/// scan's stamp and whether it saw a possible SQL keyword. (Free of `Scratch` so that a
-/// transformed value may still borrow the scratch's buffers.)
-fn scan_raw(
-    set: &RuleSet,
-    kind: Kind,
-    raw: &[u8],
-    stamp: &mut u32,
-    hit: &mut [u32],
-    span: &mut [(u32, u32)],
-    raw_hits: &mut Vec<u32>,
-) -> (u32, bool) {
-    let stamp = next_stamp(stamp, hit);
-    let scan = &set.global[usize::from(set.global_by_kind[kind as usize])];
-    let keywords = scan_hits(scan, raw, stamp, hit, span, raw_hits);
-    (stamp, keywords)
+/// The two buffers transformations ping-pong between.
+#[derive(Default)]
+struct Buffers {
+    a: Vec<u8>,
+    b: Vec<u8>,
 }
 
 /// The chains (bit i: chain i) of the rules in `hits`; every bit when there are too many
