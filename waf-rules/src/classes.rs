@@ -118,7 +118,7 @@ pub(crate) fn features(classes: Classes) -> u16 {
         features |= f::NUL;
     }
     if classes & SPACE != 0 {
-        features |= f::SPACE;
+        features |= f::SPACE | f::SPACE_RUN;
     }
     if classes & EVASION_LEAD != 0 {
         features |= f::HIGH;
@@ -345,7 +345,7 @@ mod tests {
     fn features_agree_with_the_byte_table() {
         use crate::transform::feature;
         for b in 0..=255u8 {
-            let expected = (0..9)
+            let expected = (0..11)
                 .map(|bit| 1u16 << bit)
                 .filter(|&f| feature::has(b, f))
                 .fold(feature::ALWAYS, |acc, f| acc | f);

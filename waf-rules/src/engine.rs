@@ -10,7 +10,7 @@ use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
 use crate::ruleset::{Chain, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
-use crate::transform::Transform;
+use crate::transform::{self, feature, Transform};
 use crate::{classes, decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
@@ -402,7 +402,7 @@ impl Scratch {
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
         let raw: &[u8] = &value.data;
         let classes = classes::of(raw);
-        let features = classes::features(classes);
+        let mut features = classes::features(classes);
         // Stamp of the global scan of the raw value, done at most once and only when some
         // chain leaves the value unchanged, and the chains its hits belong to (bit i: chain
         // i; every bit when there are too many chains to tell).
@@ -415,7 +415,15 @@ impl Scratch {
         let mut visit = !0u64;
         if let Some(masks) = &set.chain_masks {
             let reached = masks.by_kind_at[value.kind as usize][level];
-            let triggered = masks.triggered(features);
+            let mut triggered = masks.triggered(features);
+            // Chains woken only by a feature the order of bytes may rule out (a lone
+            // `-`, single spaces): look at the order before running them for nothing.
+            if features & feature::REFINABLE != 0
+                && reached & triggered & !masks.triggered(features & !feature::REFINABLE) != 0
+            {
+                features = transform::refine(features, raw);
+                triggered = masks.triggered(features);
+            }
             let untriggered = reached & !triggered;
             if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;

@@ -257,9 +257,7 @@ impl<'a> Scan<'a> {
         let mut owned: Option<Vec<u8>> = None;
         let mut run = start;
         loop {
-            // One pass per run finds its end and refuses control characters; JSON strings
-            // are short, so a table lookup per byte beats two vector searches' set-up.
-            let p = i + b[i..].iter().position(|&c| STRING_STOP[usize::from(c)])?;
+            let p = next_string_stop(b, i)?;
             if b[p] < 0x20 {
                 return None;
             }
@@ -331,6 +329,34 @@ static STRING_STOP: [bool; 256] = {
     t[b'\\' as usize] = true;
     t
 };
+
+/// The first byte at or after `from` that ends a run of plain string content. Eight bytes
+/// at a time (a quote, a backslash or a control byte in a word, found with carry-free
+/// byte arithmetic), then a table for the last few: JSON strings are short, and a vector
+/// search's set-up would cost more than this per run.
+fn next_string_stop(b: &[u8], from: usize) -> Option<usize> {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte, the high bit is set iff the byte is zero (no carry crosses a byte).
+    let zero = |x: u64| !(((x & LOW) + LOW) | x) & HIGH;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // High bit set iff the byte is below 0x20.
+        let control = !(((w & LOW) + 0x6060_6060_6060_6060) | w) & HIGH;
+        let stops = zero(w ^ 0x2222_2222_2222_2222) | zero(w ^ 0x5c5c_5c5c_5c5c_5c5c) | control;
+        if stops != 0 {
+            return Some(i + (stops.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| STRING_STOP[usize::from(c)])
+        .map(|p| i + p)
+}
 
 fn hex4(h: &[u8]) -> Option<u32> {
     h.iter().try_fold(0u32, |acc, &c| {
@@ -405,6 +431,26 @@ mod tests {
         assert_eq!(v.len(), 1);
         let ok = "[".repeat(100) + &"]".repeat(100);
         assert!(scan(&ok).1.is_empty());
+    }
+
+    #[test]
+    fn string_stops_are_found_at_every_offset() {
+        for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut b = vec![b'a'; len];
+                    b[at] = stop;
+                    for from in 0..=at {
+                        assert_eq!(next_string_stop(&b, from), Some(at), "{stop} {len} {at}");
+                    }
+                    assert_eq!(next_string_stop(&b, at + 1), None);
+                }
+            }
+        }
+        let plain: Vec<u8> = (0x20..=0xffu8)
+            .filter(|&c| c != b'"' && c != b'\\')
+            .collect();
+        assert_eq!(next_string_stop(&plain, 0), None);
     }
 
     #[test]

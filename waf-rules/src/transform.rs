@@ -57,6 +57,12 @@ pub(crate) mod feature {
     pub const HIGH: u16 = 1 << 8;
     /// Set on every value: for transformations with no cheap trigger (base64).
     pub const ALWAYS: u16 = 1 << 9;
+    /// Whitespace that compressing would change: a run, or whitespace other than a
+    /// space. Set with `SPACE` from the byte classes; `refine` clears it when the order
+    /// of the bytes rules it out.
+    pub const SPACE_RUN: u16 = 1 << 10;
+    /// The features `refine` may clear.
+    pub const REFINABLE: u16 = SPACE_RUN | SQL_COMMENT;
 
     const fn table() -> [u16; 256] {
         let mut t = [0u16; 256];
@@ -86,7 +92,7 @@ pub(crate) mod feature {
                 f |= NUL;
             }
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0) {
-                f |= SPACE;
+                f |= SPACE | SPACE_RUN;
             }
             if c == 0xC0 || c == 0xC1 || c == 0xEF {
                 f |= HIGH;
@@ -116,7 +122,8 @@ impl Transform {
             Transform::Lowercase => UPPER,
             Transform::NormalizePath => PATH,
             Transform::RemoveNulls => NUL,
-            Transform::CompressWhitespace | Transform::RemoveWhitespace => SPACE,
+            Transform::CompressWhitespace => SPACE_RUN,
+            Transform::RemoveWhitespace => SPACE,
             Transform::Base64Decode | Transform::Base64Text => ALWAYS,
             Transform::RemoveSqlComments => SQL_COMMENT,
             Transform::FoldUnicode => HIGH,
@@ -230,6 +237,56 @@ impl Transform {
         out.as_slice() != input
     }
 }
+
+/// Clears the refinable features of `features` (those of `value`'s byte classes) that
+/// the order of `value`'s bytes rules out: a lone `-`, `/` or `*` (dates, SKUs, URLs)
+/// opens no SQL comment, and single spaces between words compress to themselves. Prose
+/// and identifiers then skip the chains only those transformations would run, instead
+/// of building nothing in them.
+pub(crate) fn refine(features: u16, value: &[u8]) -> u16 {
+    // One table entry per byte: its low bits say what it completes after the previous
+    // byte (a space after a space, `-` after `-`, `*` after `/`) or decides alone (`#`,
+    // whitespace other than a space); its high byte what it opens for the next byte, in
+    // the same bit positions as the completions.
+    let mut seen = 0u16;
+    let mut previous = 0u16;
+    for &b in value {
+        let role = REFINE_ROLES[usize::from(b)];
+        seen |= role & (previous >> 8) | role & ALONE;
+        previous = role;
+    }
+    let mut refined = features;
+    if seen & (DASH_DASH | SLASH_STAR | COMMENT_ALONE) == 0 {
+        refined &= !feature::SQL_COMMENT;
+    }
+    if seen & (SPACE_SPACE | SPACE_ALONE) == 0 {
+        refined &= !feature::SPACE_RUN;
+    }
+    refined
+}
+
+const SPACE_SPACE: u16 = 1;
+const DASH_DASH: u16 = 1 << 1;
+const SLASH_STAR: u16 = 1 << 2;
+const COMMENT_ALONE: u16 = 1 << 3;
+const SPACE_ALONE: u16 = 1 << 4;
+const ALONE: u16 = COMMENT_ALONE | SPACE_ALONE;
+
+static REFINE_ROLES: [u16; 256] = {
+    let mut t = [0u16; 256];
+    t[b' ' as usize] = SPACE_SPACE | SPACE_SPACE << 8;
+    t[b'-' as usize] = DASH_DASH | DASH_DASH << 8;
+    t[b'/' as usize] = SLASH_STAR << 8;
+    t[b'*' as usize] = SLASH_STAR;
+    t[b'#' as usize] = COMMENT_ALONE;
+    const OTHER_SPACES: [u8; 6] = [b'\t', b'\n', b'\r', 0x0b, 0x0c, 0xa0];
+    let mut i = 0;
+    while i < OTHER_SPACES.len() {
+        t[OTHER_SPACES[i] as usize] = SPACE_ALONE | SPACE_SPACE << 8;
+        i += 1;
+    }
+    t
+};
 
 /// Space, tab, CR, LF, VT, FF and NBSP (one table lookup: it runs per byte).
 fn is_space(b: u8) -> bool {
@@ -614,6 +671,36 @@ mod tests {
         } else {
             input.to_string()
         }
+    }
+
+    #[test]
+    fn refine_keeps_every_feature_a_transformation_needs() {
+        use super::{feature, refine};
+        // Every string of up to five bytes over the bytes that matter, and some others.
+        let alphabet = [b' ', b'-', b'/', b'*', b'#', b'\t', b'\n', 0xa0, b'a', b'1'];
+        let mut value = Vec::new();
+        let mut out = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                value.clear();
+                for _ in 0..len {
+                    value.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let refined = refine(feature::REFINABLE, &value);
+                if RemoveSqlComments.apply(&value, &mut out) {
+                    assert!(refined & feature::SQL_COMMENT != 0, "{value:?}");
+                }
+                if CompressWhitespace.apply(&value, &mut out) {
+                    assert!(refined & feature::SPACE_RUN != 0, "{value:?}");
+                }
+            }
+        }
+        assert_eq!(refine(feature::REFINABLE, b"SKU-2024-0001 a/b * c"), 0);
+        assert_eq!(refine(feature::REFINABLE, b"1 -- x"), feature::SQL_COMMENT);
+        assert_eq!(refine(feature::REFINABLE, b"a/*b"), feature::SQL_COMMENT);
+        assert_eq!(refine(feature::REFINABLE, b"a  b"), feature::SPACE_RUN);
+        assert_eq!(refine(feature::REFINABLE, b"a\tb"), feature::SPACE_RUN);
     }
 
     #[test]
