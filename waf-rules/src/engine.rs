@@ -414,7 +414,11 @@ impl Scratch {
         // literal, or whose literals the raw scan saw (the scan is then done up front).
         let mut visit = !0u64;
         if let Some(masks) = &set.chain_masks {
-            let reached = masks.by_kind_at[value.kind as usize][level];
+            let reached = if value.kind == Kind::Header {
+                masks.header_chains(&value.name, level)
+            } else {
+                masks.by_kind_at[value.kind as usize][level]
+            };
             let mut triggered = masks.triggered(features);
             // Chains woken only by a feature the order of bytes may rule out (a lone
             // `-`, single spaces): look at the order before running them for nothing.
@@ -440,6 +444,7 @@ impl Scratch {
                 continue;
             }
             if value.kind == Kind::Header
+                && set.chain_masks.is_none()
                 && !self.chain_wants_header(set, chain, &value.name, paranoia)
             {
                 continue;

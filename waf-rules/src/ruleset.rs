@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::classes::{self, Gate};
 use crate::error::RuleError;
-use crate::request::KIND_COUNT;
+use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
 use crate::scan::Literals;
 use crate::transform::Transform;
@@ -86,10 +86,15 @@ pub(crate) struct ChainMasks {
     triggered_by: [u64; 16],
     /// Per paranoia level, the chains with a rule that needs no literal.
     pub unconditional_at: [u64; 4],
+    /// Per paranoia level, the chains with a rule that looks at every header.
+    every_header_at: [u64; 4],
+    /// Per header a rule names (lowercase), and paranoia level, the chains with a rule
+    /// that looks at that header.
+    named_headers: Vec<(String, [u64; 4])>,
 }
 
 impl ChainMasks {
-    fn new(chains: &[Chain]) -> Option<ChainMasks> {
+    fn new(chains: &[Chain], rules: &[Rule]) -> Option<ChainMasks> {
         if chains.len() > 64 {
             return None;
         }
@@ -97,6 +102,8 @@ impl ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [0; 16],
             unconditional_at: [0; 4],
+            every_header_at: [0; 4],
+            named_headers: Vec::new(),
         };
         for (ci, chain) in chains.iter().enumerate() {
             let bit = 1u64 << ci;
@@ -115,8 +122,41 @@ impl ChainMasks {
                     *by |= bit;
                 }
             }
+            for rule in chain.rules.iter().map(|&r| &rules[r as usize]) {
+                // As `Chain::kinds_at`: a request-wide count looks at no header.
+                if matches!(rule.op, Op::ArgCountOver(_)) {
+                    continue;
+                }
+                let levels = usize::from(rule.paranoia) - 1..4;
+                if rule.targets.kinds & Kind::Header.bit() != 0 {
+                    masks.every_header_at[levels.clone()]
+                        .iter_mut()
+                        .for_each(|at| *at |= bit);
+                }
+                for name in &rule.targets.headers {
+                    let name = name.to_ascii_lowercase();
+                    let at = match masks.named_headers.iter().position(|(n, _)| *n == name) {
+                        Some(i) => &mut masks.named_headers[i].1,
+                        None => {
+                            masks.named_headers.push((name, [0; 4]));
+                            &mut masks.named_headers.last_mut()?.1
+                        }
+                    };
+                    at[levels.clone()].iter_mut().for_each(|at| *at |= bit);
+                }
+            }
         }
         Some(masks)
+    }
+
+    /// The chains with a rule of paranoia <= `level` + 1 that looks at header `name`.
+    /// Most rules look at a few headers by name, so a header value skips the chains of
+    /// the others without testing each rule.
+    pub(crate) fn header_chains(&self, name: &str, level: usize) -> u64 {
+        self.named_headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .fold(self.every_header_at[level], |acc, (_, at)| acc | at[level])
     }
 
     /// The chains a value with transformation `features` makes run.
@@ -428,8 +468,8 @@ impl RuleSet {
             *slot = i;
         }
         Ok(RuleSet {
+            chain_masks: ChainMasks::new(&chains, &rules),
             rules,
-            chain_masks: ChainMasks::new(&chains),
             chains,
             rule_chain,
             global,

@@ -66,9 +66,19 @@ impl Literals {
     /// special (match or dead) state, or to the end. Kept out of line: with the hit
     /// handling beside it, the per-byte loop spilled its state to the stack and cost
     /// about three times the instructions.
+    /// Four bytes per round, so the end of the data is tested once per four steps.
     #[inline(never)]
     fn to_special(&self, data: &[u8], mut at: usize, mut sid: StateID) -> (usize, StateID) {
         let dfa = &self.dfa;
+        while let Some(&[b0, b1, b2, b3]) = data.get(at..at + 4) {
+            for (step, b) in [b0, b1, b2, b3].into_iter().enumerate() {
+                sid = dfa.next_state(Anchored::No, sid, b);
+                if dfa.is_special(sid) {
+                    return (at + step + 1, sid);
+                }
+            }
+            at += 4;
+        }
         while at < data.len() {
             sid = dfa.next_state(Anchored::No, sid, data[at]);
             at += 1;
@@ -102,6 +112,23 @@ mod tests {
         );
         assert_eq!(hits(&["'"], "a'b'"), vec![(0, 1, 2), (0, 3, 4)]);
         assert!(hits(&["abc"], "ab").is_empty());
+    }
+
+    #[test]
+    fn finds_hits_at_every_offset_and_length() {
+        for len in 0..14 {
+            for at in 0..len {
+                let mut data = vec![b'a'; len];
+                data[at] = b';';
+                let mut expected = vec![(0, at, at + 1)];
+                if at + 2 < len {
+                    data[at + 2] = b'X';
+                    expected.push((1, at + 2, at + 3));
+                }
+                let got = hits(&[";", "x"], std::str::from_utf8(&data).expect("ascii"));
+                assert_eq!(got, expected, "{len} {at}");
+            }
+        }
     }
 
     #[test]

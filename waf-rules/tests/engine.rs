@@ -425,3 +425,42 @@ fn a_repeated_body_value_is_inspected_once_per_name() {
     // The same bytes under the same name once; under another name again.
     assert_eq!(targets, ["body_arg:a", "body_arg:b"], "{:?}", v.matches);
 }
+
+#[test]
+fn rules_on_named_headers_see_only_those_headers_at_their_paranoia() {
+    let yaml = r#"rules:
+  - id: 1
+    message: named header
+    tags: [probe]
+    severity: critical
+    targets: ["header:X-Probe"]
+    operator:
+      literals: ["namedhit"]
+  - id: 2
+    message: every header, paranoia 2
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [headers]
+    operator:
+      literals: ["everyhit"]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("headers.yaml", yaml).expect("compiles"));
+    let fired = |header: &str, value: &[u8], paranoia: u8| -> Vec<u32> {
+        let req = Request::new("GET", "/").header(header, value);
+        let s = WafSettings::default().with_paranoia(paranoia);
+        e.inspect(&req, &s, None)
+            .matches
+            .iter()
+            .map(|m| m.rule_id)
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(fired("x-probe", b"a namedhit", 1), vec![1]);
+    assert_eq!(fired("X-PROBE", b"a NAMEDHIT", 1), vec![1]);
+    assert!(fired("x-other", b"a namedhit", 4).is_empty());
+    assert!(fired("x-other", b"a everyhit", 1).is_empty());
+    assert_eq!(fired("x-other", b"a everyhit", 2), vec![2]);
+    assert_eq!(fired("x-probe", b"everyhit namedhit", 2), vec![1, 2]);
+}
