@@ -28,16 +28,20 @@ pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Valu
     // its strings, which start and end at ASCII quotes, need no check of their own; in
     // any other body each string is checked, so what parses before a bad byte is still
     // inspected by name.
-    let utf8 = std::str::from_utf8(body).is_ok();
+    let text = std::str::from_utf8(body).ok();
+    // Sized for a typical document (a key or string every dozen bytes or so) so that
+    // neither grows more than once or twice.
+    names.reserve(body.len() / 2);
     let mut scan = Scan {
         b: body,
         i: 0,
-        path: String::new(),
+        path: String::with_capacity(64),
         names,
         emitted: None,
-        fixups: Vec::new(),
+        fixups: Vec::with_capacity(body.len() / 16),
         count: 0,
-        utf8,
+        text,
+        borrowed: (0, 0),
     };
     let ok = scan.document(out).is_some();
     let Scan {
@@ -75,8 +79,10 @@ struct Scan<'a> {
     /// (index in `out`, range in `names`) of values whose name is set once parsing ends.
     fixups: Vec<(usize, usize, usize)>,
     count: usize,
-    /// The whole body is valid UTF-8.
-    utf8: bool,
+    /// The whole body, when it is valid UTF-8.
+    text: Option<&'a str>,
+    /// The range in the body of the last string `string` borrowed.
+    borrowed: (usize, usize),
 }
 
 impl<'a> Scan<'a> {
@@ -152,8 +158,13 @@ impl<'a> Scan<'a> {
             if !self.path.is_empty() {
                 self.path.push('.');
             }
-            // `string` validated the key as UTF-8.
-            self.path.push_str(std::str::from_utf8(&key).ok()?);
+            // `string` validated the key as UTF-8; a key borrowed from a body valid as a
+            // whole is cut from its text at ASCII quotes, without a second check.
+            let key_text = match (&key, self.text) {
+                (Cow::Borrowed(_), Some(text)) => text.get(self.borrowed.0..self.borrowed.1)?,
+                _ => std::str::from_utf8(&key).ok()?,
+            };
+            self.path.push_str(key_text);
             self.emitted = None;
             if out.len() < MAX_BODY_VALUES {
                 out.push(Value {
@@ -262,13 +273,16 @@ impl<'a> Scan<'a> {
                 return None;
             }
             let end_run = p;
-            if !self.utf8 {
+            if self.text.is_none() {
                 std::str::from_utf8(&b[run..end_run]).ok()?;
             }
             if b[p] == b'"' {
                 self.i = p + 1;
                 return Some(match owned {
-                    None => Cow::Borrowed(&b[start..p]),
+                    None => {
+                        self.borrowed = (start, p);
+                        Cow::Borrowed(&b[start..p])
+                    }
                     Some(mut v) => {
                         v.extend_from_slice(&b[run..end_run]);
                         Cow::Owned(v)
