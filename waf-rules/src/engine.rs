@@ -2,8 +2,7 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
@@ -165,7 +164,7 @@ impl Engine {
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
         let mut scratch = Scratch::take(set);
-        scratch.seen.clear();
+        scratch.seen.start_request();
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
@@ -265,23 +264,57 @@ fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
     h ^ h >> 31
 }
 
-/// A hasher for keys that are already hashes: it passes the `u64` through.
-#[derive(Default)]
-struct PrehashedKey(u64);
+/// The hashes of the values remembered in one request, in an open-addressing table
+/// that a new request empties by bumping a generation instead of clearing it: the table
+/// is looked up for most body values, so a probe costs a few instructions.
+struct SeenValues {
+    /// (hash, index of the value, generation that wrote the slot).
+    slots: Vec<(u64, u32, u32)>,
+    generation: u32,
+    len: usize,
+}
 
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+impl SeenValues {
+    /// Twice `SEEN_VALUES_MAX` slots, so probes stay short when it is full.
+    const SLOTS: usize = 2 * SEEN_VALUES_MAX;
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+    fn new() -> SeenValues {
+        SeenValues {
+            slots: vec![(0, 0, 0); Self::SLOTS],
+            generation: 0,
+            len: 0,
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    /// Forgets every value remembered so far.
+    fn start_request(&mut self) {
+        if self.generation == u32::MAX {
+            self.slots.fill((0, 0, 0));
+            self.generation = 0;
+        }
+        self.generation += 1;
+        self.len = 0;
+    }
+
+    /// The index remembered under `hash`, or `None` after remembering `index` under it
+    /// (while fewer than `SEEN_VALUES_MAX` values are remembered).
+    fn find_or_insert(&mut self, hash: u64, index: u32) -> Option<u32> {
+        let mask = Self::SLOTS - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let (key, earlier, generation) = self.slots[at];
+            if generation != self.generation {
+                if self.len < SEEN_VALUES_MAX {
+                    self.slots[at] = (hash, index, self.generation);
+                    self.len += 1;
+                }
+                return None;
+            }
+            if key == hash {
+                return Some(earlier);
+            }
+            at = (at + 1) & mask;
+        }
     }
 }
 
@@ -306,8 +339,8 @@ pub(crate) struct Scratch {
     /// Whether those scans saw a possible SQL keyword.
     raw_keywords: bool,
     chain_keywords: bool,
-    /// The short body values inspected so far in this request: hash -> index.
-    seen: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>>,
+    /// The short body values inspected so far in this request.
+    seen: SeenValues,
     /// The seed of those hashes, random per scratch (per thread).
     seen_seed: u64,
 }
@@ -327,7 +360,7 @@ impl Scratch {
             chain_hits: Vec::with_capacity(64),
             raw_keywords: false,
             chain_keywords: false,
-            seen: HashMap::default(),
+            seen: SeenValues::new(),
             seen_seed: RandomState::new().hash_one(0u64),
         }
     }
@@ -346,16 +379,15 @@ impl Scratch {
             return false;
         }
         let key = value_hash(self.seen_seed, value);
-        if let Some(&earlier) = self.seen.get(&key) {
-            let earlier = &values[earlier as usize];
-            return earlier.kind == value.kind
-                && earlier.name == value.name
-                && earlier.data == value.data;
+        match self.seen.find_or_insert(key, index as u32) {
+            Some(earlier) => {
+                let earlier = &values[earlier as usize];
+                earlier.kind == value.kind
+                    && earlier.name == value.name
+                    && earlier.data == value.data
+            }
+            None => false,
         }
-        if self.seen.len() < SEEN_VALUES_MAX {
-            self.seen.insert(key, index as u32);
-        }
-        false
     }
 
     /// This thread's scratch, fitted to `set` and with no rule scored yet.
@@ -800,5 +832,41 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Op
             .and_then(|_| detect::sqli(data, keywords))
             .and_then(|(s, e)| span(s, e)),
         Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SeenValues, SEEN_VALUES_MAX};
+
+    #[test]
+    fn seen_values_find_colliding_slots_forget_per_request_and_stay_bounded() {
+        let mut seen = SeenValues::new();
+        seen.start_request();
+        let slots = SeenValues::SLOTS as u64;
+        // Three hashes on one slot, probed in turn.
+        for (i, hash) in [7, 7 + slots, 7 + 2 * slots].into_iter().enumerate() {
+            assert_eq!(seen.find_or_insert(hash, i as u32), None);
+        }
+        assert_eq!(seen.find_or_insert(7 + slots, 9), Some(1));
+        assert_eq!(seen.find_or_insert(7 + 2 * slots, 9), Some(2));
+        seen.start_request();
+        assert_eq!(seen.find_or_insert(7 + slots, 5), None);
+        assert_eq!(seen.find_or_insert(7 + slots, 6), Some(5));
+        // Past the cap nothing more is remembered, and lookups still end.
+        seen.start_request();
+        for n in 0..(SEEN_VALUES_MAX as u64 + 10) {
+            assert_eq!(seen.find_or_insert(n * 3, n as u32), None);
+        }
+        assert_eq!(seen.find_or_insert(3, 0), Some(1));
+        assert_eq!(seen.find_or_insert(SEEN_VALUES_MAX as u64 * 3 + 3, 0), None);
+        assert_eq!(seen.find_or_insert(SEEN_VALUES_MAX as u64 * 3 + 3, 0), None);
+        // When the generation wraps, slots written long ago must not come back.
+        seen.generation = u32::MAX - 1;
+        seen.start_request();
+        assert_eq!(seen.find_or_insert(11, 1), None);
+        seen.start_request();
+        assert_eq!(seen.generation, 1);
+        assert_eq!(seen.find_or_insert(11, 2), None);
     }
 }
