@@ -214,9 +214,9 @@ fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
             }
         }
         Op::Xss => Gate::any_of(
-            crate::detect::XSS_TRIGGERS
+            crate::detect::XSS_NEEDS
                 .iter()
-                .map(|&b| classes::of_literal(&[b])),
+                .map(|&needs| classes::of_literal(needs)),
         ),
         Op::BytesOutside(allowed) => Gate::any_of(
             (0..=255u8)

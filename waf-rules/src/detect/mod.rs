@@ -6,4 +6,4 @@ mod sqli;
 mod xss;
 
 pub(crate) use sqli::{keyword_is_whole_word_only, keyword_stands_alone, sqli, SQLI_REQUIRED};
-pub(crate) use xss::{xss, XSS_TRIGGERS};
+pub(crate) use xss::{xss, XSS_NEEDS};

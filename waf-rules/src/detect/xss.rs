@@ -40,9 +40,11 @@ const URL_ATTRS: &[&[u8]] = &[
     b"codebase",
 ];
 
-/// Bytes of which a value must hold one for `xss` to flag it: a scheme's `:`, a tag's `<`
-/// or a quote to break out of an attribute. The engine skips the detector without them.
-pub(crate) const XSS_TRIGGERS: &[u8] = b":<\"'";
+/// What a value must hold for `xss` to flag it, as sets of bytes of which it needs all
+/// of one set: a scheme's `:`, a tag's `<`, or a quote with an `=` after it to break out
+/// of an attribute into a handler. The engine skips the detector otherwise, so prose
+/// with apostrophes and no `=` costs nothing here.
+pub(crate) const XSS_NEEDS: &[&[u8]] = &[b":", b"<", b"\"=", b"'="];
 
 /// Returns the span of the first executable fragment, if any.
 pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
@@ -225,7 +227,52 @@ fn attribute_breakout(v: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::xss;
+    use super::{xss, XSS_NEEDS};
+    use crate::classes::{of, of_literal, Gate};
+
+    #[test]
+    fn every_flagged_value_holds_what_the_engine_gate_asks_for() {
+        let gate = Gate::any_of(XSS_NEEDS.iter().map(|&n| of_literal(n)));
+        let parts: [&[u8]; 14] = [
+            b"<",
+            b"svg",
+            b">",
+            b"\"",
+            b"'",
+            b"=",
+            b" on",
+            b"load",
+            b"javascript",
+            b":",
+            b"a",
+            b" ",
+            b"(",
+            b"/",
+        ];
+        let mut value = Vec::new();
+        let mut flagged = 0;
+        for len in 1..=5u32 {
+            for mut n in 0..parts.len().pow(len) {
+                value.clear();
+                for _ in 0..len {
+                    value.extend_from_slice(parts[n % parts.len()]);
+                    n /= parts.len();
+                }
+                if xss(&value).is_some() {
+                    flagged += 1;
+                    assert!(
+                        gate.admits(of(&value)),
+                        "{}",
+                        String::from_utf8_lossy(&value)
+                    );
+                }
+            }
+        }
+        assert!(
+            flagged > 1000,
+            "only {flagged} values flagged: the test lost its reach"
+        );
+    }
 
     #[test]
     fn flags_markup_that_runs() {
