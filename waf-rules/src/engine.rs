@@ -300,7 +300,8 @@ impl SeenValues {
     /// (while fewer than `SEEN_VALUES_MAX` values are remembered).
     fn find_or_insert(&mut self, hash: u64, index: u32) -> Option<u32> {
         let mask = Self::SLOTS - 1;
-        let mut at = hash as usize & mask;
+        // The top bits: a multiplicative hash mixes its input best there.
+        let mut at = (hash >> (64 - Self::SLOTS.trailing_zeros())) as usize;
         loop {
             let (key, earlier, generation) = self.slots[at];
             if generation != self.generation {
@@ -843,24 +844,26 @@ mod tests {
     fn seen_values_find_colliding_slots_forget_per_request_and_stay_bounded() {
         let mut seen = SeenValues::new();
         seen.start_request();
-        let slots = SeenValues::SLOTS as u64;
-        // Three hashes on one slot, probed in turn.
-        for (i, hash) in [7, 7 + slots, 7 + 2 * slots].into_iter().enumerate() {
+        // Three hashes with the same top bits: one slot, probed in turn.
+        let (a, b, c) = (7u64, 8u64, 9u64);
+        for (i, hash) in [a, b, c].into_iter().enumerate() {
             assert_eq!(seen.find_or_insert(hash, i as u32), None);
         }
-        assert_eq!(seen.find_or_insert(7 + slots, 9), Some(1));
-        assert_eq!(seen.find_or_insert(7 + 2 * slots, 9), Some(2));
+        assert_eq!(seen.find_or_insert(b, 9), Some(1));
+        assert_eq!(seen.find_or_insert(c, 9), Some(2));
         seen.start_request();
-        assert_eq!(seen.find_or_insert(7 + slots, 5), None);
-        assert_eq!(seen.find_or_insert(7 + slots, 6), Some(5));
+        assert_eq!(seen.find_or_insert(b, 5), None);
+        assert_eq!(seen.find_or_insert(b, 6), Some(5));
         // Past the cap nothing more is remembered, and lookups still end.
         seen.start_request();
+        let spread = |n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for n in 0..(SEEN_VALUES_MAX as u64 + 10) {
-            assert_eq!(seen.find_or_insert(n * 3, n as u32), None);
+            assert_eq!(seen.find_or_insert(spread(n), n as u32), None);
         }
-        assert_eq!(seen.find_or_insert(3, 0), Some(1));
-        assert_eq!(seen.find_or_insert(SEEN_VALUES_MAX as u64 * 3 + 3, 0), None);
-        assert_eq!(seen.find_or_insert(SEEN_VALUES_MAX as u64 * 3 + 3, 0), None);
+        assert_eq!(seen.find_or_insert(spread(1), 0), Some(1));
+        let late = spread(SEEN_VALUES_MAX as u64 + 1);
+        assert_eq!(seen.find_or_insert(late, 0), None);
+        assert_eq!(seen.find_or_insert(late, 0), None);
         // When the generation wraps, slots written long ago must not come back.
         seen.generation = u32::MAX - 1;
         seen.start_request();
