@@ -242,6 +242,31 @@ const SEEN_VALUE_MAX: usize = 64;
 /// Most values remembered per request.
 const SEEN_VALUES_MAX: usize = 1024;
 
+/// Whether two short byte strings are equal, compared eight bytes at a time in line.
+/// The values and names compared here are a few dozen bytes; measured on this project's
+/// machine, the C library's `memcmp` spent about 7 % of a JSON inspection's time on them
+/// (masked vector loads), against a handful of instructions here.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut left = a.chunks_exact(8);
+    let mut right = b.chunks_exact(8);
+    for (x, y) in (&mut left).zip(&mut right) {
+        let mut wx = [0u8; 8];
+        let mut wy = [0u8; 8];
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        if u64::from_ne_bytes(wx) != u64::from_ne_bytes(wy) {
+            return false;
+        }
+    }
+    left.remainder()
+        .iter()
+        .zip(right.remainder())
+        .all(|(x, y)| x == y)
+}
+
 /// A seeded hash of a value's kind, name and bytes, eight bytes per step.
 fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -384,8 +409,8 @@ impl Scratch {
             Some(earlier) => {
                 let earlier = &values[earlier as usize];
                 earlier.kind == value.kind
-                    && earlier.name == value.name
-                    && earlier.data == value.data
+                    && same_bytes(earlier.name.as_bytes(), value.name.as_bytes())
+                    && same_bytes(&earlier.data, &value.data)
             }
             None => false,
         }
@@ -839,6 +864,21 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Op
 #[cfg(test)]
 mod tests {
     use super::{SeenValues, SEEN_VALUES_MAX};
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality() {
+        let base: Vec<u8> = (0..40u8).collect();
+        for len in 0..40 {
+            let a = &base[..len];
+            assert!(super::same_bytes(a, a));
+            assert!(!super::same_bytes(a, &base[..len + 1]));
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!super::same_bytes(a, &b), "{len} {at}");
+            }
+        }
+    }
 
     #[test]
     fn seen_values_find_colliding_slots_forget_per_request_and_stay_bounded() {
