@@ -16,7 +16,12 @@ use crate::error::RuleError;
 pub(crate) struct Literals {
     dfa: DFA,
     start: StateID,
+    /// The length of the longest literal.
+    longest: usize,
 }
+
+/// Data at least this long is walked as two interleaved halves (see `scan_halves`).
+const HALVES_MIN: usize = 512;
 
 impl Literals {
     /// Compiles `patterns`; `None` when there are none.
@@ -37,29 +42,90 @@ impl Literals {
         let start = dfa
             .start_state(Anchored::No)
             .map_err(|e| RuleError::Automaton(e.to_string()))?;
-        Ok(Some(Literals { dfa, start }))
+        let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        Ok(Some(Literals {
+            dfa,
+            start,
+            longest,
+        }))
     }
 
     /// Calls `hit(pattern, start, end)` for every occurrence of every literal in `data`,
     /// in order of their ends.
     #[inline]
     pub(crate) fn scan(&self, data: &[u8], mut hit: impl FnMut(usize, usize, usize)) {
+        if data.len() >= HALVES_MIN && self.longest < data.len() / 4 {
+            self.scan_halves(data, &mut hit);
+        } else {
+            self.scan_from(data, 0, self.start, &mut hit);
+        }
+    }
+
+    /// Walks `data` from state `sid` at `at` to its end, reporting every hit.
+    fn scan_from(
+        &self,
+        data: &[u8],
+        mut at: usize,
+        mut sid: StateID,
+        hit: &mut impl FnMut(usize, usize, usize),
+    ) {
         let dfa = &self.dfa;
-        let mut sid = self.start;
-        let mut at = 0;
         while at < data.len() {
             (at, sid) = self.to_special(data, at, sid);
-            if !dfa.is_special(sid) {
+            if !dfa.is_special(sid) || dfa.is_dead(sid) {
                 return;
             }
-            if dfa.is_dead(sid) {
-                return;
+            self.report(sid, at, hit);
+        }
+    }
+
+    fn report(&self, sid: StateID, end: usize, hit: &mut impl FnMut(usize, usize, usize)) {
+        let dfa = &self.dfa;
+        for k in 0..dfa.match_len(sid) {
+            let p = dfa.match_pattern(sid, k);
+            hit(p.as_usize(), end - dfa.pattern_len(p), end);
+        }
+    }
+
+    /// Long data as two walks in one loop: each step waits for its state's row to load,
+    /// so two independent walks take little more time than one. The second walk starts
+    /// from the start state `longest - 1` bytes before the middle, where it has read
+    /// enough to be in the state a walk from the beginning would be in by the middle, and
+    /// reports only hits ending past it. Hits stay in order of their ends: the second walk
+    /// pauses at its first hit until the first walk is done.
+    fn scan_halves(&self, data: &[u8], hit: &mut impl FnMut(usize, usize, usize)) {
+        let dfa = &self.dfa;
+        let mid = data.len() / 2;
+        let first = &data[..mid];
+        let second_from = mid + 1 - self.longest.max(1);
+        let second = &data[second_from..];
+        let (mut sa, mut sb) = (self.start, self.start);
+        let mut second_pending = false;
+        let mut i = 0;
+        // A dead state has no matches and stays dead, so the loop need not test for one.
+        while i < first.len().min(second.len()) {
+            sa = dfa.next_state(Anchored::No, sa, first[i]);
+            sb = dfa.next_state(Anchored::No, sb, second[i]);
+            i += 1;
+            if dfa.is_special(sa) {
+                self.report(sa, i, hit);
             }
-            for k in 0..dfa.match_len(sid) {
-                let p = dfa.match_pattern(sid, k);
-                hit(p.as_usize(), at - dfa.pattern_len(p), at);
+            if dfa.is_special(sb) && second_from + i > mid {
+                second_pending = true;
+                break;
             }
         }
+        let (a, b) = (i, second_from + i);
+        if !dfa.is_dead(sa) {
+            self.scan_from(first, a, sa, hit);
+        }
+        if second_pending {
+            if dfa.is_dead(sb) {
+                return;
+            }
+            self.report(sb, b, hit);
+        }
+        self.scan_from(data, b, sb, hit);
     }
 
     /// Walks from state `sid` at `data[at]` until just after the byte that enters a
@@ -128,6 +194,34 @@ mod tests {
                 let got = hits(&[";", "x"], std::str::from_utf8(&data).expect("ascii"));
                 assert_eq!(got, expected, "{len} {at}");
             }
+        }
+    }
+
+    #[test]
+    fn long_data_walked_in_halves_reports_what_one_walk_does() {
+        let patterns: [&[u8]; 6] = [b"ab", b"abcab", b"b", b"cabca", b"zz", b"bcabcabcab"];
+        let scanner = Literals::new(&patterns)
+            .expect("builds")
+            .expect("has patterns");
+        // Pseudo-random text over the patterns' bytes, long enough to be halved.
+        let mut state = 0x2545_f491_u32;
+        let mut data = Vec::new();
+        for len in [512usize, 513, 600, 1001, 2048] {
+            data.clear();
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                data.push(b"abcz"[(state % 4) as usize]);
+            }
+            let mut halves = Vec::new();
+            scanner.scan(&data, |p, s, e| halves.push((p, s, e)));
+            let mut whole = Vec::new();
+            scanner.scan_from(&data, 0, scanner.start, &mut |p, s, e| {
+                whole.push((p, s, e))
+            });
+            assert!(whole.len() > 100, "{len}: {} hits only", whole.len());
+            assert_eq!(halves, whole, "{len}");
         }
     }
 
