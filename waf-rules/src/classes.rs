@@ -138,27 +138,44 @@ pub(crate) fn of_literal(literal: &[u8]) -> Classes {
 /// a whitespace-removing chain whose literals all miss, without building the copy.
 pub(crate) type Pairs = [u64; 2];
 
-fn add_pair(acc: &mut Pairs, a: u8, b: u8) {
-    let h = (u32::from(a.to_ascii_lowercase()) << 8 | u32::from(b.to_ascii_lowercase()))
-        .wrapping_mul(0x9E37_79B1);
-    acc[(h >> 31) as usize] |= 1 << ((h >> 25) & 63);
+/// The bit of the pair `(a, b)` (already case folded): its index in 0..128.
+fn pair_bit(a: u8, b: u8) -> u32 {
+    (u32::from(a) << 8 | u32::from(b)).wrapping_mul(0x9E37_79B1) >> 25
 }
 
 /// The pair summary of `value`.
 pub(crate) fn pairs(value: &[u8]) -> Pairs {
-    let mut acc: Pairs = [0; 2];
+    // Two register accumulators picked by mask: with an indexed array the OR of each
+    // pair waited on the store of the previous one.
+    let (mut low, mut high) = (0u64, 0u64);
     let mut previous: Option<u8> = None;
     for &b in value {
         if TABLE[usize::from(b)] & (SPACE | NUL) != 0 {
             continue;
         }
+        let b = FOLD[usize::from(b)];
         if let Some(a) = previous {
-            add_pair(&mut acc, a, b);
+            let index = pair_bit(a, b);
+            let bit = 1u64 << (index & 63);
+            let in_high = u64::from(index >> 6);
+            low |= bit & in_high.wrapping_sub(1);
+            high |= bit & 0u64.wrapping_sub(in_high);
         }
         previous = Some(b);
     }
-    acc
+    [low, high]
 }
+
+/// ASCII lowercase of every byte.
+static FOLD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    t
+};
 
 /// Whether every pair of `needed` is in `present`.
 pub(crate) fn pairs_within(needed: &Pairs, present: &Pairs) -> bool {

@@ -62,6 +62,7 @@ impl Literals {
     }
 
     /// Walks `data` from state `sid` at `at` to its end, reporting every hit.
+    #[inline]
     fn scan_from(
         &self,
         data: &[u8],
@@ -79,6 +80,7 @@ impl Literals {
         }
     }
 
+    #[inline]
     fn report(&self, sid: StateID, end: usize, hit: &mut impl FnMut(usize, usize, usize)) {
         let dfa = &self.dfa;
         for k in 0..dfa.match_len(sid) {
