@@ -143,7 +143,9 @@ fn pair_bit(a: u8, b: u8) -> u32 {
     (u32::from(a) << 8 | u32::from(b)).wrapping_mul(0x9E37_79B1) >> 25
 }
 
-/// The pair summary of `value`.
+/// The pair summary of `value`. Out of line, so the accumulators get registers of their
+/// own instead of stack slots that every pair would read and write.
+#[inline(never)]
 pub(crate) fn pairs(value: &[u8]) -> Pairs {
     // Two register accumulators picked by mask: with an indexed array the OR of each
     // pair waited on the store of the previous one.

@@ -281,9 +281,10 @@ fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+            // Assembled in a register: copying the tail into a stack word called memcpy
+            // and stalled the load that read it back.
+            let word = rest.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+            h = (h.rotate_left(23) ^ word).wrapping_mul(K);
         }
     }
     h ^ h >> 31
