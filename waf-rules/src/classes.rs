@@ -143,29 +143,25 @@ fn pair_bit(a: u8, b: u8) -> u32 {
     (u32::from(a) << 8 | u32::from(b)).wrapping_mul(0x9E37_79B1) >> 25
 }
 
-/// The pair summary of `value`. Out of line, so the accumulators get registers of their
-/// own instead of stack slots that every pair would read and write.
+/// The pair summary of `value`. Out of line, so the accumulator gets a register of its
+/// own instead of a stack slot that every pair would read and write.
 #[inline(never)]
 pub(crate) fn pairs(value: &[u8]) -> Pairs {
-    // Two register accumulators picked by mask: with an indexed array the OR of each
-    // pair waited on the store of the previous one.
-    let (mut low, mut high) = (0u64, 0u64);
-    let mut previous: Option<u8> = None;
-    for &b in value {
-        if TABLE[usize::from(b)] & (SPACE | NUL) != 0 {
+    let skipped = |b: u8| TABLE[usize::from(b)] & (SPACE | NUL) != 0;
+    let Some(first) = value.iter().position(|&b| !skipped(b)) else {
+        return [0; 2];
+    };
+    let mut acc = 0u128;
+    let mut previous = FOLD[usize::from(value[first])];
+    for &b in &value[first + 1..] {
+        if skipped(b) {
             continue;
         }
         let b = FOLD[usize::from(b)];
-        if let Some(a) = previous {
-            let index = pair_bit(a, b);
-            let bit = 1u64 << (index & 63);
-            let in_high = u64::from(index >> 6);
-            low |= bit & in_high.wrapping_sub(1);
-            high |= bit & 0u64.wrapping_sub(in_high);
-        }
-        previous = Some(b);
+        acc |= 1u128 << pair_bit(previous, b);
+        previous = b;
     }
-    [low, high]
+    [acc as u64, (acc >> 64) as u64]
 }
 
 /// ASCII lowercase of every byte.
