@@ -563,11 +563,23 @@ fn base64_decode(input: &[u8], out: &mut Vec<u8>) -> bool {
     if trimmed.len() < 4 {
         return false;
     }
-    if STD_LENIENT.decode_vec(trimmed, out).is_ok() {
+    // Either alphabet's decoder refuses any byte outside it, so one look at the bytes
+    // says which decoders can succeed: prose (a space) and most identifiers need neither,
+    // and this runs on every argument at paranoia 2.
+    let (mut standard, mut url_safe) = (true, true);
+    for &b in trimmed {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'=' => {}
+            b'+' | b'/' => url_safe = false,
+            b'-' | b'_' => standard = false,
+            _ => return false,
+        }
+    }
+    if standard && STD_LENIENT.decode_vec(trimmed, out).is_ok() {
         return true;
     }
     out.clear();
-    if URL_LENIENT.decode_vec(trimmed, out).is_ok() {
+    if url_safe && URL_LENIENT.decode_vec(trimmed, out).is_ok() {
         return true;
     }
     out.clear();
@@ -671,6 +683,39 @@ mod tests {
         } else {
             input.to_string()
         }
+    }
+
+    #[test]
+    fn base64_decode_agrees_with_trying_both_alphabets() {
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        use base64::Engine as _;
+        let lenient =
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        let engines = [
+            GeneralPurpose::new(&base64::alphabet::STANDARD, lenient),
+            GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
+        ];
+        let alphabet = [b'Q', b'z', b'0', b'+', b'/', b'-', b'_', b'=', b' ', b'.'];
+        let (mut value, mut out) = (Vec::new(), Vec::new());
+        let mut decoded = 0;
+        for len in 4..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                value.clear();
+                for _ in 0..len {
+                    value.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let trimmed = value.trim_ascii();
+                let expected = (trimmed.len() >= 4)
+                    .then(|| engines.iter().find_map(|e| e.decode(trimmed).ok()))
+                    .flatten();
+                out.clear();
+                let got = super::base64_decode(&value, &mut out).then(|| out.clone());
+                assert_eq!(got, expected, "{}", String::from_utf8_lossy(&value));
+                decoded += usize::from(got.is_some());
+            }
+        }
+        assert!(decoded > 1000, "only {decoded} inputs decoded");
     }
 
     #[test]
