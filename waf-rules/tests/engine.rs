@@ -464,3 +464,84 @@ fn rules_on_named_headers_see_only_those_headers_at_their_paranoia() {
     assert_eq!(fired("x-other", b"a everyhit", 2), vec![2]);
     assert_eq!(fired("x-probe", b"everyhit namedhit", 2), vec![1, 2]);
 }
+
+#[test]
+fn hostile_bytes_in_every_part_of_a_request_get_a_verdict_not_a_panic() {
+    // Pseudo-random requests built from fragments that stress the parsers and the
+    // scanner: JSON punctuation and escapes, quotes, percent and entity escapes, NUL and
+    // high bytes, comment openers, long runs (bodies past the scanner's halving length).
+    const PIECES: &[&[u8]] = &[
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b":",
+        b",",
+        b"\\",
+        b"\\u00",
+        b"\\ud83d",
+        b"'",
+        b"%",
+        b"%2",
+        b"%u00",
+        b"&#",
+        b"&lt;",
+        b"\0",
+        b"\xc0\xae",
+        b"\xff",
+        b" ",
+        b"  ",
+        b"\t",
+        b"--",
+        b"/*",
+        b"#",
+        b"-",
+        b"a",
+        b"select",
+        b"<script>",
+        b"${jndi:",
+        b"=",
+        b";",
+        b"aGVsbG8gd29ybGQ=",
+        b"0123456789",
+        b"\r\n",
+    ];
+    let e = engine();
+    let mut state = 0x9e37_79b9_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize
+    };
+    for round in 0..400 {
+        let mut body = Vec::new();
+        let pieces = if round % 10 == 0 { 600 } else { next() % 60 };
+        for _ in 0..pieces {
+            body.extend_from_slice(PIECES[next() % PIECES.len()]);
+        }
+        let header: Vec<u8> = (0..next() % 12)
+            .flat_map(|_| PIECES[next() % PIECES.len()].iter().copied())
+            .collect();
+        let ct: &[u8] = match round % 4 {
+            0 => b"application/json",
+            1 => b"application/x-www-form-urlencoded",
+            2 => b"text/plain",
+            _ => b"application/xml",
+        };
+        let req = Request::new("POST", "/api?q=%27%20or%201=1&x=%u0041")
+            .header("content-type", ct)
+            .header("user-agent", &header)
+            .header("cookie", &header)
+            .body(&body);
+        for paranoia in [1, 2, 4] {
+            let s = WafSettings::default().with_paranoia(paranoia);
+            let v = e.inspect(&req, &s, None);
+            assert!(
+                v.matches.len() <= palisade_waf::MATCHES_MAX,
+                "round {round}"
+            );
+        }
+    }
+}
