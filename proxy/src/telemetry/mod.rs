@@ -310,8 +310,9 @@ struct Started {
 }
 
 impl TraceFacts {
-    /// Queues the span's record: one copy, straight from the shared allocation (which
-    /// is freed here, on the request's thread, unless the request still holds it).
+    /// Queues the span's record: one copy, straight from the shared allocation. The
+    /// caller drops its handle right after, so the allocation is freed on the request's
+    /// thread (unless the request still holds it), never on the export thread.
     fn end(&self, outcome: Option<Outcome>) {
         let started = &self.started;
         started.queue.push(SpanRecord {
