@@ -33,6 +33,9 @@ pub(crate) const SCOPE: &str = "palisade-proxy";
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     buf: Vec<u8>,
+    /// One span's body, reused: written here, then copied after its length, which is
+    /// nearly always over 127 bytes (a one-byte placeholder would mean shifting it).
+    span: Vec<u8>,
 }
 
 impl Writer {
@@ -109,21 +112,37 @@ impl Writer {
         }
     }
 
-    /// `KeyValue { key = 1; AnyValue value = 2 { string_value = 1 } }`.
-    fn string_attribute(&mut self, field: u32, key: &str, value: &str) {
-        self.message(field, |w| {
-            w.string(1, key);
-            w.message(2, |w| w.string(1, value));
-        });
+    /// `KeyValue { key = 1; AnyValue value = 2 { string_value = 1 } }`, its lengths
+    /// computed first: written once, never shifted.
+    fn string_attribute(&mut self, field: u32, key: &str, value: &[u8]) {
+        let any = 1 + varint_len(value.len() as u64) + value.len();
+        self.key_value_head(field, key, any);
+        self.bytes_field(1, value);
     }
 
-    /// `KeyValue { key = 1; AnyValue value = 2 { int_value = 3 } }`.
+    /// `KeyValue { key = 1; AnyValue value = 2 { int_value = 3 } }`, like
+    /// [`Writer::string_attribute`].
     fn int_attribute(&mut self, field: u32, key: &str, value: i64) {
-        self.message(field, |w| {
-            w.string(1, key);
-            w.message(2, |w| w.int64(3, value));
-        });
+        let any = 1 + varint_len(value as u64);
+        self.key_value_head(field, key, any);
+        self.int64(3, value);
     }
+
+    /// A `KeyValue` up to its `AnyValue`'s body, which is `any` bytes long.
+    fn key_value_head(&mut self, field: u32, key: &str, any: usize) {
+        let key_value =
+            1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
+        self.tag(field, LENGTH_DELIMITED);
+        self.varint(key_value as u64);
+        self.string(1, key);
+        self.tag(2, LENGTH_DELIMITED);
+        self.varint(any as u64);
+    }
+}
+
+/// How many bytes `value` takes as a varint.
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// What every export repeats, encoded once: the resource (`service.name` first, then the
@@ -166,13 +185,13 @@ impl Preamble {
     ) -> Self {
         let encoded = |key: &str, value: &str| {
             let mut w = Writer::default();
-            w.string_attribute(9, key, value);
+            w.string_attribute(9, key, value.as_bytes());
             w.buf
         };
         let mut w = Writer::default();
-        w.string_attribute(1, "service.name", service_name);
+        w.string_attribute(1, "service.name", service_name.as_bytes());
         for (key, value) in attributes {
-            w.string_attribute(1, key, value);
+            w.string_attribute(1, key, value.as_bytes());
         }
         Self {
             resource: w.buf,
@@ -204,9 +223,16 @@ pub(crate) fn export_request(w: &mut Writer, preamble: &Preamble, spans: &[SpanR
         w.buf.extend_from_slice(&preamble.resource);
         w.message(2, |w| {
             w.message(1, |w| w.string(1, SCOPE));
+            let mut body = Writer {
+                buf: std::mem::take(&mut w.span),
+                span: Vec::new(),
+            };
             for span in spans {
-                w.message(2, |w| write_span(w, preamble, span));
+                body.clear();
+                write_span(&mut body, preamble, span);
+                w.bytes_field(2, body.bytes());
             }
+            w.span = body.buf;
         });
     });
 }
@@ -246,14 +272,14 @@ fn write_span(w: &mut Writer, preamble: &Preamble, span: &SpanRecord) {
     w.buf.extend_from_slice(&preamble.directions[direction]);
     match METHODS.iter().position(|m| *m == span.method) {
         Some(known) => w.buf.extend_from_slice(&preamble.methods[known]),
-        None => w.string_attribute(9, "http.request.method", span.method.as_str()),
+        None => w.string_attribute(9, "http.request.method", span.method.as_str().as_bytes()),
     }
     if let Some(outcome) = &span.outcome {
-        w.string_attribute(9, "palisade.peer", outcome.peer.as_str());
+        w.string_attribute(9, "palisade.peer", outcome.peer.as_bytes());
         match &outcome.service {
             // Only the proxy's own service is shared.
             Text::Shared(_) => w.buf.extend_from_slice(&preamble.local_service),
-            other => w.string_attribute(9, "palisade.service", other.as_str()),
+            other => w.string_attribute(9, "palisade.service", other.as_bytes()),
         }
         w.int_attribute(9, "http.response.status_code", i64::from(outcome.status));
     }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 use rand::rngs::SmallRng;
@@ -185,25 +186,36 @@ impl Tracing {
         method: &Method,
         headers: &mut HeaderMap,
     ) -> RequestSpan {
-        let parent = headers
-            .get(TRACEPARENT)
-            .and_then(|value| parse_traceparent(value.as_bytes()));
+        // One lookup of `traceparent` serves both reading and replacing it.
+        let incoming = headers.entry(TRACEPARENT);
+        let parent = match &incoming {
+            Entry::Occupied(entry) => parse_traceparent(entry.get().as_bytes()),
+            Entry::Vacant(_) => None,
+        };
         let (trace_id, span_id) = match parent {
             Some(parent) => (parent.trace_id, random_span_id()),
-            None => {
-                headers.remove(TRACESTATE);
-                random_ids()
-            }
+            None => random_ids(),
         };
         let sampled = self
             .inner
             .sampler
             .sampled(parent.map(|p| p.sampled), &trace_id);
-        if let Ok(mut value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
-            // New on every request: HPACK indexing it on the mTLS hop would only churn the
-            // connection's header table. "Sensitive" makes h2 send it never-indexed.
-            value.set_sensitive(true);
-            headers.insert(TRACEPARENT, value);
+        // Not marked sensitive, although new on every request: h2 spells out a sensitive
+        // header's name as well as its value every time, which cost more on the mTLS hop
+        // (about 900 instructions a request) than indexing it and churning the table
+        // (`benches/results/tracing.md`).
+        if let Ok(value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
+            match incoming {
+                Entry::Occupied(mut entry) => {
+                    entry.insert(value);
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
+            }
+        }
+        if parent.is_none() {
+            headers.remove(TRACESTATE);
         }
         if !sampled {
             return RequestSpan { recording: None };
@@ -211,10 +223,12 @@ impl Tracing {
         let trace_state = parent
             .and_then(|_| headers.get(TRACESTATE))
             .and_then(|value| value.to_str().ok())
-            .map(Box::from);
+            .map(Arc::from);
         RequestSpan {
-            recording: Some(Box::new(Recording {
-                record: SpanRecord {
+            recording: Some(Arc::new(TraceFacts {
+                authz: AtomicU8::new(0),
+                waf_score: AtomicU32::new(NO_SCORE),
+                started: Started {
                     trace_id,
                     span_id,
                     parent_span_id: parent.map_or([0; 8], |p| p.span_id),
@@ -222,14 +236,9 @@ impl Tracing {
                     direction,
                     method: method.clone(),
                     start_unix_nanos: unix_nanos(),
-                    end_unix_nanos: 0,
-                    outcome: None,
-                    authz: 0,
-                    waf_score: NO_SCORE,
+                    queue: self.inner.queue.clone(),
+                    local_service: self.inner.service.clone(),
                 },
-                facts: Arc::new(TraceFacts::default()),
-                queue: self.inner.queue.clone(),
-                local_service: self.inner.service.clone(),
             })),
         }
     }
@@ -279,29 +288,46 @@ fn nonzero_u64(rng: &mut SmallRng) -> u64 {
 /// what was known.
 #[derive(Debug)]
 pub struct RequestSpan {
-    /// `None` when the sampler dropped the span. Boxed: the request's future carries (and
-    /// moves, layer by layer) one pointer instead of the whole record; measured cheaper
-    /// than the copies (`benches/results/tracing.md`).
-    recording: Option<Box<Recording>>,
+    /// `None` when the sampler dropped the span. One pointer: the request's futures
+    /// carry (and move, layer by layer) it, not the span (`benches/results/tracing.md`).
+    recording: Option<Arc<TraceFacts>>,
 }
 
+/// What a recorded span knows from its start; it lives in the span's [`TraceFacts`], so
+/// that a span takes one allocation, not one for itself and one for what the inner
+/// layers record.
 #[derive(Debug)]
-struct Recording {
-    record: SpanRecord,
-    facts: Arc<TraceFacts>,
+struct Started {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_span_id: [u8; 8],
+    trace_state: Option<Arc<str>>,
+    direction: Direction,
+    method: Method,
+    start_unix_nanos: u64,
     queue: Arc<Queue>,
     local_service: Arc<str>,
 }
 
-impl Recording {
-    fn end(mut self: Box<Self>, outcome: Option<Outcome>) {
-        let record = &mut self.record;
-        record.end_unix_nanos = unix_nanos();
-        record.outcome = outcome;
-        record.authz = self.facts.authz.load(Ordering::Relaxed);
-        record.waf_score = self.facts.waf_score.load(Ordering::Relaxed);
-        let Recording { record, queue, .. } = *self;
-        queue.push(record);
+impl TraceFacts {
+    /// Queues the span's record: one copy, straight from the shared allocation. The
+    /// caller drops its handle right after, so the allocation is freed on the request's
+    /// thread (unless the request still holds it), never on the export thread.
+    fn end(&self, outcome: Option<Outcome>) {
+        let started = &self.started;
+        started.queue.push(SpanRecord {
+            trace_id: started.trace_id,
+            span_id: started.span_id,
+            parent_span_id: started.parent_span_id,
+            trace_state: started.trace_state.clone(),
+            direction: started.direction,
+            method: started.method.clone(),
+            start_unix_nanos: started.start_unix_nanos,
+            end_unix_nanos: unix_nanos(),
+            outcome,
+            authz: self.authz.load(Ordering::Relaxed),
+            waf_score: self.waf_score.load(Ordering::Relaxed),
+        });
     }
 }
 
@@ -309,7 +335,7 @@ impl RequestSpan {
     /// Where the inner layers record their decisions for this span: insert it as a
     /// request extension. `None` when the span records nothing.
     pub fn facts(&self) -> Option<Arc<TraceFacts>> {
-        self.recording.as_ref().map(|r| r.facts.clone())
+        self.recording.clone()
     }
 
     /// Whether the span is recorded and exported (the sampler kept it).
@@ -322,15 +348,16 @@ impl RequestSpan {
     /// what the inner layers put in [`RequestSpan::facts`]. A span the sampler dropped
     /// records nothing.
     pub fn finish(mut self, peer: &str, service: &str, status: StatusCode) {
-        let Some(recording) = self.recording.take() else {
+        let Some(span) = self.recording.take() else {
             return;
         };
-        let service = if service == &*recording.local_service {
-            Text::Shared(recording.local_service.clone())
+        let local_service = &span.started.local_service;
+        let service = if service == &**local_service {
+            Text::Shared(local_service.clone())
         } else {
             Text::copy(service)
         };
-        recording.end(Some(Outcome {
+        span.end(Some(Outcome {
             peer: Text::copy(peer),
             service,
             status: status.as_u16(),
@@ -340,8 +367,8 @@ impl RequestSpan {
 
 impl Drop for RequestSpan {
     fn drop(&mut self) {
-        if let Some(recording) = self.recording.take() {
-            recording.end(None);
+        if let Some(span) = self.recording.take() {
+            span.end(None);
         }
     }
 }
@@ -445,20 +472,12 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; TR
 
 /// What the inner layers decided, for the span: a request extension present only while
 /// the request's span is recorded. The authorization layer writes the decision, the WAF
-/// its score.
+/// its score. It also holds the span itself until it ends.
 #[derive(Debug)]
 pub struct TraceFacts {
     authz: AtomicU8,
     waf_score: AtomicU32,
-}
-
-impl Default for TraceFacts {
-    fn default() -> Self {
-        Self {
-            authz: AtomicU8::new(0),
-            waf_score: AtomicU32::new(NO_SCORE),
-        }
-    }
+    started: Started,
 }
 
 impl TraceFacts {

@@ -34,14 +34,13 @@ impl Text {
         }
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    /// The text's UTF-8 bytes (copied whole from a `&str`), as the encoder writes them:
+    /// no validation on the export thread.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
-            // Copied whole from a `&str`, so the prefix is valid UTF-8.
-            Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Self::Shared(text) => text,
-            Self::Boxed(text) => text,
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Shared(text) => text.as_bytes(),
+            Self::Boxed(text) => text.as_bytes(),
         }
     }
 }
@@ -67,8 +66,9 @@ pub(crate) struct SpanRecord {
     pub(crate) span_id: [u8; 8],
     /// All zero without a parent (a new trace).
     pub(crate) parent_span_id: [u8; 8],
-    /// The incoming `tracestate`, kept on the span (copied: only when the app sends one).
-    pub(crate) trace_state: Option<Box<str>>,
+    /// The incoming `tracestate`, kept on the span (copied once: only when the app sends
+    /// one).
+    pub(crate) trace_state: Option<Arc<str>>,
     pub(crate) direction: Direction,
     pub(crate) method: Method,
     pub(crate) start_unix_nanos: u64,
@@ -93,17 +93,17 @@ mod tests {
 
     #[test]
     fn text_keeps_short_and_long_strings() {
-        assert_eq!(Text::copy("").as_str(), "");
+        assert_eq!(Text::copy("").as_bytes(), b"");
         let id = "spiffe://mesh.test/ns/shop/sa/orders";
         assert!(matches!(Text::copy(id), Text::Inline { .. }));
-        assert_eq!(Text::copy(id).as_str(), id);
+        assert_eq!(Text::copy(id).as_bytes(), id.as_bytes());
         let long = "x".repeat(INLINE + 1);
         assert!(matches!(Text::copy(&long), Text::Boxed(_)));
-        assert_eq!(Text::copy(&long).as_str(), long);
+        assert_eq!(Text::copy(&long).as_bytes(), long.as_bytes());
         assert_eq!(
-            Text::copy(&"é".repeat(INLINE / 2)).as_str(),
-            "é".repeat(INLINE / 2)
+            Text::copy(&"é".repeat(INLINE / 2)).as_bytes(),
+            "é".repeat(INLINE / 2).as_bytes()
         );
-        assert_eq!(Text::Shared(Arc::from("payments")).as_str(), "payments");
+        assert_eq!(Text::Shared(Arc::from("payments")).as_bytes(), b"payments");
     }
 }
