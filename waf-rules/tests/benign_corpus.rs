@@ -9,6 +9,9 @@ use std::path::Path;
 
 use palisade_waf::{Action, Engine, Request, RuleSet, WafSettings};
 
+mod common;
+use common::VerdictLog;
+
 fn benign_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/benign")
 }
@@ -106,10 +109,11 @@ fn benign_corpus_false_positive_rate() {
         cases.len()
     );
     let mut failures = Vec::new();
+    let mut log = VerdictLog::new("benign_corpus");
     for paranoia in [1u8, 2] {
         let settings = WafSettings::default().with_paranoia(paranoia);
         let mut blocked = 0;
-        for (what, method, target, ct, body) in &cases {
+        for (index, (what, method, target, ct, body)) in cases.iter().enumerate() {
             let mut req = Request::new(method, target)
                 .header("host", b"app.example.com")
                 .header(
@@ -121,6 +125,7 @@ fn benign_corpus_false_positive_rate() {
                 req = req.header("content-type", ct.as_bytes());
             }
             let v = engine.inspect(&req, &settings, None);
+            log.record(paranoia, &index.to_string(), &v);
             if v.action == Action::Block {
                 blocked += 1;
                 let why: Vec<_> = v

@@ -15,6 +15,9 @@ use palisade_waf::raw::{parse, OwnedRequest};
 use palisade_waf::{Action, Engine, RuleSet, WafSettings};
 use serde_yaml::Value;
 
+mod common;
+use common::VerdictLog;
+
 #[derive(Default, Clone)]
 struct Tally {
     attacks: usize,
@@ -137,7 +140,7 @@ fn usual_header(name: &str, value: &[u8]) -> bool {
     }
 }
 
-fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
+fn replay(engine: &Engine, paranoia: u8, verdicts: &mut VerdictLog) -> BTreeMap<String, Tally> {
     let dump = dump_filter();
     let settings = WafSettings::default().with_paranoia(paranoia);
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
@@ -185,7 +188,7 @@ fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
                     .and_then(Value::as_sequence)
                     .cloned()
                     .unwrap_or_default();
-                for stage in &stages {
+                for (stage_index, stage) in stages.iter().enumerate() {
                     // Older go-ftw files nest `input`/`output` under `stage`.
                     let stage = stage.get("stage").unwrap_or(stage);
                     let (Some(input), Some(output)) = (stage.get("input"), stage.get("output"))
@@ -202,6 +205,17 @@ fn replay(engine: &Engine, paranoia: u8) -> BTreeMap<String, Tally> {
                     let blocked = match request_of(input) {
                         Ok(req) => {
                             let v = engine.inspect(&req.view(), &settings, None);
+                            verdicts.record(
+                                paranoia,
+                                &format!(
+                                    "{}#{}/{stage_index}",
+                                    file.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+                                    test.get("test_id")
+                                        .map(|t| format!("{t:?}"))
+                                        .unwrap_or_default()
+                                ),
+                                &v,
+                            );
                             let blocked = v.action == Action::Block;
                             if blocked && attack {
                                 let mut tags: Vec<&str> = v
@@ -288,8 +302,9 @@ fn crs_corpus_meets_floors() {
     let engine = Engine::new(RuleSet::embedded().expect("embedded rules compile"));
     let floors = floors();
     let mut failures = Vec::new();
+    let mut verdicts = VerdictLog::new("crs_corpus");
     for paranoia in [1u8, 2] {
-        let tallies = replay(&engine, paranoia);
+        let tallies = replay(&engine, paranoia, &mut verdicts);
         println!("\nCRS regression corpus at paranoia {paranoia}");
         println!(
             "{:<44} {:>16} {:>16} {:>6}",
