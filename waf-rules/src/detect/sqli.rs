@@ -218,7 +218,7 @@ impl Tokens {
 const KEYWORDS: [&[(&[u8], u8)]; 26] = [
     &[(b"AND", b'&'), (b"ALTER", b'E'), (b"AS", b'k')],
     &[(b"BETWEEN", b'o')],
-    &[(b"CREATE", b'E'), (b"CASE", b'k')],
+    &[(b"CREATE", b'E'), (b"CASE", b'k'), (b"COLLATE", b'o')],
     &[
         (b"DELETE", b'E'),
         (b"DROP", b'E'),
@@ -235,7 +235,7 @@ const KEYWORDS: [&[(&[u8], u8)]; 26] = [
         (b"END", b'k'),
     ],
     &[(b"FALSE", b'1'), (b"FROM", b'k')],
-    &[(b"GROUP", b'k')],
+    &[(b"GROUP", b'k'), (b"GLOB", b'o')],
     &[(b"HAVING", b'k')],
     &[
         (b"INTERSECT", b'U'),
@@ -244,12 +244,14 @@ const KEYWORDS: [&[(&[u8], u8)]; 26] = [
         (b"IN", b'o'),
         (b"INTO", b'k'),
         (b"INFORMATION_SCHEMA", b'k'),
+        (b"ILIKE", b'o'),
+        (b"ISNULL", b'o'),
     ],
     &[],
     &[],
     &[(b"LIKE", b'o'), (b"LIMIT", b'k')],
     &[(b"MOD", b'o')],
-    &[(b"NOT", b'&'), (b"NULL", b'1')],
+    &[(b"NOT", b'&'), (b"NULL", b'1'), (b"NOTNULL", b'o')],
     &[(b"OR", b'&'), (b"ORDER", b'k'), (b"OFFSET", b'k')],
     &[(b"PROCEDURE", b'k')],
     &[],
@@ -258,6 +260,7 @@ const KEYWORDS: [&[(&[u8], u8)]; 26] = [
         (b"SELECT", b'E'),
         (b"SHUTDOWN", b'E'),
         (b"SOUNDS", b'o'),
+        (b"SIMILAR", b'o'),
         (b"SET", b'k'),
     ],
     &[
