@@ -537,3 +537,44 @@ fn benign_text_in_base64_stays_clean() {
         "benign lines blocked only once base64-encoded: {wrapped_blocked:?}"
     );
 }
+
+/// A path is reflected by error pages and routers as readily as a query argument, so
+/// markup in it is judged by the same XSS detector; REST paths whose segments hold names,
+/// quotes, apostrophes or the word JavaScript stay clean.
+#[test]
+fn markup_in_the_path_is_xss_and_rest_paths_pass() {
+    let engine = engine();
+    for path in [
+        "/index.php/%3Csvg/onload=alert(1)%3E",
+        "/products/%3Cscript%3Ealert(document.cookie)%3C/script%3E",
+        "/a/%22%20onmouseover=%22alert(1)",
+        "/view/%3Cimg%20src=x%20onerror=prompt(1)%3E/details",
+    ] {
+        for paranoia in [1, 2] {
+            assert!(
+                blocked(&engine, paranoia, &req("GET", path, &[], b"")),
+                "paranoia {paranoia}: {path} passed"
+            );
+        }
+    }
+    for path in [
+        "/api/v1/users/42/orders/ORD-2024-000123",
+        "/wiki/Rock_%27n%27_roll",
+        "/authors/O%27Neil/books",
+        "/books/JavaScript:_The_Good_Parts",
+        "/search/%22running%20shoes%22",
+        "/docs/a%20%3C%20b%20and%20c%20%3E%20d",
+        "/static/app.3f4a9c.js",
+        "/files/My%20Document%20(final).pdf",
+        "/blog/2024/03/why-we-don%27t-use-orms",
+        "/graphql",
+        "/v2/repos/acme/widgets/compare/main...feature%2Fnew-ui",
+    ] {
+        for paranoia in [1, 2] {
+            assert!(
+                !blocked(&engine, paranoia, &req("GET", path, &[], b"")),
+                "paranoia {paranoia}: {path} blocked"
+            );
+        }
+    }
+}
