@@ -538,17 +538,21 @@ fn benign_text_in_base64_stays_clean() {
     );
 }
 
-/// A path is reflected by error pages and routers as readily as a query argument, so
-/// markup in it is judged by the same XSS detector; REST paths whose segments hold names,
-/// quotes, apostrophes or the word JavaScript stay clean.
+/// A path is reflected by error pages and routers, and REST routers hand its segments to
+/// queries, as readily as a query argument: markup and SQL in it are judged by the same
+/// detectors. REST paths whose segments hold names, quotes, apostrophes or the word
+/// JavaScript stay clean.
 #[test]
-fn markup_in_the_path_is_xss_and_rest_paths_pass() {
+fn markup_and_sql_in_the_path_are_blocked_and_rest_paths_pass() {
     let engine = engine();
     for path in [
         "/index.php/%3Csvg/onload=alert(1)%3E",
         "/products/%3Cscript%3Ealert(document.cookie)%3C/script%3E",
         "/a/%22%20onmouseover=%22alert(1)",
         "/view/%3Cimg%20src=x%20onerror=prompt(1)%3E/details",
+        "/users/42'%20or%20'1'='1",
+        "/items/x'%20and%20sleep(5)--",
+        "/reports/1%20union%20select%20password%20from%20users",
     ] {
         for paranoia in [1, 2] {
             assert!(
