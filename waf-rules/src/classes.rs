@@ -29,7 +29,8 @@ pub(crate) const SPACE: Classes = 1 << 28;
 pub(crate) const NUL: Classes = 1 << 29;
 /// Other control bytes and bytes >= 0x80 not covered below.
 pub(crate) const OTHER: Classes = 1 << 30;
-/// 0xC0, 0xC1 and 0xEF: the lead bytes of overlong and full-width evasions.
+/// 0xC0, 0xC1, 0xE2, 0xE3 and 0xEF: the lead bytes of overlong, full-width, circled and
+/// ideographic-stop evasions (`transform::fold_unicode`).
 pub(crate) const EVASION_LEAD: Classes = 1 << 31;
 
 /// The ASCII punctuation characters, each with its own bit from 32 up.
@@ -52,7 +53,7 @@ const fn table() -> [Classes; 256] {
             t[b] = SPACE | OTHER;
         } else if c == 0 {
             t[b] = NUL;
-        } else if c == 0xc0 || c == 0xc1 || c == 0xef {
+        } else if matches!(c, 0xc0 | 0xc1 | 0xe2 | 0xe3 | 0xef) {
             t[b] = EVASION_LEAD;
         }
         b += 1;

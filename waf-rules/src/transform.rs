@@ -94,7 +94,7 @@ pub(crate) mod feature {
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0) {
                 f |= SPACE | SPACE_RUN;
             }
-            if c == 0xC0 || c == 0xC1 || c == 0xEF {
+            if matches!(c, 0xC0 | 0xC1 | 0xE2 | 0xE3 | 0xEF) {
                 f |= HIGH;
             }
             t[b] = f;
@@ -228,7 +228,10 @@ impl Transform {
                 remove_sql_comments(input, out);
             }
             Transform::FoldUnicode => {
-                if !input.iter().any(|&b| b == 0xC0 || b == 0xC1 || b == 0xEF) {
+                if !input
+                    .iter()
+                    .any(|&b| matches!(b, 0xC0 | 0xC1 | 0xE2 | 0xE3 | 0xEF))
+                {
                     return false;
                 }
                 fold_unicode(input, out);
@@ -644,6 +647,10 @@ fn remove_sql_comments(input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Folds the forms that decoders and URL parsers read as ASCII: overlong two-byte
+/// encodings, full-width forms (U+FF01..U+FF5E), and what UTS #46 host mapping turns into
+/// host characters (ideographic full stops, circled digits and letters), so that
+/// `169。254。169。254` or `①②⑦.⓪.⓪.①` cannot hide an address.
 fn fold_unicode(input: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < input.len() {
@@ -653,16 +660,34 @@ fn fold_unicode(input: &[u8], out: &mut Vec<u8>) {
             i += 2;
             continue;
         }
-        if b == 0xEF && i + 2 < input.len() {
-            // U+FF01..U+FF5E are EF BC 81..EF BD 9E.
+        if matches!(b, 0xE2 | 0xE3 | 0xEF)
+            && i + 2 < input.len()
+            && input[i + 1] & 0xC0 == 0x80
+            && input[i + 2] & 0xC0 == 0x80
+        {
             let cp = (u32::from(b & 0x0F) << 12)
                 | (u32::from(input[i + 1] & 0x3F) << 6)
                 | u32::from(input[i + 2] & 0x3F);
-            if input[i + 1] & 0xC0 == 0x80
-                && input[i + 2] & 0xC0 == 0x80
-                && (0xff01..=0xff5e).contains(&cp)
-            {
-                out.push((cp - 0xff01 + 0x21) as u8);
+            let folded = match cp {
+                0xff01..=0xff5e => Some(cp - 0xff01 + 0x21),
+                0x3002 | 0xff61 => Some(u32::from(b'.')),
+                0x24b6..=0x24cf => Some(cp - 0x24b6 + u32::from(b'a')),
+                0x24d0..=0x24e9 => Some(cp - 0x24d0 + u32::from(b'a')),
+                0x24ea => Some(u32::from(b'0')),
+                _ => None,
+            };
+            if let Some(ascii) = folded {
+                out.push(ascii as u8);
+                i += 3;
+                continue;
+            }
+            if let 0x2460..=0x2473 = cp {
+                // Circled one to twenty.
+                let n = cp - 0x2460 + 1;
+                if n >= 10 {
+                    out.push(b'0' + (n / 10) as u8);
+                }
+                out.push(b'0' + (n % 10) as u8);
                 i += 3;
                 continue;
             }
@@ -811,6 +836,13 @@ mod tests {
         let mut out = Vec::new();
         assert!(FoldUnicode.apply(b"\xc0\xae\xc0\xae/\xef\xbc\x9c", &mut out));
         assert_eq!(out, b"../<");
+        assert_eq!(run(FoldUnicode, "169。254｡169．254"), "169.254.169.254");
+        assert_eq!(run(FoldUnicode, "①⑥⑨.②⑤④.⑳.⓪"), "169.254.20.0");
+        assert_eq!(run(FoldUnicode, "ⓛⓞⒸⒶⓁⓗⓞⓢⓣ"), "localhost");
+        assert_eq!(
+            run(FoldUnicode, "don’t — “quoted” €5"),
+            "don’t — “quoted” €5"
+        );
         assert_eq!(run(Lowercase, "SeLeCt"), "select");
     }
 

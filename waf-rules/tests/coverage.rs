@@ -73,7 +73,12 @@ fn positions(value: &str) -> Vec<OwnedRequest> {
 fn blocked_in_every_position(engine: &Engine, payloads: &[&str]) {
     for payload in payloads {
         for r in positions(payload) {
-            assert!(blocked(engine, 1, &r), "{payload} missed");
+            assert!(
+                blocked(engine, 1, &r),
+                "{payload} missed in {} {}",
+                r.method,
+                r.target
+            );
         }
     }
 }
@@ -581,4 +586,23 @@ fn markup_and_sql_in_the_path_are_blocked_and_rest_paths_pass() {
             );
         }
     }
+}
+
+/// URL parsers map ideographic full stops and circled digits and letters to ASCII in a
+/// host (UTS #46), so an address spelled with them reaches the same place.
+#[test]
+fn unicode_spellings_of_internal_addresses_are_ssrf() {
+    let engine = engine();
+    blocked_in_every_position(
+        &engine,
+        &[
+            "http://169。254。169。254/latest/meta-data/",
+            "http://①⑥⑨.②⑤④.①⑥⑨.②⑤④/",
+            "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ:8080/admin",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &["Ⓐ①: first item。Second item ②", "見てください。ありがとう"],
+    );
 }
