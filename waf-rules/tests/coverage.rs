@@ -630,3 +630,27 @@ fn nodejs_code_injection_in_every_position() {
         ],
     );
 }
+
+/// JSON operators let an injection compare JSON literals instead of strings and numbers
+/// (a WAF bypass published against several vendors); documentation that names the
+/// operators and types passes.
+#[test]
+fn sql_injection_through_json_operators_in_every_position() {
+    let engine = engine();
+    blocked_in_every_position(
+        &engine,
+        &[
+            "7 or '{\"role\":\"admin\"}'::jsonb <@ '{\"role\":\"admin\",\"x\":1}'::jsonb",
+            "x' OR '{\"k\":1}'::json ->> 'k' = '1'--",
+            "0 or json_extract('{\"a\": 1}', '$.a') = 1",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "Store settings in a jsonb column and query them with the @> operator",
+            "json_extract returns NULL when the path is missing",
+            "The cast ::jsonb is cheaper than parsing twice",
+        ],
+    );
+}
