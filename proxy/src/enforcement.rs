@@ -81,11 +81,14 @@ impl Enforcement {
     /// Enforcement for `service` in `trust_domain` with the embedded base rule set. A rule
     /// set that does not compile is an error: the proxy must not start without its WAF.
     pub fn new(trust_domain: TrustDomain, service: &str) -> Result<Arc<Self>, RuleError> {
-        Ok(Self::with_engine(
-            trust_domain,
-            service,
-            Engine::new(RuleSet::embedded()?),
-        ))
+        let rules = RuleSet::embedded()?;
+        tracing::info!(
+            rules = rules.len(),
+            chains = rules.chain_count(),
+            scanner_kib = rules.scanner_bytes() / 1024,
+            "WAF base rule set compiled"
+        );
+        Ok(Self::with_engine(trust_domain, service, Engine::new(rules)))
     }
 
     /// Enforcement with an already compiled WAF engine (tests share one across proxies).

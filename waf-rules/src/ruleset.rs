@@ -483,6 +483,17 @@ impl RuleSet {
         self.chains.len()
     }
 
+    /// The bytes held by the literal scanners' tables, the bulk of a compiled rule set's
+    /// memory: every sidecar holds one, so operators see it at start.
+    pub fn scanner_bytes(&self) -> usize {
+        self.global
+            .iter()
+            .chain(self.chains.iter().map(|c| &c.scan))
+            .filter_map(|scan| scan.automaton.as_ref())
+            .map(Literals::memory_usage)
+            .sum()
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
