@@ -654,3 +654,27 @@ fn sql_injection_through_json_operators_in_every_position() {
         ],
     );
 }
+
+/// PHP calls whatever expression yields a function name, so `system` need not be written
+/// as a plain call; PHP tutorials that show concatenation or name functions pass.
+#[test]
+fn php_calls_through_computed_names_in_every_position() {
+    let engine = engine();
+    blocked_in_every_position(
+        &engine,
+        &[
+            "(shell_exec)('cat /etc/hostname');",
+            "[passthru][0]('id');",
+            "$f = 'pass'.'thru'; $f('id');",
+            "('sys' . 'tem')('ls -la')",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "In PHP, 'foo' . 'bar' joins two strings; echo it to see foobar.",
+            "The call (exec) is blocked by disable_functions on shared hosts.",
+            "Use 'json'.'_encode' only as an example of concatenation",
+        ],
+    );
+}
