@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
-use crate::ruleset::{Chain, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
+use crate::ruleset::{Chain, Level, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{self, feature, Transform};
 use crate::{classes, decode, detect, util};
@@ -163,13 +163,21 @@ impl Engine {
         let mut names = String::new();
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
+        let automata = set.level(eff.paranoia);
         let mut scratch = Scratch::take(set);
         scratch.seen.start_request();
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
             }
-            scratch.inspect_value(set, value, eff.paranoia, &eff.exclusions, &mut verdict);
+            scratch.inspect_value(
+                set,
+                automata,
+                value,
+                eff.paranoia,
+                &eff.exclusions,
+                &mut verdict,
+            );
         }
         for (ri, rule) in set.rules.iter().enumerate() {
             if let Op::ArgCountOver(max) = rule.op {
@@ -436,6 +444,7 @@ impl Scratch {
     fn inspect_value(
         &mut self,
         set: &RuleSet,
+        automata: &Level,
         value: &Value<'_>,
         paranoia: u8,
         exclusions: &[&Exclusion],
@@ -444,14 +453,24 @@ impl Scratch {
         // Out of `self` while a transformed value borrows them, so the scans may still
         // update the hit stamps.
         let mut buffers = std::mem::take(&mut self.buffers);
-        self.inspect_value_with(&mut buffers, set, value, paranoia, exclusions, verdict);
+        self.inspect_value_with(
+            &mut buffers,
+            set,
+            automata,
+            value,
+            paranoia,
+            exclusions,
+            verdict,
+        );
         self.buffers = buffers;
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn inspect_value_with(
         &mut self,
         buffers: &mut Buffers,
         set: &RuleSet,
+        automata: &Level,
         value: &Value<'_>,
         paranoia: u8,
         exclusions: &[&Exclusion],
@@ -490,7 +509,7 @@ impl Scratch {
             let untriggered = reached & !triggered;
             if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;
-                (stamp, raw_chains) = self.scan_raw(set, value.kind, raw);
+                (stamp, raw_chains) = self.scan_raw(set, automata, value.kind, raw);
                 raw_stamp = Some(stamp);
             }
             visit = reached
@@ -544,7 +563,7 @@ impl Scratch {
             let stamp = if changed {
                 let stamp = next_stamp(&mut self.stamp, &mut self.hit);
                 self.chain_keywords = scan_hits(
-                    &chain.scan,
+                    &automata.chains[ci],
                     data,
                     stamp,
                     &mut self.hit,
@@ -556,7 +575,7 @@ impl Scratch {
                 stamp
             } else {
                 let stamp;
-                (stamp, raw_chains) = self.scan_raw(set, value.kind, raw);
+                (stamp, raw_chains) = self.scan_raw(set, automata, value.kind, raw);
                 raw_stamp = Some(stamp);
                 stamp
             };
@@ -618,10 +637,12 @@ impl Scratch {
     }
 
     /// Scans a raw value with the global automaton of its kind into `raw_hits`; returns
-    /// the scan's stamp and the chains of the rules it hit.
-    fn scan_raw(&mut self, set: &RuleSet, kind: Kind, raw: &[u8]) -> (u32, u64) {
+    /// the scan's stamp and the chains of the rules it hit. The automaton may hold rules
+    /// of other kinds (see `ruleset::kind_groups`): their hits are skipped by the target
+    /// check like those of rules naming another header.
+    fn scan_raw(&mut self, set: &RuleSet, automata: &Level, kind: Kind, raw: &[u8]) -> (u32, u64) {
         let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-        let scan = &set.global[usize::from(set.global_by_kind[kind as usize])];
+        let scan = &automata.global[usize::from(set.global_by_kind[kind as usize])];
         self.raw_keywords = scan_hits(
             scan,
             raw,
@@ -651,6 +672,8 @@ impl Scratch {
     ) -> Option<(u32, u32)> {
         let rule = &set.rules[ri];
         let chain = &set.chains[set.rule_chain[ri] as usize];
+        // The top level holds every rule's literals.
+        let scan = &set.level(4).chains[set.rule_chain[ri] as usize];
         let (data, _) = apply_chain(
             &chain.transforms,
             value,
@@ -659,11 +682,11 @@ impl Scratch {
             &mut self.buffers.b,
         );
         let mut hit = None;
-        if let Some(ac) = &chain.scan.automaton {
+        if let Some(ac) = &scan.automaton {
             ac.scan(data, |p, start, end| {
                 if hit.is_none()
-                    && chain.scan.pattern_rule[p] as usize == ri
-                    && (chain.scan.pattern_flags[p] & WHOLE_WORD == 0
+                    && scan.pattern_rule[p] as usize == ri
+                    && (scan.pattern_flags[p] & WHOLE_WORD == 0
                         || detect::keyword_stands_alone(data, start, end))
                 {
                     hit = Some((start as u32, end as u32));

@@ -1,8 +1,10 @@
-//! A loaded rule set, compiled once: rules grouped by transformation chain, and one
-//! Aho-Corasick automaton per chain holding every literal of every rule on that chain.
+//! A loaded rule set, compiled once: rules grouped by transformation chain, and per
+//! paranoia level one Aho-Corasick automaton per chain holding every literal of the
+//! chain's rules at that level or below.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::classes::{self, Gate};
 use crate::error::RuleError;
@@ -36,8 +38,6 @@ pub(crate) struct Chain {
     pub unconditional: Vec<u32>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
-    /// Every literal of the chain's rules.
-    pub scan: Scan,
     /// Union of the chain's transformation triggers (see `transform::feature`).
     pub triggers: u16,
     /// `kinds` restricted to rules of paranoia <= index + 1.
@@ -65,12 +65,21 @@ pub struct RuleSet {
     pub(crate) chains: Vec<Chain>,
     /// For each rule, the index of its chain.
     pub(crate) rule_chain: Vec<u32>,
-    /// For values that no chain changes, one scan serves all chains: per value kind, an
-    /// automaton of every literal of every rule targeting that kind (kinds with the same
-    /// rules share one), so a JSON body's quotes do not wake the SQL rules of arguments.
-    pub(crate) global: Vec<Scan>,
-    /// `Kind as usize` -> index into `global`.
+    /// For each rule, its prefilter literals (the patterns of its automata).
+    literals: Vec<Vec<Vec<u8>>>,
+    /// For values that no chain changes, one scan serves all chains: per group of value
+    /// kinds (`kind_groups`), an automaton of the literals of the rules targeting those
+    /// kinds, so a JSON body's quotes do not wake the SQL rules of arguments. The groups'
+    /// rules, of every level.
+    global_rules: Vec<Vec<u32>>,
+    /// `Kind as usize` -> index into `global_rules` and `Level::global`.
     pub(crate) global_by_kind: [u8; KIND_COUNT],
+    /// Per paranoia level (index + 1), its automata, built on first use: a deployment
+    /// holds only the levels it inspects at.
+    levels: [OnceLock<Level>; 4],
+    /// Every automaton held, by the rules of its patterns: levels (and kinds) whose
+    /// automaton would hold the same rules share one.
+    built: Mutex<HashMap<Vec<u32>, Arc<Scan>>>,
     /// For each rule, what a value needs for it to match.
     pub(crate) rule_gate: Vec<Gate>,
     /// The chains as bit sets, when there are at most 64 of them.
@@ -171,8 +180,23 @@ impl ChainMasks {
     }
 }
 
+/// The automata of one paranoia level: only the literals of rules at that level or
+/// below, since the engine skips the others' hits.
+pub(crate) struct Level {
+    /// Per chain (as `RuleSet::chains`): the literals of the chain's rules.
+    pub chains: Vec<Arc<Scan>>,
+    /// Per group of kinds (as `RuleSet::global_rules`).
+    pub global: Vec<Arc<Scan>>,
+}
+
+/// Kinds share a global automaton when each of them would have at most this share
+/// (1/n) of its patterns belong to rules that do not target it. The argument kinds
+/// (query, body, cookie) differ by a few rules of ~700 literals, and one automaton in
+/// place of three saves ~1.5 MB; the foreign rules' hits are only skipped later, by the
+/// engine's target check.
+const FOREIGN_SHARE_MAX: usize = 20;
+
 /// An automaton and the rule of each of its patterns.
-#[derive(Default)]
 pub(crate) struct Scan {
     pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
@@ -226,6 +250,58 @@ fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
         Op::InvalidUrlEncoding => Gate::any_of([classes::of_literal(b"%")]),
         Op::LengthOver(_) | Op::ArgCountOver(_) => Gate::always(),
     }
+}
+
+/// Groups kinds for global automata: `members[k]` are the rules targeting kind `k`
+/// (sorted), `weight(r)` the number of rule `r`'s patterns. Returns each group's rules and
+/// each kind's group. A kind joins the first group (largest first) in which neither it nor
+/// any kind already there would hold more than 1/`FOREIGN_SHARE_MAX` of foreign patterns;
+/// kinds with the same rules always share. Grouped once for all levels, so that every
+/// level's automaton is a subset of the top level's (see `RuleSet::build`).
+fn kind_groups(
+    members: &[Vec<u32>],
+    weight: impl Fn(u32) -> usize,
+) -> (Vec<Vec<u32>>, [u8; KIND_COUNT]) {
+    let weigh = |rules: &[u32]| rules.iter().map(|&r| weight(r)).sum::<usize>();
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(weigh(&members[k])));
+    // (rules, weight of each member kind's own rules)
+    let mut groups: Vec<(Vec<u32>, Vec<usize>)> = Vec::new();
+    let mut by_kind = [0u8; KIND_COUNT];
+    for k in order {
+        let own = weigh(&members[k]);
+        let fits = |(rules, owns): &(Vec<u32>, Vec<usize>)| {
+            let mut union = rules.clone();
+            union.extend(&members[k]);
+            union.sort_unstable();
+            union.dedup();
+            let total = weigh(&union);
+            let fits = owns
+                .iter()
+                .chain([&own])
+                .all(|&own| (total - own) * FOREIGN_SHARE_MAX <= total);
+            fits.then_some(union)
+        };
+        match groups
+            .iter()
+            .enumerate()
+            .find_map(|(g, group)| Some((g, fits(group)?)))
+        {
+            Some((g, union)) => {
+                groups[g].0 = union;
+                groups[g].1.push(own);
+                by_kind[k] = g as u8;
+            }
+            None => {
+                groups.push((members[k].clone(), vec![own]));
+                by_kind[k] = (groups.len() - 1) as u8;
+            }
+        }
+    }
+    (
+        groups.into_iter().map(|(rules, _)| rules).collect(),
+        by_kind,
+    )
 }
 
 /// The prefilter literals of each rule: those of its file, or derived from its regex.
@@ -396,7 +472,6 @@ impl RuleSet {
                     rules: Vec::new(),
                     unconditional: Vec::new(),
                     kinds: 0,
-                    scan: Scan::default(),
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
                     kinds_at: [0; 4],
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
@@ -432,66 +507,122 @@ impl RuleSet {
             }
             rule_chain.push(c);
         }
-        let (rules_ref, literals_ref) = (&rules, &literals);
-        let patterns_of = |members: &[u32]| -> Vec<(&[u8], u32, &Rule)> {
-            members
-                .iter()
-                .flat_map(|&ri| {
-                    literals_ref[ri as usize]
-                        .iter()
-                        .map(move |l| (l.as_slice(), ri, &rules_ref[ri as usize]))
-                })
-                .collect()
-        };
         for chain in &mut chains {
-            let patterns = patterns_of(&chain.rules);
-            chain.literal_pairs = patterns.iter().map(|(l, _, _)| classes::pairs(l)).collect();
+            chain.literal_pairs = chain
+                .rules
+                .iter()
+                .flat_map(|&r| literals[r as usize].iter().map(|l| classes::pairs(l)))
+                .collect();
             chain.literal_pairs.sort_unstable();
             chain.literal_pairs.dedup();
-            chain.scan = Scan::new(patterns)?;
         }
-        let mut global: Vec<Scan> = Vec::new();
-        let mut by_rules: HashMap<Vec<u32>, u8> = HashMap::new();
-        let mut global_by_kind = [0u8; KIND_COUNT];
-        for (k, slot) in global_by_kind.iter_mut().enumerate() {
-            let bit = 1u32 << k;
-            let members: Vec<u32> = (0..rules.len() as u32)
-                .filter(|&r| rules[r as usize].targets.kind_mask() & bit != 0)
-                .collect();
-            if let Some(&i) = by_rules.get(&members) {
-                *slot = i;
-                continue;
-            }
-            global.push(Scan::new(patterns_of(&members))?);
-            let i = (global.len() - 1) as u8;
-            by_rules.insert(members, i);
-            *slot = i;
-        }
-        Ok(RuleSet {
+        let by_kind: Vec<Vec<u32>> = (0..KIND_COUNT)
+            .map(|k| {
+                (0..rules.len() as u32)
+                    .filter(|&r| rules[r as usize].targets.kind_mask() & (1 << k) != 0)
+                    .collect()
+            })
+            .collect();
+        let (global_rules, global_by_kind) = kind_groups(&by_kind, |r| literals[r as usize].len());
+        let set = RuleSet {
             chain_masks: ChainMasks::new(&chains, &rules),
             rules,
             chains,
             rule_chain,
-            global,
+            literals,
+            global_rules,
             global_by_kind,
+            levels: Default::default(),
+            built: Mutex::new(HashMap::new()),
             rule_gate: rule_gates,
+        };
+        // Each automaton of a level holds a subset of the patterns of one of the top
+        // level's, and a subset makes a smaller automaton: building the top level once
+        // proves that every level builds. Only level 1 is kept, built up front for the
+        // first request at the default paranoia.
+        set.build_level(4)?;
+        let first = set.build_level(1)?;
+        set.lock_built().retain(|_, scan| {
+            first
+                .chains
+                .iter()
+                .chain(&first.global)
+                .any(|kept| Arc::ptr_eq(kept, scan))
+        });
+        set.levels[0].get_or_init(|| first);
+        Ok(set)
+    }
+
+    /// The automata of paranoia `level` (1-4; others are clamped), built on first use.
+    pub(crate) fn level(&self, level: u8) -> &Level {
+        let level = level.clamp(1, 4);
+        self.levels[usize::from(level) - 1].get_or_init(|| {
+            self.build_level(level)
+                .expect("`build` built the top level, whose patterns include this level's")
         })
     }
 
-    /// Number of distinct transformation chains (one automaton each).
+    fn lock_built(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u32>, Arc<Scan>>> {
+        self.built.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The automata of the rules of paranoia <= `level`, reusing those already built.
+    ///
+    /// A scan's `keywords` flag is unaffected by leaving out higher levels' rules: only
+    /// the SQL detector reads it, for a rule of the scan, and every SQL detector rule has
+    /// the same literals (`detect::SQLI_REQUIRED`), so a scan holding one holds them all.
+    fn build_level(&self, level: u8) -> Result<Level, RuleError> {
+        let at_level = |&r: &u32| self.rules[r as usize].paranoia <= level;
+        let mut built = self.lock_built();
+        let mut scan_of = |members: Vec<u32>| -> Result<Arc<Scan>, RuleError> {
+            if let Some(scan) = built.get(&members) {
+                return Ok(scan.clone());
+            }
+            let patterns = members
+                .iter()
+                .flat_map(|&r| {
+                    self.literals[r as usize]
+                        .iter()
+                        .map(move |l| (l.as_slice(), r, &self.rules[r as usize]))
+                })
+                .collect();
+            let scan = Arc::new(Scan::new(patterns)?);
+            built.insert(members, scan.clone());
+            Ok(scan)
+        };
+        let chains = self
+            .chains
+            .iter()
+            .map(|chain| scan_of(chain.rules.iter().copied().filter(at_level).collect()))
+            .collect::<Result<_, _>>()?;
+        let global = self
+            .global_rules
+            .iter()
+            .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect()))
+            .collect::<Result<_, _>>()?;
+        Ok(Level { chains, global })
+    }
+
+    /// Number of distinct transformation chains (one automaton each per paranoia level).
     pub fn chain_count(&self) -> usize {
         self.chains.len()
     }
 
     /// The bytes held by the literal scanners' tables, the bulk of a compiled rule set's
-    /// memory: every sidecar holds one, so operators see it at start.
+    /// memory: every sidecar holds one, so operators see it at start. Counts the paranoia
+    /// levels built so far (level 1 at once, the others on their first request).
     pub fn scanner_bytes(&self) -> usize {
-        self.global
-            .iter()
-            .chain(self.chains.iter().map(|c| &c.scan))
+        self.lock_built()
+            .values()
             .filter_map(|scan| scan.automaton.as_ref())
             .map(Literals::memory_usage)
             .sum()
+    }
+
+    /// Every automaton held (for tests).
+    #[cfg(test)]
+    pub(crate) fn automata(&self) -> Vec<Arc<Scan>> {
+        self.lock_built().values().cloned().collect()
     }
 
     /// Number of rules.
@@ -544,5 +675,220 @@ impl RuleSet {
             }
         }
         failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kind_groups, RuleSet, SQL_KEYWORD};
+    use crate::request::{Kind, KIND_COUNT};
+    use crate::rule::Op;
+    use crate::{Action, Engine, Request, WafSettings};
+
+    /// Rule 1 at paranoia 1, rule 2 at paranoia 3, both on query arguments.
+    const TWO_LEVELS: &str = r#"rules:
+  - id: 1
+    message: level one
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    operator:
+      literals: ["alphahit"]
+  - id: 2
+    message: level three
+    tags: [probe]
+    severity: critical
+    paranoia: 3
+    targets: [args]
+    operator:
+      literals: ["gammahit"]
+"#;
+
+    fn rule_ids(set: &RuleSet, level: u8) -> Vec<u32> {
+        let automata = set.level(level);
+        let mut ids: Vec<u32> = automata
+            .chains
+            .iter()
+            .chain(&automata.global)
+            .flat_map(|scan| scan.pattern_rule.iter().map(|&r| set.rules[r as usize].id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    #[test]
+    fn a_level_holds_only_the_literals_of_its_rules_and_below() {
+        let set = RuleSet::embedded().expect("embedded rules build");
+        for level in 1..=4u8 {
+            let automata = set.level(level);
+            for scan in automata.chains.iter().chain(&automata.global) {
+                for &r in &scan.pattern_rule {
+                    assert!(set.rules[r as usize].paranoia <= level, "level {level}");
+                }
+            }
+        }
+        let with_literals = |max: u8| -> Vec<u32> {
+            let mut ids: Vec<u32> = (0..set.rules.len())
+                .filter(|&r| set.rules[r].paranoia <= max && !set.literals[r].is_empty())
+                .map(|r| set.rules[r].id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert!(
+            with_literals(1) != with_literals(2),
+            "PL2 rules with literals"
+        );
+        for level in 1..=4 {
+            assert_eq!(rule_ids(&set, level), with_literals(level), "level {level}");
+        }
+    }
+
+    #[test]
+    fn levels_are_built_once_on_first_use_and_counted_when_built() {
+        let set = RuleSet::from_yaml("levels.yaml", TWO_LEVELS).expect("compiles");
+        assert!(set.levels[0].get().is_some(), "level 1 is built up front");
+        assert!(set.levels[1..].iter().all(|l| l.get().is_none()));
+        let first = set.scanner_bytes();
+        assert_eq!(rule_ids(&set, 1), [1]);
+        assert_eq!(set.scanner_bytes(), first);
+        let third = set.level(3);
+        assert!(std::ptr::eq(third, set.level(3)), "built once");
+        assert_eq!(rule_ids(&set, 3), [1, 2]);
+        let with_third = set.scanner_bytes();
+        assert!(with_third > first, "{with_third} <= {first}");
+        // Level 4 holds the same rules as level 3: it shares its automata.
+        assert_eq!(rule_ids(&set, 4), [1, 2]);
+        assert_eq!(set.scanner_bytes(), with_third);
+        assert!(set.levels[1].get().is_none(), "level 2 was not asked for");
+    }
+
+    #[test]
+    fn threads_asking_for_a_level_at_once_share_one_build() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        let set = RuleSet::from_yaml("levels.yaml", TWO_LEVELS).expect("compiles");
+        shared(&set);
+        let levels: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| set.level(2) as *const super::Level as usize))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("no panic"))
+                .collect()
+        });
+        assert!(levels.iter().all(|&l| l == levels[0]));
+    }
+
+    #[test]
+    fn a_request_at_a_higher_level_after_a_lower_one_gets_that_levels_automata() {
+        let engine = Engine::new(RuleSet::from_yaml("levels.yaml", TWO_LEVELS).expect("compiles"));
+        let req = Request::new("GET", "/?q=gammahit&r=alphahit");
+        let ids = |paranoia| {
+            let verdict =
+                engine.inspect(&req, &WafSettings::default().with_paranoia(paranoia), None);
+            assert_eq!(verdict.action, Action::Block);
+            verdict
+                .matches
+                .iter()
+                .map(|m| m.rule_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(1), [1]);
+        assert_eq!(ids(3), [2, 1]);
+        assert_eq!(ids(1), [1]);
+        assert_eq!(ids(2), [1]);
+    }
+
+    #[test]
+    fn the_embedded_set_grows_only_by_the_levels_it_builds() {
+        let set = RuleSet::embedded().expect("embedded rules build");
+        let first = set.scanner_bytes();
+        set.level(2);
+        let second = set.scanner_bytes();
+        // No embedded rule is above paranoia 2: levels 3 and 4 share level 2's automata.
+        set.level(3);
+        set.level(4);
+        let all = set.scanner_bytes();
+        println!("literal scanners: {first} bytes at paranoia 1, {all} with every level");
+        assert!(first < second, "{first} >= {second}");
+        assert_eq!(second, all);
+    }
+
+    #[test]
+    fn every_scan_holding_an_sql_detector_rule_holds_all_its_keywords() {
+        // What makes a level's `keywords` flag that of every rule: see `build_level`.
+        let set = RuleSet::embedded().expect("embedded rules build");
+        let keywords = |scan: &super::Scan| -> Vec<Vec<u8>> {
+            let patterns = &scan.automaton.as_ref().expect("has literals").patterns;
+            let mut words: Vec<Vec<u8>> = (0..patterns.len())
+                .filter(|&p| scan.pattern_flags[p] & SQL_KEYWORD != 0)
+                .map(|p| patterns[p].to_ascii_lowercase())
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            words
+        };
+        let mut all = None;
+        let mut seen = 0;
+        for level in 1..=4 {
+            let automata = set.level(level);
+            for scan in automata.chains.iter().chain(&automata.global) {
+                let sqli = scan
+                    .pattern_rule
+                    .iter()
+                    .any(|&r| matches!(set.rules[r as usize].op, Op::Sqli));
+                if sqli {
+                    seen += 1;
+                    let words = keywords(scan);
+                    assert!(!words.is_empty());
+                    assert_eq!(all.get_or_insert_with(|| words.clone()), &words);
+                }
+            }
+        }
+        assert!(seen > 4, "{seen}");
+    }
+
+    #[test]
+    fn argument_kinds_share_one_global_automaton() {
+        let set = RuleSet::embedded().expect("embedded rules build");
+        let by_kind = set.global_by_kind;
+        let group = |k: Kind| by_kind[k as usize];
+        assert_eq!(group(Kind::QueryArg), group(Kind::BodyArg));
+        assert_eq!(group(Kind::QueryArg), group(Kind::Cookie));
+        assert_eq!(group(Kind::QueryArgName), group(Kind::BodyArgName));
+        for k in [Kind::Path, Kind::Header, Kind::CookieName, Kind::BodyRaw] {
+            assert_ne!(group(Kind::QueryArg), group(k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn kinds_share_when_neither_holds_more_than_a_twentieth_of_foreign_patterns() {
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); KIND_COUNT];
+        // Rule 0 has 95 patterns, rules 1 to 3 five each, rule 4 one.
+        let weight = |r: u32| match r {
+            0 => 95,
+            4 => 1,
+            _ => 5,
+        };
+        members[0] = vec![0, 1];
+        members[1] = vec![0];
+        members[2] = vec![0, 2, 3];
+        members[3] = vec![0, 1];
+        members[4] = vec![3, 4];
+        let (groups, by_kind) = kind_groups(&members, weight);
+        // Kind 2, the largest, goes first; kind 0 would add rule 1 to it (5 foreign
+        // patterns of 110 for kind 2, within a twentieth) and bring it rules 2 and 3
+        // (10 of 110, beyond), so kind 0 starts a group, which kinds 1 and 3 join.
+        assert_eq!(by_kind[0], by_kind[1]);
+        assert_eq!(by_kind[0], by_kind[3]);
+        assert_ne!(by_kind[0], by_kind[2]);
+        assert_ne!(by_kind[4], by_kind[0]);
+        assert_eq!(groups[usize::from(by_kind[0])], [0, 1]);
+        assert_eq!(groups[usize::from(by_kind[4])], [3, 4]);
+        // The kinds without rules share an automaton without patterns.
+        assert_eq!(by_kind[5], by_kind[12]);
+        assert!(groups[usize::from(by_kind[5])].is_empty());
     }
 }
