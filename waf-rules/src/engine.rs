@@ -163,21 +163,19 @@ impl Engine {
         let mut names = String::new();
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
-        let automata = set.level(eff.paranoia);
+        let inspection = Inspection {
+            set,
+            automata: set.level(eff.paranoia),
+            paranoia: eff.paranoia,
+            exclusions: &eff.exclusions,
+        };
         let mut scratch = Scratch::take(set);
         scratch.seen.start_request();
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
             }
-            scratch.inspect_value(
-                set,
-                automata,
-                value,
-                eff.paranoia,
-                &eff.exclusions,
-                &mut verdict,
-            );
+            scratch.inspect_value(&inspection, value, &mut verdict);
         }
         for (ri, rule) in set.rules.iter().enumerate() {
             if let Op::ArgCountOver(max) = rule.op {
@@ -443,39 +441,30 @@ impl Scratch {
 
     fn inspect_value(
         &mut self,
-        set: &RuleSet,
-        automata: &Level,
+        inspection: &Inspection<'_>,
         value: &Value<'_>,
-        paranoia: u8,
-        exclusions: &[&Exclusion],
         verdict: &mut Verdict,
     ) {
         // Out of `self` while a transformed value borrows them, so the scans may still
         // update the hit stamps.
         let mut buffers = std::mem::take(&mut self.buffers);
-        self.inspect_value_with(
-            &mut buffers,
-            set,
-            automata,
-            value,
-            paranoia,
-            exclusions,
-            verdict,
-        );
+        self.inspect_value_with(&mut buffers, inspection, value, verdict);
         self.buffers = buffers;
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn inspect_value_with(
         &mut self,
         buffers: &mut Buffers,
-        set: &RuleSet,
-        automata: &Level,
+        inspection: &Inspection<'_>,
         value: &Value<'_>,
-        paranoia: u8,
-        exclusions: &[&Exclusion],
         verdict: &mut Verdict,
     ) {
+        let Inspection {
+            set,
+            automata,
+            paranoia,
+            exclusions,
+        } = *inspection;
         let bit = value.kind.bit();
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
         let raw: &[u8] = &value.data;
@@ -695,6 +684,16 @@ impl Scratch {
         }
         eval(rule, data, hit, true)
     }
+}
+
+/// What a request's values are inspected against: the rule set, the literal automata of
+/// the request's paranoia level, and the settings that decide which rules count.
+#[derive(Clone, Copy)]
+struct Inspection<'r> {
+    set: &'r RuleSet,
+    automata: &'r Level,
+    paranoia: u8,
+    exclusions: &'r [&'r Exclusion],
 }
 
 /// The two buffers transformations ping-pong between.
