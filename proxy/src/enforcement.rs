@@ -132,8 +132,10 @@ impl Enforcement {
         }
         if let Some(settings) = &snapshot.waf {
             if self.waf.load().settings != *settings {
+                // Built here, once, rather than by the first request at a new level.
+                self.engine.rules().prepare(settings);
                 self.waf.store(Arc::new(WafConfig::new(settings.clone())));
-                tracing::info!(version = snapshot.version, mode = ?settings.mode, paranoia = settings.paranoia, threshold = settings.threshold, "WAF settings applied");
+                tracing::info!(version = snapshot.version, mode = ?settings.mode, paranoia = settings.paranoia, threshold = settings.threshold, scanner_kib = self.engine.rules().scanner_bytes() / 1024, "WAF settings applied");
             }
         }
     }

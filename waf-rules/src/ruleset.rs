@@ -11,6 +11,7 @@ use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
 use crate::scan::Literals;
+use crate::settings::WafSettings;
 use crate::transform::Transform;
 
 /// The base rules shipped in the binary, one file per attack class.
@@ -553,6 +554,16 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// Builds now the automata of every paranoia level `settings` can ask for (the
+    /// service's and each route's), so that no request waits for a level's first build
+    /// (tens of milliseconds). Call it when settings change, before they take effect.
+    pub fn prepare(&self, settings: &WafSettings) {
+        let routes = settings.routes.values().filter_map(|r| r.paranoia);
+        for level in std::iter::once(settings.paranoia).chain(routes) {
+            self.level(level);
+        }
+    }
+
     /// The automata of paranoia `level` (1-4; others are clamped), built on first use.
     pub(crate) fn level(&self, level: u8) -> &Level {
         let level = level.clamp(1, 4);
@@ -743,6 +754,24 @@ mod tests {
         for level in 1..=4 {
             assert_eq!(rule_ids(&set, level), with_literals(level), "level {level}");
         }
+    }
+
+    #[test]
+    fn prepare_builds_the_levels_of_the_service_and_its_routes() {
+        let set = RuleSet::from_yaml("levels.yaml", TWO_LEVELS).expect("compiles");
+        let mut settings = WafSettings::default();
+        set.prepare(&settings);
+        assert!(set.levels[1..].iter().all(|l| l.get().is_none()));
+        settings.routes.insert(
+            "/login".into(),
+            crate::settings::RouteSettings {
+                paranoia: Some(3),
+                ..Default::default()
+            },
+        );
+        set.prepare(&settings);
+        assert!(set.levels[2].get().is_some(), "the route's level is built");
+        assert!(set.levels[1].get().is_none() && set.levels[3].get().is_none());
     }
 
     #[test]
