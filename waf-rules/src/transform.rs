@@ -1037,6 +1037,25 @@ mod tests {
         }
     }
 
+    /// Calls `check` with every string over `alphabet` of each length in `lengths`.
+    fn every_string(
+        alphabet: &[u8],
+        lengths: std::ops::RangeInclusive<u32>,
+        mut check: impl FnMut(&[u8]),
+    ) {
+        let mut value = Vec::new();
+        for len in lengths {
+            for mut n in 0..alphabet.len().pow(len) {
+                value.clear();
+                for _ in 0..len {
+                    value.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                check(&value);
+            }
+        }
+    }
+
     #[test]
     fn base64_decode_agrees_with_trying_both_alphabets() {
         use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -1048,25 +1067,18 @@ mod tests {
             GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
         ];
         let alphabet = [b'Q', b'z', b'0', b'+', b'/', b'-', b'_', b'=', b' ', b'.'];
-        let (mut value, mut out) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
         let mut decoded = 0;
-        for len in 4..=6u32 {
-            for mut n in 0..alphabet.len().pow(len) {
-                value.clear();
-                for _ in 0..len {
-                    value.push(alphabet[n % alphabet.len()]);
-                    n /= alphabet.len();
-                }
-                let trimmed = value.trim_ascii();
-                let expected = (trimmed.len() >= 4)
-                    .then(|| engines.iter().find_map(|e| e.decode(trimmed).ok()))
-                    .flatten();
-                out.clear();
-                let got = super::base64_decode(&value, &mut out).then(|| out.clone());
-                assert_eq!(got, expected, "{}", String::from_utf8_lossy(&value));
-                decoded += usize::from(got.is_some());
-            }
-        }
+        every_string(&alphabet, 4..=6, |value| {
+            let trimmed = value.trim_ascii();
+            let expected = (trimmed.len() >= 4)
+                .then(|| engines.iter().find_map(|e| e.decode(trimmed).ok()))
+                .flatten();
+            out.clear();
+            let got = super::base64_decode(value, &mut out).then(|| out.clone());
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(value));
+            decoded += usize::from(got.is_some());
+        });
         assert!(decoded > 1000, "only {decoded} inputs decoded");
     }
 
@@ -1079,24 +1091,16 @@ mod tests {
         use super::feature;
         // Every string of up to five bytes over the bytes that matter, and some others.
         let alphabet = [b' ', b'-', b'/', b'*', b'#', b'\t', b'\n', 0xa0, b'a', b'1'];
-        let mut value = Vec::new();
         let mut out = Vec::new();
-        for len in 0..=5u32 {
-            for mut n in 0..alphabet.len().pow(len) {
-                value.clear();
-                for _ in 0..len {
-                    value.push(alphabet[n % alphabet.len()]);
-                    n /= alphabet.len();
-                }
-                let refined = refine_bytes(feature::REFINABLE, &value);
-                if RemoveSqlComments.apply(&value, &mut out) {
-                    assert!(refined & feature::SQL_COMMENT != 0, "{value:?}");
-                }
-                if CompressWhitespace.apply(&value, &mut out) {
-                    assert!(refined & feature::SPACE_RUN != 0, "{value:?}");
-                }
+        every_string(&alphabet, 0..=5, |value| {
+            let refined = refine_bytes(feature::REFINABLE, value);
+            if RemoveSqlComments.apply(value, &mut out) {
+                assert!(refined & feature::SQL_COMMENT != 0, "{value:?}");
             }
-        }
+            if CompressWhitespace.apply(value, &mut out) {
+                assert!(refined & feature::SPACE_RUN != 0, "{value:?}");
+            }
+        });
         assert_eq!(
             refine_bytes(feature::REFINABLE, b"SKU-2024-0001 a/b * c"),
             0
@@ -1125,28 +1129,20 @@ mod tests {
         let alphabet = [
             b'\'', b'"', b'`', b'$', b'\\', b'@', b'*', b'(', b')', b'{', b'}', b'a', b'1', b' ',
         ];
-        let mut value = Vec::new();
         let mut out = Vec::new();
-        for len in 0..=5u32 {
-            for mut n in 0..alphabet.len().pow(len) {
-                value.clear();
-                for _ in 0..len {
-                    value.push(alphabet[n % alphabet.len()]);
-                    n /= alphabet.len();
-                }
-                RemoveShellEvasions.apply(&value, &mut out);
-                let refined = refine_bytes(feature::SHELL, &value);
-                if refined == 0 {
-                    assert!(out.is_empty(), "{value:?}");
-                }
-                let needles = super::Needles::of(crate::classes::of(&value));
-                let evasive = super::shell_evasion(&value, 0, &needles).is_some();
-                assert_eq!(refined != 0, evasive, "{value:?}");
-                if evasive {
-                    assert!(out.len() < value.len(), "{value:?}");
-                }
+        every_string(&alphabet, 0..=5, |value| {
+            RemoveShellEvasions.apply(value, &mut out);
+            let refined = refine_bytes(feature::SHELL, value);
+            if refined == 0 {
+                assert!(out.is_empty(), "{value:?}");
             }
-        }
+            let needles = super::Needles::of(crate::classes::of(value));
+            let evasive = super::shell_evasion(value, 0, &needles).is_some();
+            assert_eq!(refined != 0, evasive, "{value:?}");
+            if evasive {
+                assert!(out.len() < value.len(), "{value:?}");
+            }
+        });
     }
 
     #[test]
