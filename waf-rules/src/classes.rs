@@ -68,12 +68,6 @@ const fn table() -> [Classes; 256] {
 
 static TABLE: [Classes; 256] = table();
 
-/// The classes of the bytes that may start a shell evasion: quotes, `` ` ``, `$`, `\`.
-pub(crate) const SHELL_BYTES: Classes = {
-    let t = table();
-    t[b'\'' as usize] | t[b'"' as usize] | t[b'`' as usize] | t[b'$' as usize] | t[b'\\' as usize]
-};
-
 /// The classes of one byte.
 pub(crate) fn of_byte(b: u8) -> Classes {
     TABLE[usize::from(b)]
@@ -129,9 +123,6 @@ pub(crate) fn features(classes: Classes) -> u16 {
     }
     if classes & EVASION_LEAD != 0 {
         features |= f::HIGH;
-    }
-    if classes & SHELL_BYTES != 0 {
-        features |= f::SHELL;
     }
     features
 }
@@ -370,7 +361,7 @@ mod tests {
     fn features_agree_with_the_byte_table() {
         use crate::transform::feature;
         for b in 0..=255u8 {
-            let expected = (0..12)
+            let expected = (0..11)
                 .map(|bit| 1u16 << bit)
                 .filter(|&f| feature::has(b, f))
                 .fold(feature::ALWAYS, |acc, f| acc | f);

@@ -492,19 +492,17 @@ impl Scratch {
             if features & feature::REFINABLE != 0
                 && reached & triggered & !masks.triggered(features & !feature::REFINABLE) != 0
             {
-                features = transform::refine(features, classes, raw);
+                features = transform::refine(features, raw);
                 triggered = masks.triggered(features);
             }
             let untriggered = reached & !triggered;
-            if untriggered & !masks.unconditional_at[level] & !masks.empties != 0 {
+            if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;
                 (stamp, raw_chains) = self.scan_raw(set, automata, value.kind, raw);
                 raw_stamp = Some(stamp);
             }
             visit = reached
-                & (triggered
-                    | (untriggered
-                        & (raw_chains & !masks.empties | masks.unconditional_at[level])));
+                & (triggered | (untriggered & (raw_chains | masks.unconditional_at[level])));
         }
         let mut order = ChainOrder::new(visit, set.chains.len(), set.chain_masks.is_some());
         while let Some(ci) = order.next() {
@@ -548,8 +546,6 @@ impl Scratch {
                     &mut buffers.a,
                     &mut buffers.b,
                 )
-            } else if chain.empties {
-                (&[][..], true)
             } else {
                 (raw, false)
             };
@@ -785,8 +781,7 @@ fn mark(
 
 /// Applies a chain, ping-ponging between two buffers and borrowing the input while no
 /// step changes it. While the value is still the input, steps whose trigger feature is
-/// absent from `features` (the input's) are skipped without scanning, and one that
-/// empties unchanged values empties it. Returns the result
+/// absent from `features` (the input's) are skipped without scanning. Returns the result
 /// and whether some step changed the value.
 fn apply_chain<'x>(
     transforms: &[Transform],
@@ -798,10 +793,6 @@ fn apply_chain<'x>(
     let mut cur = 0u8;
     for t in transforms {
         if cur == 0 && features & t.trigger() == 0 {
-            if t.empties_unchanged() {
-                a.clear();
-                return (a, true);
-            }
             continue;
         }
         cur = match cur {

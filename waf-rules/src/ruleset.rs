@@ -55,13 +55,8 @@ pub(crate) struct Chain {
     /// rules all wait for a literal: a value whose summary covers none of them cannot hit
     /// one after whitespace removal.
     pub literal_pairs: Vec<classes::Pairs>,
-    /// The chain holds a transformation that empties the values it would leave unchanged
-    /// (`Transform::empties_unchanged`): a value none of whose features trigger the chain
-    /// leaves its rules nothing to judge, and no raw scan serves them.
-    pub empties: bool,
     /// Triggers of the chain's transformations that join bytes which were apart in ways
-    /// pair summaries do not follow (SQL comment removal, path normalisation, shell
-    /// evasion removal).
+    /// pair summaries do not follow (SQL comment removal, path normalisation).
     pub pair_breaking: u16,
 }
 
@@ -101,8 +96,6 @@ pub(crate) struct ChainMasks {
     triggered_by: [u64; 16],
     /// Per paranoia level, the chains with a rule that needs no literal.
     pub unconditional_at: [u64; 4],
-    /// The chains that judge nothing of a value they do not transform (`Chain::empties`).
-    pub empties: u64,
     /// Per paranoia level, the chains with a rule that looks at every header.
     every_header_at: [u64; 4],
     /// Per header a rule names (lowercase), and paranoia level, the chains with a rule
@@ -119,15 +112,11 @@ impl ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [0; 16],
             unconditional_at: [0; 4],
-            empties: 0,
             every_header_at: [0; 4],
             named_headers: Vec::new(),
         };
         for (ci, chain) in chains.iter().enumerate() {
             let bit = 1u64 << ci;
-            if chain.empties {
-                masks.empties |= bit;
-            }
             for level in 0..4 {
                 for (kind, at) in masks.by_kind_at.iter_mut().enumerate() {
                     if chain.kinds_at[level] & (1 << kind) != 0 {
@@ -340,8 +329,6 @@ fn creating_trigger(t: Transform) -> u16 {
         Transform::JsDecode | Transform::CssDecode | Transform::NormalizePath => BACKSLASH,
         Transform::FoldUnicode => HIGH,
         Transform::Base64Decode | Transform::Base64Text => ALWAYS,
-        // `$IFS` glued to a word becomes a space.
-        Transform::RemoveShellEvasions => SHELL,
         Transform::Lowercase
         | Transform::RemoveNulls
         | Transform::CompressWhitespace
@@ -492,17 +479,11 @@ impl RuleSet {
                     gate_at: std::array::from_fn(|_| Gate::never()),
                     unconditional_at: [false; 4],
                     literal_pairs: Vec::new(),
-                    empties: r.chain.iter().any(|t| t.empties_unchanged()),
                     pair_breaking: r
                         .chain
                         .iter()
                         .filter(|t| {
-                            matches!(
-                                t,
-                                Transform::RemoveSqlComments
-                                    | Transform::NormalizePath
-                                    | Transform::RemoveShellEvasions
-                            )
+                            matches!(t, Transform::RemoveSqlComments | Transform::NormalizePath)
                         })
                         .fold(0, |acc, t| acc | t.trigger()),
                 });
@@ -536,13 +517,10 @@ impl RuleSet {
             chain.literal_pairs.sort_unstable();
             chain.literal_pairs.dedup();
         }
-        // The raw scan serves chains that leave a value unchanged, which an emptying
-        // chain never does: its rules' literals would only slow that scan down.
         let by_kind: Vec<Vec<u32>> = (0..KIND_COUNT)
             .map(|k| {
                 (0..rules.len() as u32)
                     .filter(|&r| rules[r as usize].targets.kind_mask() & (1 << k) != 0)
-                    .filter(|&r| !chains[rule_chain[r as usize] as usize].empties)
                     .collect()
             })
             .collect();
