@@ -621,7 +621,8 @@ impl RuleSet {
 
     /// The bytes held by the literal scanners' tables, the bulk of a compiled rule set's
     /// memory: every sidecar holds one, so operators see it at start. Counts the paranoia
-    /// levels built so far (level 1 at once, the others on their first request).
+    /// levels built so far (level 1 at once, the others when `prepare` or a request first
+    /// asks for them).
     pub fn scanner_bytes(&self) -> usize {
         self.lock_built()
             .values()
