@@ -14,14 +14,16 @@
 //! Each configuration gets its own control plane and pair of proxies (started, measured,
 //! stopped) against one app, so they differ only in `ProxyConfig::tracing`. The group
 //! `proxied_request_http1_keepalive_app_traceparent` repeats all of it with the app
-//! sending a `traceparent` of its own in every configuration.
+//! sending the same `traceparent` of its own on every request, and
+//! `proxied_request_http1_keepalive_app_span` with the app sending a new one per request
+//! (a new parent span id, as an instrumented app's client span has).
 //!
 //! `span_path`: the per-request span work alone, as the metrics layer does it for one
-//! request (start from the incoming `traceparent`, rewrite it, record the facts, end and
-//! queue), with the discarding export thread: inbound with a sampled parent, inbound with
+//! request (its two clock readings, start from the incoming `traceparent`, rewrite it,
+//! record the facts, end and queue), with the discarding export thread: inbound with a sampled parent, inbound with
 //! an unsampled parent, outbound starting a new trace.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -52,17 +54,36 @@ impl Export {
 /// The app's own `traceparent`, for the `_app_traceparent` group.
 const APP_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-fn end_to_end(c: &mut Criterion) {
-    end_to_end_group(c, false);
-    end_to_end_group(c, true);
+/// What the bench's app sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum App {
+    /// No `traceparent`: export on adds a header export off does not carry, and its cost
+    /// on the mTLS hop (HPACK) and in the app counts too.
+    Untraced,
+    /// [`APP_TRACEPARENT`] on every request: export off forwards it unchanged (after the
+    /// first request HPACK sends it as a one-byte index), export on replaces it.
+    SameTraceparent,
+    /// A new parent span id on every request, as an app that traces does (each of its
+    /// client calls is a span of its own): the header is new on every request in every
+    /// configuration, so the difference is the proxies' tracing work alone.
+    NewSpanPerRequest,
 }
 
-/// `app_traceparent`: the app sends its own `traceparent` in every configuration (an app
-/// that already traces), so export off forwards it unchanged and export on replaces it;
-/// the difference is then the proxies' tracing work alone. Without it, export on adds a
-/// header export off does not carry, and its cost on the mTLS hop (HPACK) and in the app
-/// counts too.
-fn end_to_end_group(c: &mut Criterion, app_traceparent: bool) {
+fn end_to_end(c: &mut Criterion) {
+    end_to_end_group(c, App::Untraced);
+    end_to_end_group(c, App::SameTraceparent);
+    end_to_end_group(c, App::NewSpanPerRequest);
+}
+
+/// `APP_TRACEPARENT` with the parent span id `n` (never zero), as a header value.
+fn app_span_traceparent(n: u64) -> HeaderValue {
+    let mut value = APP_TRACEPARENT.as_bytes().to_owned();
+    let hex = format!("{:016x}", n | 1 << 63);
+    value[36..52].copy_from_slice(hex.as_bytes());
+    HeaderValue::from_bytes(&value).expect("a valid traceparent")
+}
+
+fn end_to_end_group(c: &mut Criterion, app_sends: App) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,11 +100,12 @@ fn end_to_end_group(c: &mut Criterion, app_traceparent: bool) {
     let endpoint = CountingOtlpEndpoint::start().expect("the counting OTLP endpoint");
     let app = rt.block_on(TestApp::start());
 
-    let group_name = if app_traceparent {
-        "proxied_request_http1_keepalive_app_traceparent"
-    } else {
-        "proxied_request_http1_keepalive"
+    let group_name = match app_sends {
+        App::Untraced => "proxied_request_http1_keepalive",
+        App::SameTraceparent => "proxied_request_http1_keepalive_app_traceparent",
+        App::NewSpanPerRequest => "proxied_request_http1_keepalive_app_span",
     };
+    let mut app_spans = 0u64;
     let mut group = c.benchmark_group(group_name);
     // Set when an OTLP configuration was measured (a filter may leave it out).
     let otlp_measured = std::cell::Cell::new(false);
@@ -149,9 +171,19 @@ fn end_to_end_group(c: &mut Criterion, app_traceparent: bool) {
                     rt.block_on(async {
                         sender.ready().await.expect("the connection stays open");
                         let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
-                        if app_traceparent {
-                            call.headers_mut()
-                                .insert("traceparent", HeaderValue::from_static(APP_TRACEPARENT));
+                        match app_sends {
+                            App::Untraced => {}
+                            App::SameTraceparent => {
+                                call.headers_mut().insert(
+                                    "traceparent",
+                                    HeaderValue::from_static(APP_TRACEPARENT),
+                                );
+                            }
+                            App::NewSpanPerRequest => {
+                                app_spans += 1;
+                                call.headers_mut()
+                                    .insert("traceparent", app_span_traceparent(app_spans));
+                            }
                         }
                         let response = sender
                             .send_request(call)
@@ -199,7 +231,8 @@ fn span_path(c: &mut Criterion) {
         headers.insert("traceparent", HeaderValue::from_static(traceparent));
         c.bench_function(name, |b| {
             b.iter(|| {
-                let span = tracing.start(Direction::Inbound, &method, &mut headers);
+                let received = Instant::now();
+                let span = tracing.start(Direction::Inbound, &method, &mut headers, received);
                 if let Some(facts) = span.facts() {
                     facts.set_authz("allow");
                     facts.set_waf_score(0);
@@ -208,6 +241,7 @@ fn span_path(c: &mut Criterion) {
                     "spiffe://mesh.test/ns/shop/sa/orders",
                     "payments",
                     StatusCode::OK,
+                    received.elapsed(),
                 );
             })
         });
@@ -219,11 +253,13 @@ fn span_path(c: &mut Criterion) {
     c.bench_function("span_path/outbound_new_trace", |b| {
         b.iter(|| {
             headers.remove("traceparent");
-            let span = tracing.start(Direction::Outbound, &method, &mut headers);
+            let received = Instant::now();
+            let span = tracing.start(Direction::Outbound, &method, &mut headers, received);
             span.finish(
                 "spiffe://mesh.test/ns/shop/sa/payments",
                 "payments",
                 StatusCode::OK,
+                received.elapsed(),
             );
         })
     });

@@ -86,14 +86,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
+        let started = Instant::now();
         let caller = request.extensions().get::<PeerIdentity>().cloned();
         // Tracing off costs this one check.
         let span = self.metrics.tracing().map(|tracing| {
             let method = request.method().clone();
-            tracing.start(self.direction, &method, request.headers_mut())
+            tracing.start(self.direction, &method, request.headers_mut(), started)
         });
-        if let Some(facts) = span.as_ref().and_then(RequestSpan::facts) {
-            request.extensions_mut().insert(facts);
+        // Only the inbound stack has layers that record facts (authorization, WAF); an
+        // outbound request does not pay the extension.
+        if self.direction == Direction::Inbound {
+            if let Some(facts) = span.as_ref().and_then(RequestSpan::facts) {
+                request.extensions_mut().insert(facts);
+            }
         }
         // The access line's request facts are copied only when the line will be written.
         let access =
@@ -109,7 +114,6 @@ where
             });
         let direction = self.direction;
         let metrics = self.metrics.clone();
-        let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -132,7 +136,7 @@ where
             let elapsed = started.elapsed();
             metrics.request(direction, response.status(), peer, service, elapsed);
             if let Some(span) = span {
-                span.finish(peer, service, response.status());
+                span.finish(peer, service, response.status(), elapsed);
             }
             if let Some(facts) = access {
                 tracing::info!(

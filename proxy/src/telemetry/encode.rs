@@ -3,11 +3,16 @@
 //! (`palisade-proxy`) and a batch of spans, written straight from [`SpanRecord`]s.
 //!
 //! Writing it here instead of converting to the SDK's span data and then to prost
-//! messages is what makes export cheap: no intermediate copies of every attribute, and a
-//! message's length is written once after its body (one byte reserved; a longer length
-//! shifts the body, which only the span and batch levels need).
+//! messages is what makes export cheap. A span is written once, in place: its length is
+//! computed first, everything that only depends on a few fixed values (name, kind,
+//! direction, standard method, decision, the proxy's own service) is one precomputed
+//! block, the fixed-size fields are one array, and only the peer, a destination service,
+//! the status and the WAF score are encoded per span. Protobuf readers accept fields in
+//! any order, so the span's fields are grouped that way rather than by field number.
 
-use super::record::{SpanRecord, Text, DECISIONS, NO_SCORE};
+use bytes::Bytes;
+
+use super::record::{Anchor, ServiceName, SpanRecord, DECISIONS, NO_SCORE};
 use crate::metrics::Direction;
 
 /// Protobuf wire types.
@@ -29,30 +34,74 @@ const STATUS_CODE_ERROR: u64 = 2;
 /// The instrumentation scope of every span.
 pub(crate) const SCOPE: &str = "palisade-proxy";
 
+/// Tags (field number and wire type, one byte each) of the fields written per span.
+const TAG_SCOPE_SPANS_SPAN: u8 = 2 << 3 | LENGTH_DELIMITED as u8;
+const TAG_TRACE_STATE: u8 = 3 << 3 | LENGTH_DELIMITED as u8;
+const TAG_PARENT_SPAN_ID: u8 = 4 << 3 | LENGTH_DELIMITED as u8;
+const TAG_ATTRIBUTE: u8 = 9 << 3 | LENGTH_DELIMITED as u8;
+/// `KeyValue.key`, `KeyValue.value`, `AnyValue.string_value`, `AnyValue.int_value`.
+const TAG_KEY: u8 = 1 << 3 | LENGTH_DELIMITED as u8;
+const TAG_VALUE: u8 = 2 << 3 | LENGTH_DELIMITED as u8;
+const TAG_STRING_VALUE: u8 = 1 << 3 | LENGTH_DELIMITED as u8;
+const TAG_INT_VALUE: u8 = 3 << 3 | VARINT as u8;
+
+/// The attribute keys written per span.
+const KEY_METHOD: &[u8; 19] = b"http.request.method";
+const KEY_SERVICE: &[u8; 16] = b"palisade.service";
+const KEY_PEER: &[u8; 13] = b"palisade.peer";
+const KEY_STATUS: &[u8; 25] = b"http.response.status_code";
+const KEY_WAF_SCORE: &[u8; 18] = b"palisade.waf.score";
+
+/// The fixed-size fields of a span, in the order [`fixed_fields`] writes them: trace id
+/// (2 + 16), span id (2 + 8), start and end time (1 + 8 each), flags (2 + 4).
+const FIXED_LEN: usize = 18 + 10 + 9 + 9 + 6;
+/// `parent_span_id` (2 + 8).
+const PARENT_LEN: usize = 10;
+/// `Status { message = "5xx"; code = ERROR }` with its tag and length.
+const ERROR_STATUS_LEN: usize = 2 + 5 + 2;
+
+/// gRPC's message prefix: the compressed flag and the big-endian `u32` length.
+const GRPC_PREFIX: usize = 5;
+
 /// Protobuf output into a reused buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     buf: Vec<u8>,
-    /// One span's body, reused: written here, then copied after its length, which is
-    /// nearly always over 127 bytes (a one-byte placeholder would mean shifting it).
-    span: Vec<u8>,
 }
 
 impl Writer {
+    /// The message written since [`Writer::clear`].
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.buf.get(GRPC_PREFIX..).unwrap_or_default()
     }
 
+    /// Starts a new message, room left in front for its gRPC prefix.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
+        self.buf.extend_from_slice(&[0; GRPC_PREFIX]);
     }
 
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.buf.push(value as u8 | 0x80);
-            value >>= 7;
-        }
-        self.buf.push(value as u8);
+    /// The message as one uncompressed gRPC message, without copying it (a batch is
+    /// about 128 KiB): the buffer moves into the frame, and [`Writer::reclaim`] takes it
+    /// back once the call is over.
+    pub(crate) fn frame(&mut self) -> Bytes {
+        let len = self.bytes().len() as u32;
+        self.buf[1..GRPC_PREFIX].copy_from_slice(&len.to_be_bytes());
+        Bytes::from(std::mem::take(&mut self.buf))
+    }
+
+    /// Takes back a sent frame's buffer; when the HTTP/2 connection still holds it, the
+    /// next message gets a new one of the same size.
+    pub(crate) fn reclaim(&mut self, frame: Bytes) {
+        let capacity = frame.len();
+        self.buf = match frame.try_into_mut() {
+            Ok(buf) => buf.into(),
+            Err(_) => Vec::with_capacity(capacity),
+        };
+    }
+
+    fn varint(&mut self, value: u64) {
+        varint(&mut self.buf, value);
     }
 
     fn tag(&mut self, field: u32, wire_type: u32) {
@@ -62,20 +111,6 @@ impl Writer {
     fn uint(&mut self, field: u32, value: u64) {
         self.tag(field, VARINT);
         self.varint(value);
-    }
-
-    fn int64(&mut self, field: u32, value: i64) {
-        self.uint(field, value as u64);
-    }
-
-    fn fixed64(&mut self, field: u32, value: u64) {
-        self.tag(field, FIXED64);
-        self.buf.extend_from_slice(&value.to_le_bytes());
-    }
-
-    fn fixed32(&mut self, field: u32, value: u32) {
-        self.tag(field, FIXED32);
-        self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
     fn bytes_field(&mut self, field: u32, value: &[u8]) {
@@ -88,7 +123,8 @@ impl Writer {
         self.bytes_field(field, value.as_bytes());
     }
 
-    /// An embedded message: `body` writes it, then its length goes in front.
+    /// An embedded message: `body` writes it, then its length goes in front (once per
+    /// batch: the resource and scope levels).
     fn message(&mut self, field: u32, body: impl FnOnce(&mut Self)) {
         self.tag(field, LENGTH_DELIMITED);
         self.buf.push(0);
@@ -98,46 +134,25 @@ impl Writer {
         if len < 0x80 {
             self.buf[start - 1] = len as u8;
         } else {
-            let mut prefix = [0u8; 10];
-            let mut n = 0;
-            let mut value = len as u64;
-            while value >= 0x80 {
-                prefix[n] = value as u8 | 0x80;
-                value >>= 7;
-                n += 1;
-            }
-            prefix[n] = value as u8;
-            self.buf
-                .splice(start - 1..start, prefix[..=n].iter().copied());
+            let mut prefix = Vec::with_capacity(10);
+            varint(&mut prefix, len as u64);
+            self.buf.splice(start - 1..start, prefix);
         }
     }
 
-    /// `KeyValue { key = 1; AnyValue value = 2 { string_value = 1 } }`, its lengths
-    /// computed first: written once, never shifted.
+    /// `KeyValue { key = 1; AnyValue value = 2 { string_value = 1 } }` as field `field`.
     fn string_attribute(&mut self, field: u32, key: &str, value: &[u8]) {
-        let any = 1 + varint_len(value.len() as u64) + value.len();
-        self.key_value_head(field, key, any);
-        self.bytes_field(1, value);
-    }
-
-    /// `KeyValue { key = 1; AnyValue value = 2 { int_value = 3 } }`, like
-    /// [`Writer::string_attribute`].
-    fn int_attribute(&mut self, field: u32, key: &str, value: i64) {
-        let any = 1 + varint_len(value as u64);
-        self.key_value_head(field, key, any);
-        self.int64(3, value);
-    }
-
-    /// A `KeyValue` up to its `AnyValue`'s body, which is `any` bytes long.
-    fn key_value_head(&mut self, field: u32, key: &str, any: usize) {
-        let key_value =
-            1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
         self.tag(field, LENGTH_DELIMITED);
-        self.varint(key_value as u64);
-        self.string(1, key);
-        self.tag(2, LENGTH_DELIMITED);
-        self.varint(any as u64);
+        string_attribute_body(&mut self.buf, key.as_bytes(), value);
     }
+}
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// How many bytes `value` takes as a varint.
@@ -145,24 +160,67 @@ fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// What every export repeats, encoded once: the resource (`service.name` first, then the
-/// other resource attributes), and the attributes whose values come from a small fixed
-/// set (direction, standard methods, decisions, the proxy's own service).
-#[derive(Debug, Clone)]
-pub(crate) struct Preamble {
-    /// `Resource` message body.
-    resource: Vec<u8>,
-    /// `palisade.direction`, inbound then outbound (whole `attributes` fields).
-    directions: [Vec<u8>; 2],
-    /// `http.request.method` of each of [`METHODS`].
-    methods: Vec<Vec<u8>>,
-    /// `palisade.authz.decision` of each of [`DECISIONS`] (the first, unset, is empty).
-    decisions: Vec<Vec<u8>>,
-    /// `palisade.service` = the proxy's own service.
-    local_service: Vec<u8>,
+/// A length-delimited field's size: tag, length, body.
+fn delimited_len(body: usize) -> usize {
+    1 + varint_len(body as u64) + body
 }
 
-/// The methods whose attribute is encoded once.
+/// The `KeyValue` body of a string attribute.
+fn string_key_value_len(key: usize, value: usize) -> usize {
+    delimited_len(key) + delimited_len(delimited_len(value))
+}
+
+/// The `KeyValue` body of an integer attribute.
+fn int_key_value_len(key: usize, value: u64) -> usize {
+    delimited_len(key) + delimited_len(1 + varint_len(value))
+}
+
+/// A string attribute's `KeyValue`, length first (its `attributes` tag is the caller's).
+fn string_attribute_body(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let any = delimited_len(value.len());
+    varint(out, (delimited_len(key.len()) + delimited_len(any)) as u64);
+    out.push(TAG_KEY);
+    varint(out, key.len() as u64);
+    out.extend_from_slice(key);
+    out.push(TAG_VALUE);
+    varint(out, any as u64);
+    out.push(TAG_STRING_VALUE);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// A string attribute of the span, its key a constant (copied without a call).
+fn string_attribute<const N: usize>(out: &mut Vec<u8>, key: &[u8; N], value: &[u8]) {
+    let any = delimited_len(value.len());
+    let key_value = 2 + N + delimited_len(any);
+    if key_value < 0x80 {
+        // Every length is one byte (names up to about 90 bytes): four fixed-size copies.
+        out.extend_from_slice(&[TAG_ATTRIBUTE, key_value as u8, TAG_KEY, N as u8]);
+        out.extend_from_slice(key);
+        out.extend_from_slice(&[TAG_VALUE, any as u8, TAG_STRING_VALUE, value.len() as u8]);
+    } else {
+        out.push(TAG_ATTRIBUTE);
+        varint(out, key_value as u64);
+        out.extend_from_slice(&[TAG_KEY, N as u8]);
+        out.extend_from_slice(key);
+        out.push(TAG_VALUE);
+        varint(out, any as u64);
+        out.push(TAG_STRING_VALUE);
+        varint(out, value.len() as u64);
+    }
+    out.extend_from_slice(value);
+}
+
+/// An integer attribute of the span (keys are short: every length is one byte).
+fn int_attribute<const N: usize>(out: &mut Vec<u8>, key: &[u8; N], value: u64) {
+    let any = 1 + varint_len(value);
+    out.extend_from_slice(&[TAG_ATTRIBUTE, (2 + N + 2 + any) as u8, TAG_KEY, N as u8]);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&[TAG_VALUE, any as u8, TAG_INT_VALUE]);
+    varint(out, value);
+}
+
+/// The methods whose attribute is part of a precomputed block.
 const METHODS: [http::Method; 9] = [
     http::Method::GET,
     http::Method::POST,
@@ -175,6 +233,28 @@ const METHODS: [http::Method; 9] = [
     http::Method::TRACE,
 ];
 
+/// The index of a standard method in [`METHODS`]; [`METHODS`]`.len()` for any other.
+fn method_index(method: &http::Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| m == method)
+        .unwrap_or(METHODS.len())
+}
+
+/// What every export repeats, encoded once: the resource (`service.name` first, then the
+/// other resource attributes), and for every combination of direction, method,
+/// authorization decision and "the service is the proxy's own" the span fields they
+/// determine.
+#[derive(Debug, Clone)]
+pub(crate) struct Preamble {
+    /// `Resource` message body.
+    resource: Vec<u8>,
+    /// Indexed by [`Preamble::index`]: `name`, `kind`, then the attributes
+    /// `palisade.direction`, `http.request.method` (a standard method),
+    /// `palisade.authz.decision` (when recorded), `palisade.service` (the proxy's own).
+    blocks: Vec<Vec<u8>>,
+}
+
 impl Preamble {
     /// `service_name` is the resource's `service.name`, `local_service` the proxy's own
     /// service (the `palisade.service` of inbound spans).
@@ -183,39 +263,69 @@ impl Preamble {
         attributes: &[(String, String)],
         local_service: &str,
     ) -> Self {
-        let encoded = |key: &str, value: &str| {
-            let mut w = Writer::default();
-            w.string_attribute(9, key, value.as_bytes());
-            w.buf
-        };
         let mut w = Writer::default();
         w.string_attribute(1, "service.name", service_name.as_bytes());
         for (key, value) in attributes {
             w.string_attribute(1, key, value.as_bytes());
         }
+        let mut blocks = Vec::new();
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            for method in 0..=METHODS.len() {
+                for decision in DECISIONS {
+                    for local in [false, true] {
+                        let mut b = Writer::default();
+                        b.string(5, span_name(direction));
+                        b.uint(
+                            6,
+                            match direction {
+                                Direction::Inbound => SPAN_KIND_SERVER,
+                                Direction::Outbound => SPAN_KIND_CLIENT,
+                            },
+                        );
+                        b.string_attribute(9, "palisade.direction", direction.as_str().as_bytes());
+                        if let Some(method) = METHODS.get(method) {
+                            b.string_attribute(
+                                9,
+                                "http.request.method",
+                                method.as_str().as_bytes(),
+                            );
+                        }
+                        if !decision.is_empty() {
+                            b.string_attribute(9, "palisade.authz.decision", decision.as_bytes());
+                        }
+                        if local {
+                            b.string_attribute(9, "palisade.service", local_service.as_bytes());
+                        }
+                        blocks.push(b.buf);
+                    }
+                }
+            }
+        }
         Self {
             resource: w.buf,
-            directions: [Direction::Inbound, Direction::Outbound]
-                .map(|d| encoded("palisade.direction", d.as_str())),
-            methods: METHODS
-                .iter()
-                .map(|m| encoded("http.request.method", m.as_str()))
-                .collect(),
-            decisions: DECISIONS
-                .iter()
-                .map(|d| match *d {
-                    "" => Vec::new(),
-                    d => encoded("palisade.authz.decision", d),
-                })
-                .collect(),
-            local_service: encoded("palisade.service", local_service),
+            blocks,
         }
+    }
+
+    fn index(direction: Direction, method: usize, authz: u8, local: bool) -> usize {
+        let direction = match direction {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+        };
+        ((direction * (METHODS.len() + 1) + method) * DECISIONS.len() + usize::from(authz)) * 2
+            + usize::from(local)
     }
 }
 
 /// Writes `ExportTraceServiceRequest { resource_spans = 1 { resource = 1, scope_spans = 2
-/// { scope = 1, spans = 2... } } }` for `spans` into `w` (cleared first).
-pub(crate) fn export_request(w: &mut Writer, preamble: &Preamble, spans: &[SpanRecord]) {
+/// { scope = 1, spans = 2... } } }` for `spans` into `w` (cleared first); `anchor`
+/// turns the spans' monotonic times into Unix time.
+pub(crate) fn export_request(
+    w: &mut Writer,
+    preamble: &Preamble,
+    anchor: &Anchor,
+    spans: &[SpanRecord],
+) {
     w.clear();
     w.message(1, |w| {
         w.tag(1, LENGTH_DELIMITED);
@@ -223,16 +333,9 @@ pub(crate) fn export_request(w: &mut Writer, preamble: &Preamble, spans: &[SpanR
         w.buf.extend_from_slice(&preamble.resource);
         w.message(2, |w| {
             w.message(1, |w| w.string(1, SCOPE));
-            let mut body = Writer {
-                buf: std::mem::take(&mut w.span),
-                span: Vec::new(),
-            };
             for span in spans {
-                body.clear();
-                write_span(&mut body, preamble, span);
-                w.bytes_field(2, body.bytes());
+                write_span(&mut w.buf, preamble, anchor, span);
             }
-            w.span = body.buf;
         });
     });
 }
@@ -245,61 +348,127 @@ pub(crate) fn span_name(direction: Direction) -> &'static str {
     }
 }
 
-/// One `Span` message body, its attributes in the order the proxy learns them.
-fn write_span(w: &mut Writer, preamble: &Preamble, span: &SpanRecord) {
-    w.bytes_field(1, &span.trace_id);
-    w.bytes_field(2, &span.span_id);
-    if let Some(state) = &span.trace_state {
-        w.string(3, state);
-    }
-    if span.has_parent() {
-        w.bytes_field(4, &span.parent_span_id);
-    }
-    w.string(5, span_name(span.direction));
-    w.uint(
-        6,
-        match span.direction {
-            Direction::Inbound => SPAN_KIND_SERVER,
-            Direction::Outbound => SPAN_KIND_CLIENT,
-        },
-    );
-    w.fixed64(7, span.start_unix_nanos);
-    w.fixed64(8, span.end_unix_nanos);
-    let direction = match span.direction {
-        Direction::Inbound => 0,
-        Direction::Outbound => 1,
-    };
-    w.buf.extend_from_slice(&preamble.directions[direction]);
-    match METHODS.iter().position(|m| *m == span.method) {
-        Some(known) => w.buf.extend_from_slice(&preamble.methods[known]),
-        None => w.string_attribute(9, "http.request.method", span.method.as_str().as_bytes()),
-    }
-    if let Some(outcome) = &span.outcome {
-        w.string_attribute(9, "palisade.peer", outcome.peer.as_bytes());
-        match &outcome.service {
-            // Only the proxy's own service is shared.
-            Text::Shared(_) => w.buf.extend_from_slice(&preamble.local_service),
-            other => w.string_attribute(9, "palisade.service", other.as_bytes()),
-        }
-        w.int_attribute(9, "http.response.status_code", i64::from(outcome.status));
-    }
-    if let Some(decision) = preamble.decisions.get(usize::from(span.authz)) {
-        w.buf.extend_from_slice(decision);
-    }
-    if span.waf_score != NO_SCORE {
-        w.int_attribute(9, "palisade.waf.score", i64::from(span.waf_score));
-    }
-    if let Some(outcome) = span.outcome.as_ref().filter(|o| o.status >= 500) {
-        // `Status { message = 2; code = 3 }`: a proxy or upstream failure.
-        let code = itoa3(outcome.status);
-        let message = std::str::from_utf8(&code).unwrap_or_default();
-        w.message(15, |w| {
-            w.string(2, message);
-            w.uint(3, STATUS_CODE_ERROR);
-        });
-    }
+/// Trace id, span id, start and end time and flags, as one array.
+fn fixed_fields(span: &SpanRecord, anchor: &Anchor) -> [u8; FIXED_LEN] {
+    let start = anchor.unix_nanos(span.started);
+    let end = start + span.duration.as_nanos() as u64;
     let remote = if span.has_parent() { IS_REMOTE } else { 0 };
-    w.fixed32(16, FLAG_SAMPLED | HAS_IS_REMOTE | remote);
+    let flags = FLAG_SAMPLED | HAS_IS_REMOTE | remote;
+    let mut fixed = [0; FIXED_LEN];
+    fixed[0] = (1 << 3 | LENGTH_DELIMITED) as u8;
+    fixed[1] = 16;
+    fixed[2..18].copy_from_slice(&span.trace_id);
+    fixed[18] = (2 << 3 | LENGTH_DELIMITED) as u8;
+    fixed[19] = 8;
+    fixed[20..28].copy_from_slice(&span.span_id);
+    fixed[28] = (7 << 3 | FIXED64) as u8;
+    fixed[29..37].copy_from_slice(&start.to_le_bytes());
+    fixed[37] = (8 << 3 | FIXED64) as u8;
+    fixed[38..46].copy_from_slice(&end.to_le_bytes());
+    // Field 16 takes a two-byte tag.
+    fixed[46..48].copy_from_slice(&[((16 << 3 | FIXED32) as u8) | 0x80, 0x01]);
+    fixed[48..52].copy_from_slice(&flags.to_le_bytes());
+    fixed
+}
+
+/// One `spans` field of `ScopeSpans`: tag, length, then the `Span` body, its attributes
+/// those of the precomputed block first, then method and service when they are not in
+/// it, peer, status code and WAF score.
+fn write_span(out: &mut Vec<u8>, preamble: &Preamble, anchor: &Anchor, span: &SpanRecord) {
+    let method = method_index(&span.method);
+    let other_method = (method == METHODS.len()).then(|| span.method.as_str().as_bytes());
+    let (local, other_service, peer, status) = match &span.outcome {
+        Some(outcome) => match &outcome.service {
+            ServiceName::Local => (true, None, Some(&outcome.peer), Some(outcome.status)),
+            ServiceName::Other(name) => {
+                (false, Some(name), Some(&outcome.peer), Some(outcome.status))
+            }
+        },
+        None => (false, None, None, None),
+    };
+    let authz = if usize::from(span.authz) < DECISIONS.len() {
+        span.authz
+    } else {
+        0
+    };
+    let block = &preamble.blocks[Preamble::index(span.direction, method, authz, local)];
+    let waf_score = (span.waf_score != NO_SCORE).then_some(u64::from(span.waf_score));
+    let error = status.is_some_and(|status| status >= 500);
+
+    let mut len = FIXED_LEN + block.len();
+    if span.has_parent() {
+        len += PARENT_LEN;
+    }
+    if let Some(state) = &span.trace_state {
+        len += delimited_len(state.len());
+    }
+    if let Some(method) = other_method {
+        len += delimited_len(string_key_value_len(KEY_METHOD.len(), method.len()));
+    }
+    if let Some(service) = other_service {
+        len += delimited_len(string_key_value_len(
+            KEY_SERVICE.len(),
+            service.as_bytes().len(),
+        ));
+    }
+    if let Some(peer) = peer {
+        len += delimited_len(string_key_value_len(KEY_PEER.len(), peer.as_bytes().len()));
+    }
+    if let Some(status) = status {
+        len += delimited_len(int_key_value_len(KEY_STATUS.len(), u64::from(status)));
+    }
+    if let Some(score) = waf_score {
+        len += delimited_len(int_key_value_len(KEY_WAF_SCORE.len(), score));
+    }
+    if error {
+        len += ERROR_STATUS_LEN;
+    }
+
+    out.reserve(delimited_len(len));
+    out.push(TAG_SCOPE_SPANS_SPAN);
+    varint(out, len as u64);
+    out.extend_from_slice(&fixed_fields(span, anchor));
+    out.extend_from_slice(block);
+    if span.has_parent() {
+        let mut parent = [TAG_PARENT_SPAN_ID, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+        parent[2..].copy_from_slice(&span.parent_span_id);
+        out.extend_from_slice(&parent);
+    }
+    if let Some(state) = &span.trace_state {
+        out.push(TAG_TRACE_STATE);
+        varint(out, state.len() as u64);
+        out.extend_from_slice(state.as_bytes());
+    }
+    if let Some(method) = other_method {
+        string_attribute(out, KEY_METHOD, method);
+    }
+    if let Some(service) = other_service {
+        string_attribute(out, KEY_SERVICE, service.as_bytes());
+    }
+    if let Some(peer) = peer {
+        string_attribute(out, KEY_PEER, peer.as_bytes());
+    }
+    if let Some(status) = status {
+        int_attribute(out, KEY_STATUS, u64::from(status));
+        if error {
+            // `Status { message = 2; code = 3 }`: a proxy or upstream failure.
+            let [a, b, c] = itoa3(status);
+            out.extend_from_slice(&[
+                (15 << 3 | LENGTH_DELIMITED) as u8,
+                7,
+                (2 << 3 | LENGTH_DELIMITED) as u8,
+                3,
+                a,
+                b,
+                c,
+                (3 << 3 | VARINT) as u8,
+                STATUS_CODE_ERROR as u8,
+            ]);
+        }
+    }
+    if let Some(score) = waf_score {
+        int_attribute(out, KEY_WAF_SCORE, score);
+    }
 }
 
 /// A status code (100–999) as three ASCII digits.
@@ -314,7 +483,7 @@ fn itoa3(status: u16) -> [u8; 3] {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -325,7 +494,10 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::telemetry::record::Outcome;
+    use crate::telemetry::record::{Outcome, Text};
+
+    /// 2023-11-14T22:13:20Z, as the anchor's wall clock.
+    const UNIX: u64 = 1_700_000_000_000_000_000;
 
     fn string(key: &str, value: &str) -> KeyValue {
         KeyValue {
@@ -345,6 +517,12 @@ mod tests {
         }
     }
 
+    /// Spans start at this monotonic reading, which the anchor maps to [`UNIX`].
+    fn received() -> Instant {
+        static RECEIVED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *RECEIVED.get_or_init(Instant::now)
+    }
+
     fn inbound() -> SpanRecord {
         SpanRecord {
             trace_id: *b"0123456789abcdef",
@@ -353,11 +531,11 @@ mod tests {
             trace_state: Some("vendor=1".into()),
             direction: Direction::Inbound,
             method: http::Method::GET,
-            start_unix_nanos: 1_700_000_000_000_000_000,
-            end_unix_nanos: 1_700_000_000_000_250_000,
+            started: received(),
+            duration: Duration::from_micros(250),
             outcome: Some(Outcome {
                 peer: Text::copy("spiffe://mesh.test/ns/shop/sa/orders"),
-                service: Text::Shared(Arc::from("payments")),
+                service: ServiceName::Local,
                 status: 503,
             }),
             authz: 2,
@@ -367,7 +545,7 @@ mod tests {
 
     fn decode(spans: &[SpanRecord], preamble: &Preamble) -> ExportTraceServiceRequest {
         let mut w = Writer::default();
-        export_request(&mut w, preamble, spans);
+        export_request(&mut w, preamble, &Anchor::at(UNIX, received()), spans);
         ExportTraceServiceRequest::decode(w.bytes()).expect("valid protobuf")
     }
 
@@ -385,7 +563,7 @@ mod tests {
             method: http::Method::from_bytes(b"PURGE").unwrap(),
             outcome: Some(Outcome {
                 peer: Text::copy("none"),
-                service: Text::copy("unknown"),
+                service: ServiceName::Other(Text::copy("unknown")),
                 status: 200,
             }),
             authz: 0,
@@ -425,10 +603,10 @@ mod tests {
             attributes: vec![
                 string("palisade.direction", "inbound"),
                 string("http.request.method", "GET"),
-                string("palisade.peer", "spiffe://mesh.test/ns/shop/sa/orders"),
-                string("palisade.service", "payments"),
-                int("http.response.status_code", 503),
                 string("palisade.authz.decision", "deny"),
+                string("palisade.service", "payments"),
+                string("palisade.peer", "spiffe://mesh.test/ns/shop/sa/orders"),
+                int("http.response.status_code", 503),
                 int("palisade.waf.score", 7),
             ],
             status: Some(Status {
@@ -447,8 +625,8 @@ mod tests {
             attributes: vec![
                 string("palisade.direction", "outbound"),
                 string("http.request.method", "PURGE"),
-                string("palisade.peer", "none"),
                 string("palisade.service", "unknown"),
+                string("palisade.peer", "none"),
                 int("http.response.status_code", 200),
             ],
             status: None,
@@ -481,22 +659,28 @@ mod tests {
 
     #[test]
     fn long_messages_get_multi_byte_lengths() {
-        // 600 spans (over 2^14 bytes) and a peer name over 127 bytes: lengths of one, two
-        // and three bytes at every level.
+        // 600 spans (over 2^14 bytes), a peer name, a service name and a `tracestate`
+        // over 127 bytes: lengths of one, two and three bytes at every level.
         let long_peer = format!("spiffe://mesh.test/ns/{}/sa/orders", "n".repeat(200));
+        let long_service = "s".repeat(130);
+        let long_state = format!("vendor={}", "v".repeat(300));
         let mut span = inbound();
+        span.trace_state = Some(long_state.as_str().into());
         span.outcome = Some(Outcome {
             peer: Text::copy(&long_peer),
-            service: Text::copy("payments"),
+            service: ServiceName::Other(Text::copy(&long_service)),
             status: 200,
         });
         let spans = vec![span; 600];
         let request = decode(&spans, &Preamble::new(&"s".repeat(300), &[], "payments"));
         let decoded = &request.resource_spans[0].scope_spans[0].spans;
         assert_eq!(decoded.len(), 600);
-        assert!(decoded
-            .iter()
-            .all(|s| s.attributes[2] == string("palisade.peer", &long_peer)));
+        assert!(decoded.iter().all(|s| {
+            s.trace_state == long_state
+                && s.attributes[3] == string("palisade.service", &long_service)
+                && s.attributes[4] == string("palisade.peer", &long_peer)
+                && s.attributes[5] == int("http.response.status_code", 200)
+        }));
         assert_eq!(
             request.resource_spans[0]
                 .resource
@@ -521,6 +705,7 @@ mod tests {
             u64::MAX,
         ] {
             let mut w = Writer::default();
+            w.clear();
             w.varint(value);
             let mut expected = Vec::new();
             prost::encoding::encode_varint(value, &mut expected);

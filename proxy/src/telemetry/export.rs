@@ -23,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::config::ExportConfig;
 use super::encode::{export_request, Preamble, Writer};
-use super::record::SpanRecord;
+use super::record::{Anchor, SpanRecord};
 
 /// The gRPC method of an OTLP trace export.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -37,6 +37,8 @@ pub(crate) struct Queue {
     spans: Mutex<Vec<SpanRecord>>,
     max_queue: usize,
     max_batch: usize,
+    /// The proxy's own service: a span naming it records a flag, not the name.
+    local_service: Box<str>,
     /// Spans dropped because the queue was full.
     pub(crate) dropped: Counter,
     /// Spans lost because their export failed.
@@ -46,11 +48,12 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(max_queue: usize, max_batch: usize) -> Self {
+    pub(crate) fn new(max_queue: usize, max_batch: usize, local_service: &str) -> Self {
         Self {
             spans: Mutex::new(Vec::with_capacity(max_batch)),
             max_queue,
             max_batch,
+            local_service: local_service.into(),
             dropped: Counter::default(),
             failed: Counter::default(),
             exporter: OnceLock::new(),
@@ -79,6 +82,10 @@ impl Queue {
             }
             Some(_) => {}
         }
+    }
+
+    pub(crate) fn local_service(&self) -> &str {
+        &self.local_service
     }
 
     fn len(&self) -> usize {
@@ -267,21 +274,16 @@ impl OtlpClient {
     }
 
     fn export(&mut self, spans: &[SpanRecord]) -> bool {
-        export_request(&mut self.writer, &self.preamble, spans);
-        let message = self.writer.bytes();
-        // The gRPC frame: uncompressed, then the message length (big-endian u32).
-        let mut frame = Vec::with_capacity(5 + message.len());
-        frame.push(0);
-        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        frame.extend_from_slice(message);
-        let body = Bytes::from(frame);
+        export_request(&mut self.writer, &self.preamble, &Anchor::now(), spans);
+        let frame = self.writer.frame();
         let timeout = self.timeout;
         let channel = &mut self.channel;
         let result = self.runtime.block_on(async {
-            tokio::time::timeout(timeout, channel.export(body))
+            tokio::time::timeout(timeout, channel.export(frame.clone()))
                 .await
                 .unwrap_or(Err(ExportError::Timeout(timeout)))
         });
+        self.writer.reclaim(frame);
         match result {
             Ok(()) => true,
             Err(error) => {

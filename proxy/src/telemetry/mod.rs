@@ -14,10 +14,11 @@
 //! what it cost). [`Tracing::start`] parses `traceparent` by hand, asks the [`Sampler`],
 //! draws ids from a per-thread generator and writes the new `traceparent` from a stack
 //! buffer. [`RequestSpan::finish`] fills a fixed-size record (short names copied inline,
-//! the proxy's own service shared) and pushes it on a bounded queue; a full queue drops
-//! the span and counts it. The `palisade-otlp-export` thread batches the records, encodes
-//! OTLP protobuf itself ([`encode`]) and sends it ([`export`]). A span the sampler
-//! dropped still propagates its `traceparent` (flag `00`) but records nothing.
+//! the proxy's own service a flag, the times the metrics layer's own clock readings) and
+//! pushes it on a bounded queue; a full queue drops the span and counts it. The
+//! `palisade-otlp-export` thread batches the records, converts the times, encodes OTLP
+//! protobuf itself ([`encode`]) and sends it ([`export`]). A span the sampler dropped
+//! still propagates its `traceparent` (flag `00`) but records nothing.
 
 mod config;
 mod encode;
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::Thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -43,7 +44,7 @@ pub use sampler::Sampler;
 
 use crate::metrics::Direction;
 use export::{Command, OtlpClient, Queue, Sink};
-use record::{Outcome, SpanRecord, Text, DECISIONS, NO_SCORE};
+use record::{Outcome, ServiceName, SpanRecord, Text, DECISIONS, NO_SCORE};
 
 /// The W3C Trace Context headers.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -68,9 +69,6 @@ pub struct Tracing {
 struct Inner {
     queue: Arc<Queue>,
     sampler: Sampler,
-    /// The proxy's own service, the `palisade.service` of every inbound span, shared
-    /// rather than copied per span.
-    service: Arc<str>,
     exporter: Thread,
     commands: Sender<Command>,
     /// Longest a flush waits: one export and one retry on a new connection.
@@ -127,13 +125,12 @@ impl Tracing {
         service: &str,
         sink: impl FnOnce() -> Result<Sink, std::io::Error> + Send + 'static,
     ) -> Result<Self, TracingError> {
-        let queue = Arc::new(Queue::new(config.max_queue, config.max_batch));
+        let queue = Arc::new(Queue::new(config.max_queue, config.max_batch, service));
         let (exporter, commands) = export::spawn(queue.clone(), config.schedule_delay, sink)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 queue,
                 sampler: config.sampler,
-                service: Arc::from(service),
                 exporter,
                 commands,
                 flush_wait: config.timeout * 2 + Duration::from_secs(1),
@@ -179,12 +176,14 @@ impl Tracing {
     /// Starts the span of one request as a child of the `traceparent` in `headers` (a
     /// new trace without a valid one), and rewrites `traceparent` to the span's own. An
     /// incoming `tracestate` is kept on the span and forwarded unchanged; without a valid
-    /// `traceparent` it is dropped, as W3C Trace Context requires.
+    /// `traceparent` it is dropped, as W3C Trace Context requires. `received` is when the
+    /// request arrived: the caller's clock reading, so the span takes none of its own.
     pub fn start(
         &self,
         direction: Direction,
         method: &Method,
         headers: &mut HeaderMap,
+        received: Instant,
     ) -> RequestSpan {
         // One lookup of `traceparent` serves both reading and replacing it.
         let incoming = headers.entry(TRACEPARENT);
@@ -235,19 +234,12 @@ impl Tracing {
                     trace_state,
                     direction,
                     method: method.clone(),
-                    start_unix_nanos: unix_nanos(),
+                    received,
                     queue: self.inner.queue.clone(),
-                    local_service: self.inner.service.clone(),
                 },
             })),
         }
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64)
 }
 
 thread_local! {
@@ -304,16 +296,15 @@ struct Started {
     trace_state: Option<Arc<str>>,
     direction: Direction,
     method: Method,
-    start_unix_nanos: u64,
+    received: Instant,
     queue: Arc<Queue>,
-    local_service: Arc<str>,
 }
 
 impl TraceFacts {
     /// Queues the span's record: one copy, straight from the shared allocation. The
     /// caller drops its handle right after, so the allocation is freed on the request's
     /// thread (unless the request still holds it), never on the export thread.
-    fn end(&self, outcome: Option<Outcome>) {
+    fn end(&self, outcome: Option<Outcome>, duration: Duration) {
         let started = &self.started;
         started.queue.push(SpanRecord {
             trace_id: started.trace_id,
@@ -322,8 +313,8 @@ impl TraceFacts {
             trace_state: started.trace_state.clone(),
             direction: started.direction,
             method: started.method.clone(),
-            start_unix_nanos: started.start_unix_nanos,
-            end_unix_nanos: unix_nanos(),
+            started: started.received,
+            duration,
             outcome,
             authz: self.authz.load(Ordering::Relaxed),
             waf_score: self.waf_score.load(Ordering::Relaxed),
@@ -345,30 +336,34 @@ impl RequestSpan {
 
     /// Ends the span with what the proxy learned about the request: the peer identity,
     /// the service (inbound the proxy's own, outbound the destination), the status, and
-    /// what the inner layers put in [`RequestSpan::facts`]. A span the sampler dropped
-    /// records nothing.
-    pub fn finish(mut self, peer: &str, service: &str, status: StatusCode) {
+    /// what the inner layers put in [`RequestSpan::facts`]. `elapsed` is the time from
+    /// the `received` given to [`Tracing::start`] to the response head (the caller's
+    /// latency measurement). A span the sampler dropped records nothing.
+    pub fn finish(mut self, peer: &str, service: &str, status: StatusCode, elapsed: Duration) {
         let Some(span) = self.recording.take() else {
             return;
         };
-        let local_service = &span.started.local_service;
-        let service = if service == &**local_service {
-            Text::Shared(local_service.clone())
+        let service = if service == span.started.queue.local_service() {
+            ServiceName::Local
         } else {
-            Text::copy(service)
+            ServiceName::Other(Text::copy(service))
         };
-        span.end(Some(Outcome {
-            peer: Text::copy(peer),
-            service,
-            status: status.as_u16(),
-        }));
+        span.end(
+            Some(Outcome {
+                peer: Text::copy(peer),
+                service,
+                status: status.as_u16(),
+            }),
+            elapsed,
+        );
     }
 }
 
 impl Drop for RequestSpan {
     fn drop(&mut self) {
         if let Some(span) = self.recording.take() {
-            span.end(None);
+            // Abandoned: the only clock read a span makes, off the common path.
+            span.end(None, span.started.received.elapsed());
         }
     }
 }
@@ -438,16 +433,36 @@ fn hex_byte(high: u8, low: u8) -> Option<u8> {
     ((high | low) & 0xf0 == 0).then_some(high << 4 | low)
 }
 
-/// Decodes `hex` (two digits a byte) into `into`; checks validity once at the end.
+/// Decodes `hex` (two digits a byte, a multiple of eight digits) into `into`, eight
+/// digits at a time in one `u64` (the ids are 48 digits a span: a table lookup per digit
+/// cost about three times as much); checks validity once at the end.
 fn decode_hex(hex: &[u8], into: &mut [u8]) -> Option<()> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// Sets a byte's high bit when the byte (high bit clear) is at least `k`; no byte
+    /// carries into the next.
+    const fn at_least(k: u8) -> u64 {
+        ONES * (0x80 - k as u64)
+    }
     let mut invalid = 0;
-    for (byte, pair) in into.iter_mut().zip(hex.chunks_exact(2)) {
-        let (high, low) = (
-            HEX_VALUES[usize::from(pair[0])],
-            HEX_VALUES[usize::from(pair[1])],
-        );
-        invalid |= (high | low) & 0xf0;
-        *byte = high << 4 | (low & 0x0f);
+    for (digits, bytes) in hex.chunks_exact(8).zip(into.chunks_exact_mut(4)) {
+        let mut word = [0; 8];
+        word.copy_from_slice(digits);
+        let x = u64::from_le_bytes(word);
+        let above = |k| x.wrapping_add(at_least(k));
+        let digit = above(b'0') & !above(b'9' + 1);
+        let letter = above(b'a') & !above(b'f' + 1);
+        // A byte with its high bit set is invalid, whatever the sums above did.
+        invalid |= (((digit | letter) & HIGH) ^ HIGH) | (x & HIGH);
+        // '0'..'9' are 0x3_, 'a'..'f' 0x6_: the low nibble, plus 9 when bit 6 is set.
+        let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+        // Two digits a byte, first digit high: pairs in 16-bit lanes, then the lanes' low
+        // bytes side by side.
+        let pairs =
+            ((nibbles & 0x00ff_00ff_00ff_00ff) << 4) | ((nibbles >> 8) & 0x00ff_00ff_00ff_00ff);
+        let quads = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+        let decoded = (quads | quads >> 16) as u32;
+        bytes.copy_from_slice(&decoded.to_le_bytes());
     }
     (invalid == 0).then_some(())
 }
@@ -470,8 +485,8 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; TR
     header
 }
 
-/// What the inner layers decided, for the span: a request extension present only while
-/// the request's span is recorded. The authorization layer writes the decision, the WAF
+/// What the inner layers decided, for the span: a request extension of inbound requests
+/// (the stack with authorization and the WAF) whose span is recorded. The authorization layer writes the decision, the WAF
 /// its score. It also holds the span itself until it ends.
 #[derive(Debug)]
 pub struct TraceFacts {
@@ -527,6 +542,13 @@ mod tests {
         headers
     }
 
+    fn unix_nanos() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
     fn exported(tracing: &Tracing, collector: &TestCollector) -> Vec<Span> {
         tracing.flush();
         collector.spans()
@@ -551,6 +573,44 @@ mod tests {
             b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes-next"
         )
         .is_some());
+    }
+
+    #[test]
+    fn hex_decodes_every_digit_and_refuses_every_other_byte() {
+        let digits = b"0123456789abcdef";
+        // Every digit in every position of a word.
+        for position in 0..8 {
+            for (value, &digit) in digits.iter().enumerate() {
+                let mut hex = *b"00000000";
+                hex[position] = digit;
+                let mut decoded = [0; 4];
+                decode_hex(&hex, &mut decoded).unwrap();
+                let mut expected = [0u8; 4];
+                expected[position / 2] = if position % 2 == 0 {
+                    (value as u8) << 4
+                } else {
+                    value as u8
+                };
+                assert_eq!(decoded, expected, "{}", String::from_utf8_lossy(&hex));
+            }
+        }
+        // Every other byte in every position is refused.
+        for position in 0..8 {
+            for byte in 0..=255u8 {
+                if digits.contains(&byte) {
+                    continue;
+                }
+                let mut hex = *b"0123abcd";
+                hex[position] = byte;
+                assert!(
+                    decode_hex(&hex, &mut [0; 4]).is_none(),
+                    "{byte:#x} at {position}"
+                );
+            }
+        }
+        let mut decoded = [0; 8];
+        decode_hex(b"00f067aa0ba902b7", &mut decoded).unwrap();
+        assert_eq!(decoded, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
     }
 
     #[test]
@@ -579,7 +639,8 @@ mod tests {
         let mut headers = headers(APP);
         headers.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
         let before = unix_nanos();
-        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        let received = Instant::now();
+        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers, received);
         let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
         assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(forwarded.ends_with("-01"));
@@ -588,10 +649,12 @@ mod tests {
         let facts = span.facts().unwrap();
         facts.set_authz("deny");
         facts.set_waf_score(7);
+        let elapsed = Duration::from_micros(250);
         span.finish(
             "spiffe://mesh.test/ns/shop/sa/orders",
             "payments",
             StatusCode::SERVICE_UNAVAILABLE,
+            elapsed,
         );
         let after = unix_nanos();
 
@@ -604,9 +667,16 @@ mod tests {
         assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
         assert!(forwarded.contains(&hex(&span.span_id)));
         assert_eq!(span.trace_state, "vendor=1");
-        assert!(before <= span.start_time_unix_nano);
-        assert!(span.start_time_unix_nano <= span.end_time_unix_nano);
-        assert!(span.end_time_unix_nano <= after);
+        // The times are the caller's monotonic readings, anchored to the wall clock when
+        // the batch is exported: within the test's own readings, but for the microsecond
+        // or so between the export thread's two clock reads.
+        let slack = 1_000_000;
+        assert!(before <= span.start_time_unix_nano + slack);
+        assert!(span.start_time_unix_nano <= after + slack);
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            elapsed.as_nanos() as u64
+        );
         assert_eq!(attribute(span, "palisade.direction"), string("inbound"));
         assert_eq!(attribute(span, "http.request.method"), string("GET"));
         assert_eq!(attribute(span, "palisade.service"), string("payments"));
@@ -643,6 +713,7 @@ mod tests {
             Direction::Outbound,
             &Method::from_bytes(b"PURGE").unwrap(),
             &mut headers,
+            Instant::now(),
         );
         let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
         let parent = parse_traceparent(forwarded.as_bytes()).unwrap();
@@ -652,10 +723,16 @@ mod tests {
             "spiffe://mesh.test/ns/shop/sa/payments",
             "payments",
             StatusCode::OK,
+            Duration::ZERO,
         );
         // A second new trace gets other ids.
         let mut other = HeaderMap::new();
-        drop(tracing.start(Direction::Outbound, &Method::GET, &mut other));
+        drop(tracing.start(
+            Direction::Outbound,
+            &Method::GET,
+            &mut other,
+            Instant::now(),
+        ));
         assert_ne!(other[TRACEPARENT], headers[TRACEPARENT]);
 
         let spans = exported(&tracing, &collector);
@@ -684,13 +761,18 @@ mod tests {
         let collector = TestCollector::start(Answer::Ok);
         let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
         let mut headers = headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
-        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        let span = tracing.start(
+            Direction::Inbound,
+            &Method::GET,
+            &mut headers,
+            Instant::now(),
+        );
         assert!(!span.is_recording());
         assert!(span.facts().is_none());
         let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
         assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(forwarded.ends_with("-00"), "{forwarded}");
-        span.finish("peer", "payments", StatusCode::OK);
+        span.finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         assert!(exported(&tracing, &collector).is_empty());
         tracing.shutdown();
     }
@@ -703,15 +785,25 @@ mod tests {
             .with_sampler(Sampler::from_vars(Some("parentbased_traceidratio"), Some("0")).unwrap());
         let tracing = Tracing::otlp(config, "orders").unwrap();
         let mut new_trace = HeaderMap::new();
-        let span = tracing.start(Direction::Outbound, &Method::GET, &mut new_trace);
+        let span = tracing.start(
+            Direction::Outbound,
+            &Method::GET,
+            &mut new_trace,
+            Instant::now(),
+        );
         assert!(!span.is_recording());
         assert!(new_trace[TRACEPARENT].to_str().unwrap().ends_with("-00"));
         drop(span);
         // A sampled parent still wins.
         let mut child = headers(APP);
-        let span = tracing.start(Direction::Outbound, &Method::GET, &mut child);
+        let span = tracing.start(
+            Direction::Outbound,
+            &Method::GET,
+            &mut child,
+            Instant::now(),
+        );
         assert!(span.is_recording());
-        span.finish("peer", "payments", StatusCode::OK);
+        span.finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         assert_eq!(exported(&tracing, &collector).len(), 1);
         tracing.shutdown();
     }
@@ -731,8 +823,13 @@ mod tests {
         let tracing = Tracing::otlp(config, "payments").unwrap();
         let mut headers = HeaderMap::new();
         tracing
-            .start(Direction::Inbound, &Method::GET, &mut headers)
-            .finish("peer", "payments", StatusCode::OK);
+            .start(
+                Direction::Inbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            )
+            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         let spans = exported(&tracing, &collector);
         assert_eq!(attribute(&spans[0], "palisade.service"), string("payments"));
         assert_eq!(
@@ -759,8 +856,13 @@ mod tests {
         for _ in 0..200 {
             let mut headers = HeaderMap::new();
             tracing
-                .start(Direction::Inbound, &Method::GET, &mut headers)
-                .finish("peer", "payments", StatusCode::OK);
+                .start(
+                    Direction::Inbound,
+                    &Method::GET,
+                    &mut headers,
+                    Instant::now(),
+                )
+                .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         }
         let took = started.elapsed();
         assert!(took < Duration::from_millis(500), "{took:?}");
@@ -786,8 +888,13 @@ mod tests {
         for _ in 0..500 {
             let mut headers = HeaderMap::new();
             tracing
-                .start(Direction::Inbound, &Method::GET, &mut headers)
-                .finish("peer", "payments", StatusCode::OK);
+                .start(
+                    Direction::Inbound,
+                    &Method::GET,
+                    &mut headers,
+                    Instant::now(),
+                )
+                .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         }
         let took = started.elapsed();
         assert!(took < Duration::from_millis(500), "{took:?}");
@@ -806,14 +913,24 @@ mod tests {
         let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
         let mut headers = HeaderMap::new();
         tracing
-            .start(Direction::Inbound, &Method::GET, &mut headers)
-            .finish("peer", "payments", StatusCode::OK);
+            .start(
+                Direction::Inbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            )
+            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         tracing.flush();
         assert_eq!(tracing.failed_spans().get(), 1);
         collector.answer(Answer::Ok);
         tracing
-            .start(Direction::Inbound, &Method::GET, &mut headers)
-            .finish("peer", "payments", StatusCode::OK);
+            .start(
+                Direction::Inbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            )
+            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         tracing.flush();
         assert_eq!(tracing.failed_spans().get(), 1);
         assert_eq!(collector.spans().len(), 1);
@@ -835,9 +952,14 @@ mod tests {
     fn discarded_spans_are_propagated_and_never_sent() {
         let tracing = Tracing::discarding("payments").unwrap();
         let mut headers = headers(APP);
-        let span = tracing.start(Direction::Inbound, &Method::GET, &mut headers);
+        let span = tracing.start(
+            Direction::Inbound,
+            &Method::GET,
+            &mut headers,
+            Instant::now(),
+        );
         assert!(span.is_recording());
-        span.finish("peer", "payments", StatusCode::OK);
+        span.finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         tracing.flush();
         assert_eq!(tracing.failed_spans().get(), 0);
         tracing.shutdown();
