@@ -1,0 +1,224 @@
+//! The XSS detector as it was before the fast paths (commit 551b54c), kept verbatim but
+//! for its unit tests. It exists only so that `differential` can check that the
+//! optimized `xss` returns exactly what this straightforward version returns; it is
+//! compiled in test builds only (`#[cfg(test)]` in `detect/mod.rs`) and never used by the
+//! engine.
+
+/// Elements that are dangerous by themselves.
+const DANGEROUS_TAGS: &[&[u8]] = &[
+    b"script",
+    b"iframe",
+    b"frame",
+    b"frameset",
+    b"object",
+    b"embed",
+    b"applet",
+    b"base",
+    b"meta",
+    b"link",
+    b"import",
+    b"xss",
+    b"isindex",
+    b"style",
+];
+
+/// Attributes whose value is a URL a browser may navigate to or load.
+const URL_ATTRS: &[&[u8]] = &[
+    b"href",
+    b"src",
+    b"action",
+    b"formaction",
+    b"data",
+    b"xlink:href",
+    b"background",
+    b"poster",
+    b"srcdoc",
+    b"lowsrc",
+    b"dynsrc",
+    b"codebase",
+];
+
+/// What a value must hold for `xss` to flag it, as sets of bytes of which it needs all
+/// of one set: a scheme's `:`, a tag's `<`, or a quote with an `=` after it to break out
+/// of an attribute into a handler. The engine skips the detector otherwise, so prose
+/// with apostrophes and no `=` costs nothing here.
+pub(crate) const XSS_NEEDS: &[&[u8]] = &[b":", b"<", b"\"=", b"'="];
+
+/// Returns the span of the first executable fragment, if any.
+pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
+    if let Some(end) = script_url(v) {
+        return Some((0, end));
+    }
+    // Every attribute that runs script has a value, so a quote after the last `=` cannot
+    // break out into one: prose with apostrophes and no `=` costs one search per quote.
+    let last_equals = memchr::memrchr(b'=', v);
+    let mut from = 0;
+    while let Some(p) = memchr::memchr3(b'<', b'"', b'\'', &v[from..]) {
+        let i = from + p;
+        from = i + 1;
+        let end = if v[i] == b'<' {
+            tag(v, i)
+        } else if last_equals.is_some_and(|e| e > i) {
+            attribute_breakout(v, i + 1)
+        } else {
+            None
+        };
+        if let Some(end) = end {
+            return Some((i, end));
+        }
+    }
+    None
+}
+
+/// `javascript:` and friends at the start of a value (browsers ignore leading
+/// whitespace and control characters and tolerate them inside the scheme).
+fn script_url(v: &[u8]) -> Option<usize> {
+    let mut scheme = [0u8; 16];
+    let mut n = 0;
+    for (i, &b) in v.iter().enumerate() {
+        if b <= b' ' {
+            continue;
+        }
+        if b == b':' {
+            let s = &scheme[..n];
+            if s == b"javascript" || s == b"vbscript" || s == b"livescript" {
+                return Some(i + 1);
+            }
+            if s == b"data" {
+                let rest = v[i + 1..].trim_ascii_start();
+                let is_html = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"text/html");
+                return is_html.then_some(i + 1);
+            }
+            return None;
+        }
+        if !b.is_ascii_alphabetic() || n == scheme.len() {
+            return None;
+        }
+        scheme[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    None
+}
+
+/// Parses a tag at `v[lt] == b'<'`; returns the end of the dangerous part.
+fn tag(v: &[u8], lt: usize) -> Option<usize> {
+    let mut i = lt + 1;
+    if v.get(i) == Some(&b'/') {
+        i += 1;
+    }
+    let name_start = i;
+    while i < v.len() && (v[i].is_ascii_alphanumeric() || v[i] == b':' || v[i] == b'-') {
+        i += 1;
+    }
+    let name = &v[name_start..i];
+    if name.is_empty() || !name[0].is_ascii_alphabetic() {
+        return None;
+    }
+    // A namespace prefix (`<x:script xmlns:x="http://www.w3.org/1999/xhtml">`) still
+    // makes the element executable.
+    let local = name.rsplit(|&b| b == b':').next().unwrap_or(name);
+    if DANGEROUS_TAGS.iter().any(|t| t.eq_ignore_ascii_case(local)) {
+        return Some(i);
+    }
+    // After the name comes whitespace, `/` or the end of the tag, or it is no tag.
+    if i < v.len() && !(v[i].is_ascii_whitespace() || v[i] == b'/' || v[i] == b'>') {
+        return None;
+    }
+    attributes(v, i, TAG_ATTRIBUTES_MAX)
+}
+
+/// Attributes examined in a tag; bounds the work on a hostile `<a a a a ...`.
+const TAG_ATTRIBUTES_MAX: usize = 64;
+
+/// Attributes examined after a quote. A breakout puts its handler within the first few;
+/// the bound keeps prose full of apostrophes linear instead of rescanned per quote.
+const BREAKOUT_ATTRIBUTES_MAX: usize = 4;
+
+/// Scans up to `max` attributes from `i` until `>`; returns the end of a dangerous one.
+fn attributes(v: &[u8], mut i: usize, max: usize) -> Option<usize> {
+    for _ in 0..max {
+        while i < v.len() && (v[i].is_ascii_whitespace() || v[i] == b'/' || v[i] == 0) {
+            i += 1;
+        }
+        if i >= v.len() || v[i] == b'>' || v[i] == b'<' {
+            return None;
+        }
+        let name_start = i;
+        while i < v.len()
+            && !matches!(v[i], b'=' | b'>' | b'/' | b'<')
+            && !v[i].is_ascii_whitespace()
+        {
+            i += 1;
+        }
+        let name = &v[name_start..i];
+        while i < v.len() && v[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value: &[u8] = b"";
+        let assigned = v.get(i) == Some(&b'=');
+        if assigned {
+            i += 1;
+            while i < v.len() && v[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            match v.get(i) {
+                Some(&q @ (b'"' | b'\'' | b'`')) => {
+                    let end = memchr::memchr(q, &v[i + 1..]).map_or(v.len(), |p| i + 1 + p);
+                    value = &v[i + 1..end];
+                    i = (end + 1).min(v.len());
+                }
+                Some(_) => {
+                    let s = i;
+                    while i < v.len() && !v[i].is_ascii_whitespace() && v[i] != b'>' {
+                        i += 1;
+                    }
+                    value = &v[s..i];
+                }
+                None => {}
+            }
+        }
+        // A handler that is not assigned (`<img onerror>`, "shop online") runs nothing;
+        // an assignment, even with its value cut off, is an attack.
+        if assigned && is_event_handler(name) {
+            return Some(i);
+        }
+        // A URL or style attribute is dangerous only through its value: test the value
+        // first, as prose after a quote has words without values.
+        if !value.is_empty()
+            && script_url(value).is_some()
+            && URL_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(name))
+        {
+            return Some(i);
+        }
+        if !value.is_empty() && name.eq_ignore_ascii_case(b"style") && css_script(value) {
+            return Some(i);
+        }
+        if name.is_empty() {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn is_event_handler(name: &[u8]) -> bool {
+    name.len() > 4
+        && name[..2].eq_ignore_ascii_case(b"on")
+        && name[2..].iter().all(u8::is_ascii_alphabetic)
+}
+
+fn css_script(value: &[u8]) -> bool {
+    let lower: Vec<u8> = value
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    memchr::memmem::find(&lower, b"expression(").is_some()
+        || memchr::memmem::find(&lower, b"javascript:").is_some()
+}
+
+/// After a quote: attributes of which one is an event handler or a script URL. This is how
+/// a value escapes an attribute it was placed in (browsers accept `"onclick=` without a
+/// space); a quote followed by prose has no `on...=` attribute and does not qualify.
+fn attribute_breakout(v: &[u8], i: usize) -> Option<usize> {
+    attributes(v, i, BREAKOUT_ATTRIBUTES_MAX)
+}
