@@ -5,15 +5,5 @@
 mod sqli;
 mod xss;
 
-/// The detectors as they were before their fast paths, compiled for the differential
-/// tests only: they are the specification the optimized versions must agree with.
-#[cfg(test)]
-mod reference {
-    pub(super) mod sqli;
-    pub(super) mod xss;
-}
-#[cfg(test)]
-mod differential;
-
 pub(crate) use sqli::{keyword_is_whole_word_only, keyword_stands_alone, sqli, SQLI_REQUIRED};
 pub(crate) use xss::{xss, XSS_NEEDS};

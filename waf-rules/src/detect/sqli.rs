@@ -344,18 +344,9 @@ const KEYWORDS: [&[(&[u8], u8)]; 26] = [
     &[],
 ];
 
-/// The class of a word: `U` set operation, `E` statement, `&` logic operator, `o`
-/// operator word, `1` constant, `k` other keyword, `n` any other name.
-#[cfg(test)]
-pub(crate) fn word_class(word: &[u8]) -> u8 {
-    match token_class(word) {
-        b'\0' => b'n',
-        class => class,
-    }
-}
-
-/// The class of a word for the tokenizer: that of `word_class`, or `\0` for ALL and
-/// DISTINCT (see `emit`). One hash probe: the keywords but INFORMATION_SCHEMA have 2 to
+/// The class of a word for the tokenizer: `U` set operation, `E` statement, `&` logic
+/// operator, `o` operator word, `1` constant, `k` other keyword, `n` any other name, or
+/// `\0` for ALL and DISTINCT (see `emit`). One hash probe: the keywords but INFORMATION_SCHEMA have 2 to
 /// 9 letters, packed 5 bits each into a key no other word has.
 fn token_class(word: &[u8]) -> u8 {
     if !(2..=KEYWORD_LETTERS_MAX).contains(&word.len()) {

@@ -55,7 +55,7 @@ pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
     // prose (a colon, apostrophes) costs one search.
     memchr::memchr2(b'<', b'=', v)?;
     // Every attribute that runs script has a value, so a quote after the last `=` cannot
-    // break out into one: prose with apostrophes and no `=` costs one search per quote.
+    // break out into one.
     let last_equals = memchr::memrchr(b'=', v);
     let mut from = 0;
     while let Some(p) = memchr::memchr3(b'<', b'"', b'\'', &v[from..]) {
