@@ -2,6 +2,7 @@
 //! paranoia level one Aho-Corasick automaton per chain holding every literal of the
 //! chain's rules at that level or below.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -213,8 +214,10 @@ pub(crate) struct BodyWalk {
 }
 
 impl BodyWalk {
-    /// Patterns in the order of the global automata of `BODY_WALK_KINDS`, which keeps each
-    /// kind's patterns in the order its own automaton reports them.
+    /// Patterns in the order of the global automata of `BODY_WALK_KINDS`. A kind's hits
+    /// at one position come longest first, as from its own automaton; hits of equal
+    /// literals of different rules may come in another order, which changes no verdict
+    /// (each rule keeps its own first hit).
     /// The automaton is shared through `built` like the others, under its rules after a
     /// `u32::MAX` that no rule index reaches.
     fn new(
@@ -231,6 +234,7 @@ impl BodyWalk {
         }
         let mut patterns = Vec::new();
         let mut kinds = Vec::new();
+        let mut first_at = HashMap::new();
         let mut key = vec![u32::MAX];
         for g in groups {
             for &r in set.global_rules[usize::from(g)]
@@ -245,9 +249,18 @@ impl BodyWalk {
                         .filter(|&&k| set.global_by_kind[k as usize] == g)
                         .filter(|&&k| k == Kind::BodyRaw || !quoted)
                         .fold(0, |mask, k| mask | k.bit());
-                    if mask != 0 {
-                        patterns.push((literal.as_slice(), r, &set.rules[r as usize]));
-                        kinds.push(mask);
+                    if mask == 0 {
+                        continue;
+                    }
+                    // A rule in two groups (the raw body's and the arguments') is one
+                    // pattern serving both, not two that would each report every hit.
+                    match first_at.entry((literal.as_slice(), r)) {
+                        Entry::Occupied(at) => kinds[*at.get()] |= mask,
+                        Entry::Vacant(at) => {
+                            at.insert(patterns.len());
+                            patterns.push((literal.as_slice(), r, &set.rules[r as usize]));
+                            kinds.push(mask);
+                        }
                     }
                 }
             }
