@@ -36,6 +36,11 @@ pub(crate) const EVASION_LEAD: Classes = 1 << 31;
 /// The ASCII punctuation characters, each with its own bit from 32 up.
 const PUNCTUATION: &[u8; 32] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
+/// The class of `"`.
+pub(crate) const DOUBLE_QUOTE: Classes = table()[b'"' as usize];
+/// The class of `\`.
+pub(crate) const BACKSLASH: Classes = table()[b'\\' as usize];
+
 const fn table() -> [Classes; 256] {
     let mut t = [OTHER; 256];
     let mut b = 0usize;

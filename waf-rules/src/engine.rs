@@ -5,9 +5,12 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use crate::classes::Classes;
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
-use crate::ruleset::{Chain, Level, RuleSet, Scan, SQL_KEYWORD, WHOLE_WORD};
+use crate::ruleset::{
+    BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD, WHOLE_WORD,
+};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{self, feature, Transform};
 use crate::{classes, decode, detect, util};
@@ -163,14 +166,19 @@ impl Engine {
         let mut names = String::new();
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
+        let automata = set.level(eff.paranoia);
         let inspection = Inspection {
             set,
-            automata: set.level(eff.paranoia),
+            automata,
             paranoia: eff.paranoia,
             exclusions: &eff.exclusions,
+            body,
+            // Worth a walk of its own only when the body was parsed into values.
+            body_walk: automata.body.as_ref().filter(|_| extracted.body_values > 0),
         };
         let mut scratch = Scratch::take(set);
         scratch.seen.start_request();
+        scratch.body_walked = false;
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
@@ -374,6 +382,13 @@ pub(crate) struct Scratch {
     chain_keywords: bool,
     /// The short body values inspected so far in this request.
     seen: SeenValues,
+    /// Every hit of the body walk (pattern, start, end), in order of their ends, once
+    /// `body_walked`; abandoned (cleared, `body_walk_full`) past `BODY_HITS_MAX`.
+    body_hits: Vec<(u32, u32, u32)>,
+    /// The second half's hits while the body is walked in two halves.
+    body_hits_later: Vec<(u32, u32, u32)>,
+    body_walked: bool,
+    body_walk_full: bool,
     /// The seed of those hashes, random per scratch (per thread).
     seen_seed: u64,
 }
@@ -394,6 +409,10 @@ impl Scratch {
             raw_keywords: false,
             chain_keywords: false,
             seen: SeenValues::new(),
+            body_hits: Vec::new(),
+            body_hits_later: Vec::new(),
+            body_walked: false,
+            body_walk_full: false,
             seen_seed: RandomState::new().hash_one(0u64),
         }
     }
@@ -464,6 +483,7 @@ impl Scratch {
             automata,
             paranoia,
             exclusions,
+            ..
         } = *inspection;
         let bit = value.kind.bit();
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
@@ -498,7 +518,7 @@ impl Scratch {
             let untriggered = reached & !triggered;
             if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;
-                (stamp, raw_chains) = self.scan_raw(set, automata, value.kind, raw);
+                (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
                 raw_stamp = Some(stamp);
             }
             visit = reached
@@ -564,7 +584,7 @@ impl Scratch {
                 stamp
             } else {
                 let stamp;
-                (stamp, raw_chains) = self.scan_raw(set, automata, value.kind, raw);
+                (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
                 raw_stamp = Some(stamp);
                 stamp
             };
@@ -628,19 +648,101 @@ impl Scratch {
     /// Scans a raw value with the global automaton of its kind into `raw_hits`; returns
     /// the scan's stamp and the chains of the rules it hit. The automaton may hold rules
     /// of other kinds (see `ruleset::kind_groups`): their hits are skipped by the target
-    /// check like those of rules naming another header.
-    fn scan_raw(&mut self, set: &RuleSet, automata: &Level, kind: Kind, raw: &[u8]) -> (u32, u64) {
+    /// check like those of rules naming another header. The body and the values borrowed
+    /// from it take their hits from the request's one body walk instead.
+    fn scan_raw(
+        &mut self,
+        inspection: &Inspection<'_>,
+        kind: Kind,
+        raw: &[u8],
+        classes: Classes,
+    ) -> (u32, u64) {
+        let set = inspection.set;
         let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-        let scan = &automata.global[usize::from(set.global_by_kind[kind as usize])];
-        self.raw_keywords = scan_hits(
-            scan,
-            raw,
-            stamp,
-            &mut self.hit,
-            &mut self.span,
-            &mut self.raw_hits,
-        );
+        match inspection.body_offset(kind, raw, classes) {
+            Some((walk, offset)) if self.walk_body(walk, inspection.body) => {
+                self.raw_keywords = self.hits_from_body_walk(walk, kind, raw, offset, stamp);
+            }
+            _ => {
+                let scan =
+                    &inspection.automata.global[usize::from(set.global_by_kind[kind as usize])];
+                self.raw_keywords = scan_hits(
+                    scan,
+                    raw,
+                    stamp,
+                    &mut self.hit,
+                    &mut self.span,
+                    &mut self.raw_hits,
+                );
+            }
+        }
         (stamp, chains_of(set, &self.raw_hits))
+    }
+
+    /// Walks the body once per request, keeping every hit; false when it held more hits
+    /// than are kept (then each value is walked on its own, as without a body walk).
+    fn walk_body(&mut self, walk: &BodyWalk, body: &[u8]) -> bool {
+        if !self.body_walked {
+            self.body_walked = true;
+            self.body_walk_full = false;
+            self.body_hits.clear();
+            if let Some(ac) = &walk.scan.automaton {
+                self.body_walk_full = !ac.collect(
+                    body,
+                    &mut self.body_hits,
+                    &mut self.body_hits_later,
+                    BODY_HITS_MAX,
+                );
+            }
+            if self.body_walk_full {
+                self.body_hits.clear();
+            }
+        }
+        !self.body_walk_full
+    }
+
+    /// Records, as `scan_raw` would, the body walk's hits that lie within `raw`, which
+    /// starts at `offset` in the body: the hits of `kind`'s patterns, with whole-word
+    /// literals judged within `raw`. Returns whether a hit may be an SQL keyword.
+    fn hits_from_body_walk(
+        &mut self,
+        walk: &BodyWalk,
+        kind: Kind,
+        raw: &[u8],
+        offset: usize,
+        stamp: u32,
+    ) -> bool {
+        self.raw_hits.clear();
+        let mut keywords = false;
+        let end_of_value = offset + raw.len();
+        let first = self
+            .body_hits
+            .partition_point(|&(_, _, end)| end as usize <= offset);
+        for &(p, start, end) in &self.body_hits[first..] {
+            let (p, start, end) = (p as usize, start as usize, end as usize);
+            if end > end_of_value {
+                break;
+            }
+            if start < offset || walk.kinds[p] & kind.bit() == 0 {
+                continue;
+            }
+            let (start, end) = (start - offset, end - offset);
+            let flags = walk.scan.pattern_flags[p];
+            if flags & WHOLE_WORD != 0 && !detect::keyword_stands_alone(raw, start, end) {
+                continue;
+            }
+            keywords |= flags & SQL_KEYWORD != 0;
+            mark(
+                &mut self.hit,
+                &mut self.span,
+                &mut self.raw_hits,
+                walk.scan.pattern_rule[p],
+                stamp,
+                start,
+                end,
+            );
+        }
+        keywords
     }
 
     /// Headers are many and most rules look at one header by name: skip chains none of
@@ -694,7 +796,36 @@ struct Inspection<'r> {
     automata: &'r Level,
     paranoia: u8,
     exclusions: &'r [&'r Exclusion],
+    /// The body (after content decoding), and its walk when the body has values.
+    body: &'r [u8],
+    body_walk: Option<&'r BodyWalk>,
 }
+
+impl<'r> Inspection<'r> {
+    /// The body walk and where `raw` starts in the body, when its hits can be taken from
+    /// the walk: a value of a kind the walk serves, borrowed from the body, and holding no
+    /// `"` or `\\` if an argument (the walk lacks the literals with those bytes).
+    fn body_offset(
+        &self,
+        kind: Kind,
+        raw: &[u8],
+        classes: Classes,
+    ) -> Option<(&'r BodyWalk, usize)> {
+        let walk = self.body_walk?;
+        if !BODY_WALK_KINDS.contains(&kind)
+            || (kind != Kind::BodyRaw
+                && classes & (classes::DOUBLE_QUOTE | classes::BACKSLASH) != 0)
+        {
+            return None;
+        }
+        let offset = (raw.as_ptr() as usize).checked_sub(self.body.as_ptr() as usize)?;
+        (offset + raw.len() <= self.body.len()).then_some((walk, offset))
+    }
+}
+
+/// Most body walk hits kept per request (12 bytes each): past them a hostile body would
+/// cost memory in proportion to its size, so each value is walked on its own instead.
+const BODY_HITS_MAX: usize = 16 * 1024;
 
 /// The two buffers transformations ping-pong between.
 #[derive(Default)]

@@ -10,13 +10,20 @@
 //! The grammar is checked as strictly as `serde_json` does (numbers, escapes, UTF-8,
 //! nesting depth, nothing after the document), so a body that is not JSON falls back to
 //! being inspected as one value exactly as before.
+//!
+//! Speed: most of a document is string contents, so strings are scanned 16 bytes at a
+//! time for the closing quote, a backslash or a control byte (SSE2 on x86-64, word
+//! arithmetic elsewhere); the body's UTF-8 is checked once as a whole; and the grammar
+//! is walked with one function per container, scalars handled inline, so a string value
+//! costs a vector compare or two and two pushes.
 
 use std::borrow::Cow;
 
 use crate::request::{Kind, Value, MAX_BODY_VALUES};
 
-/// Deepest nesting accepted (as `serde_json`): deeper documents are not JSON to us, so a
-/// hostile body cannot exhaust the stack.
+/// Deepest nesting accepted: deeper documents are not JSON to us, so a hostile body
+/// cannot exhaust the stack. (`serde_json` stops one level earlier, at 128 open
+/// containers; kept as it was so verdicts do not change.)
 const MAX_DEPTH: usize = 128;
 
 /// Parses `body` as JSON into `out`; returns the number of string values. On malformed
@@ -24,35 +31,45 @@ const MAX_DEPTH: usize = 128;
 pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Value<'a>>) -> usize {
     let start = out.len();
     names.clear();
-    // JSON text is UTF-8 (RFC 8259). A body valid as a whole is checked once here, so
-    // its strings, which start and end at ASCII quotes, need no check of their own; in
-    // any other body each string is checked, so what parses before a bad byte is still
-    // inspected by name.
-    let text = std::str::from_utf8(body).ok();
+    // JSON text is UTF-8 (RFC 8259). The body is checked once here; its longest valid
+    // prefix is what strings may lie in. A string ends at an ASCII quote, so one that
+    // ends inside that prefix is valid UTF-8, and one that ends after it contains the
+    // first bad byte (parsing cannot get past that byte outside a string, where only
+    // ASCII is allowed). So what parses before a bad byte is still inspected by name.
+    let valid = match std::str::from_utf8(body) {
+        Ok(_) => body.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    // The key paths are built as bytes (in `names`' own buffer), so that a key is copied
+    // without a check per key, and checked as UTF-8 once at the end.
+    let mut buf = std::mem::take(names).into_bytes();
+    buf.clear();
     // Sized for a typical document (a key or string every dozen bytes or so) so that
     // neither grows more than once or twice.
-    names.reserve(body.len() / 2);
+    buf.reserve(body.len() / 2);
     let mut scan = Scan {
         b: body,
         i: 0,
-        path: String::with_capacity(64),
-        names,
+        valid,
+        path: Vec::with_capacity(64),
+        names: buf,
         emitted: None,
         fixups: Vec::with_capacity(body.len() / 16),
         count: 0,
-        text,
-        borrowed: (0, 0),
     };
     let ok = scan.document(out).is_some();
     let Scan {
-        names,
+        names: buf,
         fixups,
         count,
         ..
     } = scan;
-    let names: &'a str = names;
+    // Never fails: the paths are keys cut from the valid text at ASCII quotes, decoded
+    // keys and dots.
+    *names = String::from_utf8(buf).unwrap_or_default();
+    let names: &'a String = names;
     for (index, s, e) in fixups {
-        out[index].name = Cow::Borrowed(&names[s..e]);
+        out[index].name = Cow::Borrowed(names.get(s..e).unwrap_or_default());
     }
     if ok {
         count
@@ -69,27 +86,39 @@ pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Valu
 
 struct Scan<'a> {
     b: &'a [u8],
+    /// The position: what is before it has been parsed.
     i: usize,
+    /// The length of the body's longest valid UTF-8 prefix (all of it, normally).
+    valid: usize,
     /// The dotted key path of the current position.
-    path: String,
+    path: Vec<u8>,
     /// Every key path a value was named by, back to back.
-    names: &'a mut String,
+    names: Vec<u8>,
     /// Range in `names` holding the current `path`, while it is unchanged since written.
     emitted: Option<(usize, usize)>,
     /// (index in `out`, range in `names`) of values whose name is set once parsing ends.
     fixups: Vec<(usize, usize, usize)>,
     count: usize,
-    /// The whole body, when it is valid UTF-8.
-    text: Option<&'a str>,
-    /// The range in the body of the last string `string` borrowed.
-    borrowed: (usize, usize),
 }
 
 impl<'a> Scan<'a> {
     fn document(&mut self, out: &mut Vec<Value<'a>>) -> Option<()> {
-        self.value(out, 0)?;
+        let c = self.peek()?;
+        self.value(out, c, 0)?;
         self.skip_ws();
         (self.i == self.b.len()).then_some(())
+    }
+
+    /// The next byte that is not whitespace, moving up to it. Compact documents have no
+    /// whitespace at all, so the common case is one comparison.
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        if c > b' ' {
+            return Some(c);
+        }
+        self.skip_ws();
+        self.b.get(self.i).copied()
     }
 
     fn skip_ws(&mut self) {
@@ -98,38 +127,47 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn value(&mut self, out: &mut Vec<Value<'a>>, depth: usize) -> Option<()> {
-        self.skip_ws();
-        match *self.b.get(self.i)? {
-            b'{' => self.object(out, depth + 1),
-            b'[' => self.array(out, depth + 1),
+    /// The value starting with `c` at the current position. Containers recurse (one call
+    /// per container, not per value); scalars are handled here, inline in the loops.
+    #[inline(always)]
+    fn value(&mut self, out: &mut Vec<Value<'a>>, c: u8, depth: usize) -> Option<()> {
+        match c {
             b'"' => {
                 let data = self.string()?;
-                self.count += 1;
-                if out.len() < MAX_BODY_VALUES {
-                    let (s, e) = match self.emitted {
-                        Some(r) => r,
-                        None => {
-                            let s = self.names.len();
-                            self.names.push_str(&self.path);
-                            let r = (s, self.names.len());
-                            self.emitted = Some(r);
-                            r
-                        }
-                    };
-                    self.fixups.push((out.len(), s, e));
-                    out.push(Value {
-                        kind: Kind::BodyArg,
-                        name: Cow::Borrowed(""),
-                        data,
-                    });
-                }
+                self.emit(out, data);
                 Some(())
             }
+            b'{' => self.object(out, depth + 1),
+            b'[' => self.array(out, depth + 1),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             _ => self.number(),
+        }
+    }
+
+    /// Adds a string value named by the current path, writing the path into `names` only
+    /// for the first value since the path last changed (array items share it).
+    #[inline(always)]
+    fn emit(&mut self, out: &mut Vec<Value<'a>>, data: Cow<'a, [u8]>) {
+        self.count += 1;
+        if out.len() < MAX_BODY_VALUES {
+            let (s, e) = match self.emitted {
+                Some(r) => r,
+                None => {
+                    let s = self.names.len();
+                    self.names.extend_from_slice(&self.path);
+                    let r = (s, self.names.len());
+                    self.emitted = Some(r);
+                    r
+                }
+            };
+            self.fixups.push((out.len(), s, e));
+            out.push(Value {
+                kind: Kind::BodyArg,
+                name: Cow::Borrowed(""),
+                data,
+            });
         }
     }
 
@@ -138,34 +176,35 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.i += 1;
-        self.skip_ws();
-        if self.b.get(self.i) == Some(&b'}') {
+        let mut c = self.peek()?;
+        if c == b'}' {
             self.i += 1;
             return Some(());
         }
+        let parent = self.path.len();
+        // The parent's path comes back when this object ends; so does its range in
+        // `names`, if it was written.
+        let parent_emitted = self.emitted;
         loop {
-            self.skip_ws();
-            if self.b.get(self.i) != Some(&b'"') {
+            if c != b'"' {
                 return None;
             }
             let key = self.string()?;
-            self.skip_ws();
-            if self.b.get(self.i) != Some(&b':') {
+            if self.peek()? != b':' {
                 return None;
             }
             self.i += 1;
-            let saved = self.path.len();
-            if !self.path.is_empty() {
-                self.path.push('.');
+            // Only strings and containers are named by the path: numbers and literals
+            // leave it as it is.
+            let v = self.peek();
+            if let Some(b'"' | b'{' | b'[') = v {
+                self.path.truncate(parent);
+                if parent != 0 {
+                    self.path.push(b'.');
+                }
+                self.path.extend_from_slice(&key);
+                self.emitted = None;
             }
-            // `string` validated the key as UTF-8; a key borrowed from a body valid as a
-            // whole is cut from its text at ASCII quotes, without a second check.
-            let key_text = match (&key, self.text) {
-                (Cow::Borrowed(_), Some(text)) => text.get(self.borrowed.0..self.borrowed.1)?,
-                _ => std::str::from_utf8(&key).ok()?,
-            };
-            self.path.push_str(key_text);
-            self.emitted = None;
             if out.len() < MAX_BODY_VALUES {
                 out.push(Value {
                     kind: Kind::BodyArgName,
@@ -173,14 +212,16 @@ impl<'a> Scan<'a> {
                     data: key,
                 });
             }
-            self.value(out, depth)?;
-            self.path.truncate(saved);
-            self.emitted = None;
-            self.skip_ws();
-            match self.b.get(self.i)? {
-                b',' => self.i += 1,
+            self.value(out, v?, depth)?;
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    c = self.peek()?;
+                }
                 b'}' => {
                     self.i += 1;
+                    self.path.truncate(parent);
+                    self.emitted = parent_emitted;
                     return Some(());
                 }
                 _ => return None,
@@ -193,16 +234,18 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.i += 1;
-        self.skip_ws();
-        if self.b.get(self.i) == Some(&b']') {
+        let mut c = self.peek()?;
+        if c == b']' {
             self.i += 1;
             return Some(());
         }
         loop {
-            self.value(out, depth)?;
-            self.skip_ws();
-            match self.b.get(self.i)? {
-                b',' => self.i += 1,
+            self.value(out, c, depth)?;
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    c = self.peek()?;
+                }
                 b']' => {
                     self.i += 1;
                     return Some(());
@@ -261,37 +304,48 @@ impl<'a> Scan<'a> {
 
     /// A string starting at the opening quote: borrowed from the body unless it holds
     /// escapes. Rejects control characters, bad escapes, lone surrogates and invalid UTF-8.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, [u8]>> {
         let b = self.b;
         let start = self.i + 1;
-        let mut i = start;
-        let mut owned: Option<Vec<u8>> = None;
+        // Most keys and strings end within their first block.
+        if let Some(block) = b.get(start..).and_then(<[u8]>::first_chunk::<16>) {
+            let k = string_stops(block).trailing_zeros() as usize;
+            if block.get(k) == Some(&b'"') && start + k <= self.valid {
+                self.i = start + k + 1;
+                return Some(Cow::Borrowed(&block[..k]));
+            }
+        }
+        self.long_string(start)
+    }
+
+    /// `string` beyond its first block.
+    fn long_string(&mut self, start: usize) -> Option<Cow<'a, [u8]>> {
+        let b = self.b;
+        let p = next_string_stop(b, start);
+        // The common case: no escape, and the contents end inside the valid text.
+        if b.get(p) == Some(&b'"') && p <= self.valid {
+            self.i = p + 1;
+            return Some(Cow::Borrowed(&b[start..p]));
+        }
+        self.escaped_string(start, p)
+    }
+
+    /// The rest of a string whose first stop, at `p`, is not its closing quote: decodes
+    /// its escapes, or rejects it.
+    #[cold]
+    fn escaped_string(&mut self, start: usize, mut p: usize) -> Option<Cow<'a, [u8]>> {
+        let b = self.b;
+        let mut v = Vec::with_capacity(p - start + 16);
         let mut run = start;
         loop {
-            let p = next_string_stop(b, i)?;
-            if b[p] < 0x20 {
-                return None;
+            match *b.get(p)? {
+                b'"' => break,
+                b'\\' => {}
+                _ => return None,
             }
-            let end_run = p;
-            if self.text.is_none() {
-                std::str::from_utf8(&b[run..end_run]).ok()?;
-            }
-            if b[p] == b'"' {
-                self.i = p + 1;
-                return Some(match owned {
-                    None => {
-                        self.borrowed = (start, p);
-                        Cow::Borrowed(&b[start..p])
-                    }
-                    Some(mut v) => {
-                        v.extend_from_slice(&b[run..end_run]);
-                        Cow::Owned(v)
-                    }
-                });
-            }
-            let v = owned.get_or_insert_with(|| Vec::with_capacity(p - start + 16));
-            v.extend_from_slice(&b[run..end_run]);
-            i = p + 1;
+            v.extend_from_slice(&b[run..p]);
+            let mut i = p + 1;
             let esc = *b.get(i)?;
             i += 1;
             let c = match esc {
@@ -326,50 +380,88 @@ impl<'a> Scan<'a> {
             let mut buf = [0u8; 4];
             v.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             run = i;
+            p = next_string_stop(b, i);
         }
+        // UTF-8: see `json`.
+        if p > self.valid {
+            return None;
+        }
+        v.extend_from_slice(&b[run..p]);
+        self.i = p + 1;
+        Some(Cow::Owned(v))
     }
 }
 
-/// Bytes that end a run of plain string content: the closing quote, a backslash, and the
-/// control characters JSON forbids unescaped.
-static STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
+/// The first byte at or after `from` that ends a run of plain string content (the
+/// closing quote, a backslash, or a control character JSON forbids unescaped), or
+/// `b.len()` if none does. Sixteen bytes at a time; the last few are copied into a
+/// block padded with plain bytes, so every string takes the same path.
+#[inline(always)]
+fn next_string_stop(b: &[u8], from: usize) -> usize {
+    let mut rest = b.get(from..).unwrap_or_default();
+    while let Some((block, tail)) = rest.split_first_chunk() {
+        let stops = string_stops(block);
+        if stops != 0 {
+            return b.len() - rest.len() + stops.trailing_zeros() as usize;
+        }
+        rest = tail;
     }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+    let mut block = [b'a'; 16];
+    block[..rest.len()].copy_from_slice(rest);
+    match string_stops(&block) {
+        0 => b.len(),
+        stops => b.len() - rest.len() + stops.trailing_zeros() as usize,
+    }
+}
 
-/// The first byte at or after `from` that ends a run of plain string content. Eight bytes
-/// at a time (a quote, a backslash or a control byte in a word, found with carry-free
-/// byte arithmetic), then a table for the last few: JSON strings are short, and a vector
-/// search's set-up would cost more than this per run.
-fn next_string_stop(b: &[u8], from: usize) -> Option<usize> {
+/// Bit k is set iff byte k of `block` ends a run of plain string content.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn string_stops(block: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: `block` is 16 readable bytes, and `_mm_loadu_si128` reads exactly 16 bytes
+    // with no alignment requirement. The other intrinsics only compute on registers;
+    // SSE2 is part of the x86-64 baseline, so every x86-64 CPU has them. (Unsafe for the
+    // load only; the word arithmetic below does the same in safe code at about twice the
+    // instructions per byte.)
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned c < 0x20 iff min(c, 0x1f) == c.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn string_stops(block: &[u8; 16]) -> u32 {
+    string_stops_portable(block)
+}
+
+/// `string_stops` in word arithmetic, for other targets (and tested against the SSE2
+/// version on x86-64).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn string_stops_portable(block: &[u8; 16]) -> u32 {
     const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Per byte, the high bit is set iff the byte is zero (no carry crosses a byte).
     let zero = |x: u64| !(((x & LOW) + LOW) | x) & HIGH;
-    let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
+    let half = |bytes: &[u8]| {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+        word.copy_from_slice(bytes);
         let w = u64::from_le_bytes(word);
         // High bit set iff the byte is below 0x20.
         let control = !(((w & LOW) + 0x6060_6060_6060_6060) | w) & HIGH;
         let stops = zero(w ^ 0x2222_2222_2222_2222) | zero(w ^ 0x5c5c_5c5c_5c5c_5c5c) | control;
-        if stops != 0 {
-            return Some(i + (stops.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b[i..]
-        .iter()
-        .position(|&c| STRING_STOP[usize::from(c)])
-        .map(|p| i + p)
+        // Gathers the eight high bits into the top byte, byte k's into bit 56 + k.
+        ((stops >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+    };
+    half(&block[..8]) | half(&block[8..]) << 8
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
@@ -455,16 +547,16 @@ mod tests {
                     let mut b = vec![b'a'; len];
                     b[at] = stop;
                     for from in 0..=at {
-                        assert_eq!(next_string_stop(&b, from), Some(at), "{stop} {len} {at}");
+                        assert_eq!(next_string_stop(&b, from), at, "{stop} {len} {at}");
                     }
-                    assert_eq!(next_string_stop(&b, at + 1), None);
+                    assert_eq!(next_string_stop(&b, at + 1), b.len());
                 }
             }
         }
         let plain: Vec<u8> = (0x20..=0xffu8)
             .filter(|&c| c != b'"' && c != b'\\')
             .collect();
-        assert_eq!(next_string_stop(&plain, 0), None);
+        assert_eq!(next_string_stop(&plain, 0), plain.len());
     }
 
     #[test]
@@ -476,5 +568,339 @@ mod tests {
             out.last().map(|v| v.data.as_ref()),
             Some(&b"{\"a\":\"\xff\"}"[..])
         );
+    }
+
+    /// Values as owned tuples, from raw bytes (`scan` takes text).
+    fn scan_bytes(body: &[u8]) -> (usize, Vec<(Kind, String, Vec<u8>)>) {
+        let mut names = String::new();
+        let mut out = Vec::new();
+        let n = json(body, &mut names, &mut out);
+        let v = out
+            .into_iter()
+            .map(|v| (v.kind, v.name.into_owned(), v.data.into_owned()))
+            .collect();
+        (n, v)
+    }
+
+    /// What `serde_json` reads from `body`, in document order, as this scanner reports it
+    /// (keys as unnamed names, strings named by their dotted key path), or `None` if
+    /// `serde_json` refuses the body.
+    fn serde_values(body: &[u8]) -> Option<Vec<(Kind, String, Vec<u8>)>> {
+        use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+        use std::fmt;
+
+        struct Collect<'o> {
+            path: String,
+            out: &'o mut Vec<(Kind, String, Vec<u8>)>,
+        }
+        impl<'de> DeserializeSeed<'de> for Collect<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Collect<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<(), E> {
+                self.out
+                    .push((Kind::BodyArg, self.path, v.as_bytes().to_vec()));
+                Ok(())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while seq
+                    .next_element_seed(Collect {
+                        path: self.path.clone(),
+                        out: &mut *self.out,
+                    })?
+                    .is_some()
+                {}
+                Ok(())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some(key) = map.next_key::<String>()? {
+                    self.out
+                        .push((Kind::BodyArgName, String::new(), key.as_bytes().to_vec()));
+                    let path = if self.path.is_empty() {
+                        key
+                    } else {
+                        format!("{}.{key}", self.path)
+                    };
+                    map.next_value_seed(Collect {
+                        path,
+                        out: &mut *self.out,
+                    })?;
+                }
+                Ok(())
+            }
+        }
+
+        let mut out = Vec::new();
+        let mut de = serde_json::Deserializer::from_slice(body);
+        Collect {
+            path: String::new(),
+            out: &mut out,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        de.end().ok()?;
+        Some(out)
+    }
+
+    /// Checks the scanner against `serde_json` on `body`: the same values in the same
+    /// order when it accepts, the whole body as the last value when it refuses.
+    fn agrees_with_serde(body: &[u8]) {
+        let (n, ours) = scan_bytes(body);
+        match serde_values(body) {
+            Some(theirs) => {
+                assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(body));
+                let strings = theirs.iter().filter(|v| v.0 == Kind::BodyArg).count();
+                assert_eq!(n, strings, "{:?}", String::from_utf8_lossy(body));
+            }
+            None => {
+                let last = ours.last().expect("the fallback value");
+                assert_eq!(
+                    (last.0, last.1.as_str(), last.2.as_slice()),
+                    (Kind::BodyArg, "", body),
+                    "{:?} was accepted: {ours:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn string_stops_match_a_byte_by_byte_reference() {
+        let reference = |block: &[u8; 16]| {
+            (0..16).fold(0u32, |m, k| {
+                let c = block[k];
+                m | u32::from(c == b'"' || c == b'\\' || c < 0x20) << k
+            })
+        };
+        for at in 0..16 {
+            for c in 0..=255u8 {
+                for fill in [b'a', 0xff, 0x80, b' ', b'!'] {
+                    let mut block = [fill; 16];
+                    block[at] = c;
+                    assert_eq!(string_stops(&block), reference(&block), "{c} at {at}");
+                    assert_eq!(
+                        string_stops_portable(&block),
+                        reference(&block),
+                        "{c} at {at}"
+                    );
+                }
+            }
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let interesting = [
+            b'"', b'\\', 0, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
+        for _ in 0..20_000 {
+            let mut block = [0u8; 16];
+            for c in &mut block {
+                *c = if rng.below(2) == 0 {
+                    interesting[rng.below(interesting.len())]
+                } else {
+                    rng.next() as u8
+                };
+            }
+            assert_eq!(string_stops(&block), reference(&block), "{block:?}");
+            assert_eq!(
+                string_stops_portable(&block),
+                reference(&block),
+                "{block:?}"
+            );
+        }
+    }
+
+    /// Strings whose end, escape or forbidden byte falls at every offset from a 16-byte
+    /// block boundary, for every alignment of the string in the body, and at the body's
+    /// end (where the last block is padded).
+    #[test]
+    fn strings_are_read_at_every_offset_and_alignment() {
+        let specials: [&[u8]; 12] = [
+            b"",
+            b"\\n",
+            b"\\\"",
+            b"\\\\",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\t",
+            b"\x00",
+            b"\x1f",
+        ];
+        for pad in 0..17 {
+            for before in 0..34 {
+                for special in specials {
+                    for after in [0, 1, 7, 15, 16, 17] {
+                        let mut s = vec![b'x'; before];
+                        s.extend_from_slice(special);
+                        s.extend(std::iter::repeat_n(b'y', after));
+                        // A key and a string value, and a string at the very end.
+                        let mut body = b" ".repeat(pad);
+                        body.extend_from_slice(b"{\"");
+                        body.extend_from_slice(&s);
+                        body.extend_from_slice(b"\":\"");
+                        body.extend_from_slice(&s);
+                        body.extend_from_slice(b"\"}");
+                        agrees_with_serde(&body);
+                        let mut body = b" ".repeat(pad);
+                        body.push(b'"');
+                        body.extend_from_slice(&s);
+                        body.push(b'"');
+                        agrees_with_serde(&body);
+                        // Unterminated.
+                        body.pop();
+                        agrees_with_serde(&body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Invalid UTF-8 at every position of a document: the strings before it are still
+    /// inspected by name, and the body falls back to one value.
+    #[test]
+    fn invalid_utf8_at_every_position() {
+        let doc = r#"{"first":"a plain value","é key":["x","ünïcødé value 😀"],"n":1,"last":"z"}"#;
+        for bad in [
+            &b"\xff"[..],
+            b"\xc3",
+            b"\xe2\x82",
+            b"\xed\xa0\x80",
+            b"\xc0\xaf",
+            b"\xf4\x90\x80\x80",
+        ] {
+            for at in 0..=doc.len() {
+                let mut body = doc.as_bytes()[..at].to_vec();
+                body.extend_from_slice(bad);
+                body.extend_from_slice(&doc.as_bytes()[at..]);
+                agrees_with_serde(&body);
+                let (_, v) = scan_bytes(&body);
+                // Every string that ends before the bad byte is kept.
+                let before = serde_values(&doc.as_bytes()[..at]).unwrap_or_default();
+                assert!(before.iter().all(|b| v.contains(b)));
+                assert_eq!(v.last().map(|v| v.2.as_slice()), Some(body.as_slice()));
+            }
+        }
+    }
+
+    #[test]
+    fn empty_strings_and_keys() {
+        agrees_with_serde(br#"{"":"","a":{"":[""]},"b":[]}"#);
+        let (n, v) = scan(r#"{"":{"a":""}}"#);
+        assert_eq!(n, 1);
+        assert_eq!(v[2], (Kind::BodyArg, "a".into(), "".into()));
+    }
+
+    #[test]
+    fn nesting_depth() {
+        for depth in [1, 2, 64, 127, 128, 129, 200] {
+            let arrays = "[".repeat(depth) + "\"s\"" + &"]".repeat(depth);
+            let objects = "{\"k\":".repeat(depth) + "\"s\"" + &"}".repeat(depth);
+            for doc in [arrays, objects] {
+                let (n, v) = scan(&doc);
+                if depth <= MAX_DEPTH {
+                    assert_eq!(n, 1, "{depth}");
+                    assert_eq!(v.last().map(|v| v.2.as_str()), Some("s"));
+                } else {
+                    assert_eq!(v.last().map(|v| v.2.as_str()), Some(doc.as_str()));
+                }
+                if depth < MAX_DEPTH {
+                    agrees_with_serde(doc.as_bytes());
+                } else {
+                    // serde_json stops at 128 open containers; we at 129.
+                    assert!(serde_values(doc.as_bytes()).is_none(), "{depth}");
+                }
+            }
+        }
+        let (_, v) = scan(&("{\"a\":".repeat(3) + "[\"x\",{\"b\":\"y\"},\"z\"]" + &"}".repeat(3)));
+        let names: Vec<_> = v
+            .iter()
+            .filter(|v| v.0 == Kind::BodyArg)
+            .map(|v| v.1.as_str())
+            .collect();
+        assert_eq!(names, ["a.a.a", "a.a.a.b", "a.a.a"]);
+    }
+
+    /// Generated documents and their mutations (bytes flipped, inserted, deleted,
+    /// repeated) read as `serde_json` reads them, or fall back when it refuses them.
+    #[test]
+    fn agrees_with_serde_json_on_mutated_documents() {
+        let seeds: &[&[u8]] = &[
+            br#"{"order":{"id":"ORD-1","customer":{"name":"Ana O'Neil","email":"a+b@example.com"},"items":[{"sku":"SKU-1","qty":1,"price":49.9,"tags":["a","b","size-36"],"note":"please don't ring the bell; leave it at the door"}],"ok":true,"none":null}}"#,
+            br#"[1,-0,0.5,-1.25e+10,3E-2,"\u00e9\ud83d\ude00\n\t\"\\\/\b\f\r",[],{},[[{}]],{"":""}]"#,
+            "{\"k\u{e9}y\":\"v\u{e0}l\u{fc}\u{e9} \u{20ac} \u{1f600}\",\"a b\":[\"x\",\"y\"]}".as_bytes(),
+            b"  {\n  \"pretty\" : [\r\n    \"printed\" ,\t\"json\"\n  ]\n}\n",
+        ];
+        let alphabet =
+            b"\"\\{}[]:,0123456789eE+-.tfnul \t\n\r/bu\x00\x1f\x7f\x80\xbf\xc3\xe2\xed\xf0\xffax";
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for seed in seeds {
+            agrees_with_serde(seed);
+        }
+        for _ in 0..30_000 {
+            let mut body = seeds[rng.below(seeds.len())].to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(body.len() + 1);
+                match rng.below(5) {
+                    0 if at < body.len() => body[at] = alphabet[rng.below(alphabet.len())],
+                    1 => body.insert(at, alphabet[rng.below(alphabet.len())]),
+                    2 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    3 => {
+                        let end = (at + rng.below(24)).min(body.len());
+                        let piece = body[at..end].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                    _ => {
+                        let end = (at + rng.below(24)).min(body.len());
+                        body.truncate(at.max(end));
+                    }
+                }
+            }
+            // serde_json refuses numbers beyond f64 (1e400), which JSON allows.
+            let huge = serde_json::from_slice::<serde_json::Value>(&body)
+                .err()
+                .is_some_and(|e| e.to_string().contains("number out of range"));
+            if !huge {
+                agrees_with_serde(&body);
+            }
+        }
     }
 }

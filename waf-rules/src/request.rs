@@ -137,6 +137,8 @@ pub(crate) const MAX_BODY_VALUES: usize = 2048;
 pub(crate) struct Extracted<'a> {
     pub values: Vec<Value<'a>>,
     pub arg_count: usize,
+    /// The arguments parsed from the body.
+    pub body_values: usize,
 }
 
 /// `names` is per-request storage for body argument names built by the parser (JSON
@@ -181,12 +183,18 @@ pub(crate) fn extract<'a>(
             cookies(value, &mut values);
         }
     }
+    let mut body_values = 0;
     if !body.is_empty() {
         values.push(plain(Kind::BodyRaw, body));
         let ct = req.header_value("content-type").unwrap_or(b"");
-        arg_count += body::parse(ct, body, names, &mut values);
+        body_values = body::parse(ct, body, names, &mut values);
+        arg_count += body_values;
     }
-    Extracted { values, arg_count }
+    Extracted {
+        values,
+        arg_count,
+        body_values,
+    }
 }
 
 fn cookies<'a>(header: &'a [u8], out: &mut Vec<Value<'a>>) {

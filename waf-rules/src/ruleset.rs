@@ -2,6 +2,7 @@
 //! paranoia level one Aho-Corasick automaton per chain holding every literal of the
 //! chain's rules at that level or below.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -188,6 +189,92 @@ pub(crate) struct Level {
     pub chains: Vec<Arc<Scan>>,
     /// Per group of kinds (as `RuleSet::global_rules`).
     pub global: Vec<Arc<Scan>>,
+    /// The raw body's and its arguments' global literals in one automaton.
+    pub body: Option<BodyWalk>,
+}
+
+/// The kinds a body walk serves.
+pub(crate) const BODY_WALK_KINDS: [Kind; 3] = [Kind::BodyRaw, Kind::BodyArg, Kind::BodyArgName];
+
+/// One walk over a request body that finds the hits of the raw body's global literals and
+/// those of every argument value and name the body parser borrowed from it (the engine
+/// maps each hit to the values whose bytes hold it, by offset). Walking the body once
+/// replaces a walk per value: a 4 KB JSON document has a few hundred strings, and each
+/// walk of its own paid a set-up and a hit report path for a dozen bytes.
+///
+/// The argument kinds' patterns leave out literals holding `"` or `\`: an unescaped JSON
+/// string cannot contain them, and in a JSON body they would hit at every key and value
+/// boundary. A value holding either byte (possible in other body types) is walked on its
+/// own, with every literal.
+pub(crate) struct BodyWalk {
+    pub scan: Arc<Scan>,
+    /// Per pattern: the kinds (`Kind::bit`) whose global automaton holds it, so that a
+    /// value's hits are exactly those a walk of the value with its kind's automaton finds.
+    pub kinds: Vec<u32>,
+}
+
+impl BodyWalk {
+    /// Patterns in the order of the global automata of `BODY_WALK_KINDS`. A kind's hits
+    /// at one position come longest first, as from its own automaton; hits of equal
+    /// literals of different rules may come in another order, which changes no verdict
+    /// (each rule keeps its own first hit).
+    /// The automaton is shared through `built` like the others, under its rules after a
+    /// `u32::MAX` that no rule index reaches.
+    fn new(
+        set: &RuleSet,
+        at_level: impl Fn(&u32) -> bool,
+        built: &mut HashMap<Vec<u32>, Arc<Scan>>,
+    ) -> Result<Option<BodyWalk>, RuleError> {
+        let mut groups: Vec<u8> = Vec::new();
+        for kind in BODY_WALK_KINDS {
+            let g = set.global_by_kind[kind as usize];
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        let mut patterns = Vec::new();
+        let mut kinds = Vec::new();
+        let mut first_at = HashMap::new();
+        let mut key = vec![u32::MAX];
+        for g in groups {
+            for &r in set.global_rules[usize::from(g)]
+                .iter()
+                .filter(|r| at_level(r))
+            {
+                key.push(r);
+                for literal in &set.literals[r as usize] {
+                    let quoted = literal.iter().any(|&b| b == b'"' || b == b'\\');
+                    let mask = BODY_WALK_KINDS
+                        .iter()
+                        .filter(|&&k| set.global_by_kind[k as usize] == g)
+                        .filter(|&&k| k == Kind::BodyRaw || !quoted)
+                        .fold(0, |mask, k| mask | k.bit());
+                    if mask == 0 {
+                        continue;
+                    }
+                    // A rule in two groups (the raw body's and the arguments') is one
+                    // pattern serving both, not two that would each report every hit.
+                    match first_at.entry((literal.as_slice(), r)) {
+                        Entry::Occupied(at) => kinds[*at.get()] |= mask,
+                        Entry::Vacant(at) => {
+                            at.insert(patterns.len());
+                            patterns.push((literal.as_slice(), r, &set.rules[r as usize]));
+                            kinds.push(mask);
+                        }
+                    }
+                }
+            }
+        }
+        let scan = match built.get(&key) {
+            Some(scan) => scan.clone(),
+            None => {
+                let scan = Arc::new(Scan::new(patterns)?);
+                built.insert(key, scan.clone());
+                scan
+            }
+        };
+        Ok(scan.automaton.is_some().then_some(BodyWalk { scan, kinds }))
+    }
 }
 
 /// Kinds share a global automaton when each of them would have at most this share
@@ -548,6 +635,7 @@ impl RuleSet {
                 .chains
                 .iter()
                 .chain(&first.global)
+                .chain(first.body.as_ref().map(|body| &body.scan))
                 .any(|kept| Arc::ptr_eq(kept, scan))
         });
         set.levels[0].get_or_init(|| first);
@@ -611,7 +699,12 @@ impl RuleSet {
             .iter()
             .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect()))
             .collect::<Result<_, _>>()?;
-        Ok(Level { chains, global })
+        let body = BodyWalk::new(self, at_level, &mut built)?;
+        Ok(Level {
+            chains,
+            global,
+            body,
+        })
     }
 
     /// Number of distinct transformation chains (one automaton each per paranoia level).

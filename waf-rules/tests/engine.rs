@@ -545,3 +545,111 @@ fn hostile_bytes_in_every_part_of_a_request_get_a_verdict_not_a_panic() {
         }
     }
 }
+
+/// Body values take their literal hits from one walk over the body, which leaves out the
+/// literals holding `"` or `\`; these cases must still find every hit a walk of the
+/// value alone finds.
+#[test]
+fn body_values_find_every_literal_whatever_their_bytes_and_body_type() {
+    let yaml = r#"rules:
+  - id: 1
+    message: quoted literal
+    tags: [probe]
+    severity: critical
+    targets: [args, arg_names]
+    operator:
+      literals: ['a"b', 'c\d']
+  - id: 2
+    message: plain literal, whole words
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    operator:
+      literals: [probe]
+  - id: 3
+    message: raw body literal
+    tags: [probe]
+    severity: critical
+    targets: [body_raw]
+    operator:
+      literals: ['":"zz']
+"#;
+    let e = Engine::new(RuleSet::from_yaml("body.yaml", yaml).expect("compiles"));
+    let s = WafSettings::default();
+    let fired = |ct: &str, body: &[u8]| -> Vec<(u32, String, String)> {
+        let req = Request::new("POST", "/")
+            .header("content-type", ct.as_bytes())
+            .body(body);
+        let mut m: Vec<_> = e
+            .inspect(&req, &s, None)
+            .matches
+            .into_iter()
+            .map(|m| (m.rule_id, m.target, m.fragment))
+            .collect();
+        m.sort();
+        m
+    };
+    let form = "application/x-www-form-urlencoded";
+    // A form value holds the quote itself, so it is walked on its own.
+    assert_eq!(
+        fired(form, br#"q=xa"by"#),
+        [(1, "body_arg:q".into(), r#"a"b"#.into())]
+    );
+    assert_eq!(
+        fired(form, br"q=xc\dy"),
+        [(1, "body_arg:q".into(), r"c\d".into())]
+    );
+    assert_eq!(
+        fired(form, br#"a"b=1"#),
+        [(1, "body_arg_name".into(), r#"a"b"#.into())]
+    );
+    // In JSON, through an escape (the value is a copy, not borrowed from the body).
+    let json = "application/json";
+    assert_eq!(
+        fired(json, br#"{"q":"xa\"by","k":"c\\d"}"#),
+        [
+            (1, "body_arg:k".into(), r"c\d".into()),
+            (1, "body_arg:q".into(), r#"a"b"#.into())
+        ]
+    );
+    // A hit across a value's edge is not the value's; the raw body still sees its own.
+    assert_eq!(
+        fired(json, br#"{"q":"zz","r":"pro","s":"be probe"}"#),
+        [
+            (2, "body_arg:s".into(), "probe".into()),
+            (3, "body".into(), r#"":"zz"#.into())
+        ]
+    );
+    // The same bytes as text: one value, the whole body.
+    assert_eq!(
+        fired("text/plain", b"a probe"),
+        [(2, "body_arg".into(), "probe".into())]
+    );
+}
+
+/// Past the hits one body walk keeps, values are walked on their own: a body made of
+/// hits cannot hide an attack at its end, nor grow the engine's memory with its size.
+#[test]
+fn a_body_full_of_literal_hits_is_still_inspected_to_its_end() {
+    let e = engine();
+    let s = WafSettings {
+        body_limit: 1 << 20,
+        ..WafSettings::default()
+    };
+    let mut body = String::from("{\"notes\":[");
+    // 1,000 values (under the arguments' limit) of 20 hits each.
+    for _ in 0..1000 {
+        body.push_str("\"don't; ' or ; ' ' ' ' ' ' ' ' ' ' ' ' ' ' ' '\",");
+    }
+    body.push_str("\"x\"],\"q\":\"1' UNION SELECT password FROM users--\"}");
+    let req = Request::new("POST", "/api")
+        .header("content-type", b"application/json")
+        .body(body.as_bytes());
+    let v = e.inspect(&req, &s, None);
+    assert_eq!(v.action, Action::Block, "{:?}", v.matches);
+    assert!(
+        v.matches.iter().any(|m| m.target == "body_arg:q"),
+        "{:?}",
+        v.matches
+    );
+}

@@ -76,6 +76,14 @@ struct Token {
     end: usize,
 }
 
+impl Token {
+    const EMPTY: Token = Token {
+        class: 0,
+        start: 0,
+        end: 0,
+    };
+}
+
 /// Tokens needed to judge every prefix shape (the longest has 5, plus the end mark).
 const PREFIX_TOKENS: usize = 6;
 
@@ -91,66 +99,131 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
     // with apostrophes costs a handful of tokens, not a full tokenization per context.
     let keywords = keywords_seen && has_keywords(value);
     let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
-    let mut tokens = Tokens::default();
-    let mut print = [0u8; MAX_TOKENS + 1];
     for quote in [None, Some(b'\''), Some(b'"')] {
-        match quote {
-            Some(q) if memchr::memchr(q, value).is_none() => continue,
+        // In a quoted context the value first closes the string it was put in.
+        let opening = match quote {
+            Some(q) => match opening_string_end(value, q) {
+                Some(end) => Some(end),
+                None => continue,
+            },
             None if !keywords && !starts_quoted => continue,
-            _ => {}
-        }
+            None => None,
+        };
         // Without keywords only the prefix shapes can match, and every one of them has at
         // least two tokens: two tokens that start none of them settle the context (prose
-        // such as `don't ring`: a string, then a plain word) without the rest.
+        // such as `don't ring`: a string, then a plain word) without the rest. A value
+        // that ends within those two tokens is judged on them.
         if !keywords {
-            tokens.len = 0;
-            if !tokenize(value, quote, &mut tokens, 2) && !starts_a_prefix_shape(&tokens) {
+            let mut buf = [Token::EMPTY; 2];
+            let mut two = Tokens::new(&mut buf);
+            let complete = tokenize(value, opening, &mut two);
+            let len = two.len;
+            if complete {
+                if let Some(span) = judge(&buf[..len], true, false) {
+                    return Some(span);
+                }
+                continue;
+            }
+            if !starts_a_prefix_shape(buf[0].class, buf[1].class) {
                 continue;
             }
         }
+        let mut buf = [Token::EMPTY; MAX_TOKENS];
         let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
-        tokens.len = 0;
-        let complete = tokenize(value, quote, &mut tokens, limit);
-        let tokens = tokens.as_slice();
-        for (p, t) in print.iter_mut().zip(tokens) {
-            *p = t.class;
-        }
-        let mut len = tokens.len();
-        if complete {
-            print[len] = b'$';
-            len += 1;
-        }
-        let print = &print[..len];
-        let span = |from: usize, n: usize| {
-            let last = (from + n).min(tokens.len()).saturating_sub(1);
-            Some((tokens[from].start, tokens[last.max(from)].end))
-        };
-        // Shapes differ in their first token, so most are rejected on one byte.
-        let first = print.first().copied();
-        for shape in PREFIX_SHAPES {
-            let shape = shape.as_bytes();
-            if first == Some(shape[0]) && print.starts_with(shape) {
-                return span(0, shape.len());
-            }
-        }
-        if keywords {
-            for shape in ANYWHERE_SHAPES {
-                let shape = shape.as_bytes();
-                if let Some(at) = (0..tokens.len()).find(|&at| shape_at(print, at, shape)) {
-                    return span(at, shape.len());
-                }
-            }
+        let mut tokens = Tokens::new(&mut buf[..limit]);
+        let complete = tokenize(value, opening, &mut tokens);
+        let len = tokens.len;
+        if let Some(span) = judge(&buf[..len], complete, keywords) {
+            return Some(span);
         }
     }
     None
 }
 
+/// Judges the tokens of one context: a prefix shape from the first token, then (with
+/// `keywords`) the shapes searched anywhere. `complete` adds the end mark.
+fn judge(tokens: &[Token], complete: bool, keywords: bool) -> Option<(usize, usize)> {
+    let mut print = [0u8; MAX_TOKENS + 1];
+    for (p, t) in print.iter_mut().zip(tokens) {
+        *p = t.class;
+    }
+    let mut len = tokens.len();
+    if complete {
+        print[len] = b'$';
+        len += 1;
+    }
+    let print = &print[..len];
+    let span = |from: usize, n: usize| {
+        let last = (from + n).min(tokens.len()).saturating_sub(1);
+        Some((tokens[from].start, tokens[last.max(from)].end))
+    };
+    // Every prefix shape has two tokens or more: a pair that starts none rules them out.
+    if print.len() >= 2 && starts_a_prefix_shape(print[0], print[1]) {
+        for shape in PREFIX_SHAPES {
+            let shape = shape.as_bytes();
+            if print.starts_with(shape) {
+                return span(0, shape.len());
+            }
+        }
+    }
+    if keywords {
+        // The first shape of the list found anywhere wins, at its first position: one pass
+        // over the positions, trying at each the shapes before the best found so far.
+        let mut best: Option<(usize, usize)> = None;
+        for at in 0..tokens.len() {
+            if print[at] >= 128 || (ANYWHERE_FIRST >> print[at]) & 1 == 0 {
+                continue;
+            }
+            let before = best.map_or(ANYWHERE_SHAPES.len(), |(k, _)| k);
+            if let Some(k) = ANYWHERE_SHAPES[..before]
+                .iter()
+                .position(|shape| shape_at(print, at, shape.as_bytes()))
+            {
+                best = Some((k, at));
+            }
+        }
+        if let Some((k, at)) = best {
+            return span(at, ANYWHERE_SHAPES[k].len());
+        }
+    }
+    None
+}
+
+/// The classes that open a shape searched anywhere (bit `c` for class byte `c`).
+const ANYWHERE_FIRST: u128 = {
+    let mut set = 0u128;
+    let mut s = 0;
+    while s < ANYWHERE_SHAPES.len() {
+        let first = ANYWHERE_SHAPES[s].as_bytes()[0];
+        assert!(first < 128 && first != b'?');
+        set |= 1 << first;
+        s += 1;
+    }
+    set
+};
+
+/// For each class that opens a prefix shape, the set of classes that follow it in one
+/// (bit `c` for class byte `c`; classes are ASCII).
+static PREFIX_PAIRS: [u128; 128] = prefix_pairs();
+
+const fn prefix_pairs() -> [u128; 128] {
+    let mut pairs = [0u128; 128];
+    let mut s = 0;
+    while s < PREFIX_SHAPES.len() {
+        let shape = PREFIX_SHAPES[s].as_bytes();
+        assert!(shape.len() >= 2 && shape[0] < 128 && shape[1] < 128);
+        pairs[shape[0] as usize] |= 1u128 << shape[1];
+        s += 1;
+    }
+    pairs
+}
+
 /// Whether the classes of the first two tokens open some prefix shape.
-fn starts_a_prefix_shape(tokens: &Tokens) -> bool {
-    let [first, second] = [tokens.buf[0].class, tokens.buf[1].class];
-    PREFIX_SHAPES
-        .iter()
-        .any(|shape| shape.as_bytes()[..2] == [first, second])
+fn starts_a_prefix_shape(first: u8, second: u8) -> bool {
+    second < 128
+        && PREFIX_PAIRS
+            .get(usize::from(first))
+            .is_some_and(|followers| (followers >> second) & 1 != 0)
 }
 
 /// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
@@ -165,12 +238,13 @@ fn has_keywords(v: &[u8]) -> bool {
     while i < v.len() {
         if is_word_start(v[i]) {
             let start = i;
+            i += 1;
             while i < v.len() && is_word(v[i]) {
                 i += 1;
             }
             // Logic operators, set operations and statements have 2 to 9 letters.
             if (2..=9).contains(&(i - start))
-                && matches!(word_class(&v[start..i]), b'&' | b'U' | b'E')
+                && matches!(token_class(&v[start..i]), b'&' | b'U' | b'E')
             {
                 return true;
             }
@@ -181,40 +255,32 @@ fn has_keywords(v: &[u8]) -> bool {
     false
 }
 
-/// Tokens of one tokenization, on the stack: the detector allocates nothing.
-struct Tokens {
-    buf: [Token; MAX_TOKENS],
+/// The tokens of one tokenization, in a buffer on the stack whose length is the number of
+/// tokens wanted: the detector allocates nothing.
+struct Tokens<'b> {
+    buf: &'b mut [Token],
     len: usize,
 }
 
-impl Default for Tokens {
-    fn default() -> Self {
-        Tokens {
-            buf: [Token {
-                class: 0,
-                start: 0,
-                end: 0,
-            }; MAX_TOKENS],
-            len: 0,
-        }
-    }
-}
-
-impl Tokens {
-    fn as_slice(&self) -> &[Token] {
-        &self.buf[..self.len]
+impl<'b> Tokens<'b> {
+    fn new(buf: &'b mut [Token]) -> Self {
+        Tokens { buf, len: 0 }
     }
 
     fn push(&mut self, t: Token) {
-        if self.len < MAX_TOKENS {
-            self.buf[self.len] = t;
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = t;
             self.len += 1;
         }
     }
+
+    fn full(&self) -> bool {
+        self.len >= self.buf.len()
+    }
 }
 
-/// Keywords the tokenizer classes, by first letter so a word is compared with a handful
-/// of candidates instead of every keyword.
+/// Keywords the tokenizer classes, by first letter. The tokenizer looks words up in
+/// `KEYWORD_HASH`, built from this table at compile time.
 const KEYWORDS: [&[(&[u8], u8)]; 26] = [
     &[(b"AND", b'&'), (b"ALTER", b'E'), (b"AS", b'k')],
     &[(b"BETWEEN", b'o')],
@@ -278,16 +344,85 @@ const KEYWORDS: [&[(&[u8], u8)]; 26] = [
     &[],
 ];
 
-/// The class of a word: `U` set operation, `E` statement, `&` logic operator, `o`
-/// operator word, `1` constant, `k` other keyword, `n` any other name.
-fn word_class(word: &[u8]) -> u8 {
-    let Some(first) = word.first().filter(|b| b.is_ascii_alphabetic()) else {
-        return b'n';
-    };
-    KEYWORDS[usize::from(first.to_ascii_lowercase() - b'a')]
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(word))
-        .map_or(b'n', |&(_, class)| class)
+/// The class of a word for the tokenizer: `U` set operation, `E` statement, `&` logic
+/// operator, `o` operator word, `1` constant, `k` other keyword, `n` any other name, or
+/// `\0` for ALL and DISTINCT (see `emit`). One hash probe: the keywords but INFORMATION_SCHEMA have 2 to
+/// 9 letters, packed 5 bits each into a key no other word has.
+fn token_class(word: &[u8]) -> u8 {
+    if !(2..=KEYWORD_LETTERS_MAX).contains(&word.len()) {
+        return if word.eq_ignore_ascii_case(b"INFORMATION_SCHEMA") {
+            b'k'
+        } else {
+            b'n'
+        };
+    }
+    let mut key = 0u64;
+    for &b in word {
+        if BYTE_CLASS[usize::from(b)] & LETTER == 0 {
+            return b'n';
+        }
+        key = key << 5 | u64::from(b & 31);
+    }
+    let entry = KEYWORD_HASH[keyword_slot(key)];
+    if entry & KEY_MASK == key {
+        (entry >> CLASS_SHIFT) as u8
+    } else {
+        b'n'
+    }
+}
+
+/// Letters of the longest keyword in `KEYWORD_HASH`.
+const KEYWORD_LETTERS_MAX: usize = 9;
+/// An entry of `KEYWORD_HASH` is the key in its low bits and the class above.
+const CLASS_SHIFT: u32 = 56;
+const KEY_MASK: u64 = (1 << CLASS_SHIFT) - 1;
+/// A multiplier under which no two keys of `KEYWORD_HASH` share a slot (checked when the
+/// table is built, at compile time).
+const KEYWORD_HASH_MULTIPLIER: u64 = 0xb94b_62e1_e571_e90f;
+const KEYWORD_SLOTS_LOG2: u32 = 7;
+
+const fn keyword_slot(key: u64) -> usize {
+    (key.wrapping_mul(KEYWORD_HASH_MULTIPLIER) >> (64 - KEYWORD_SLOTS_LOG2)) as usize
+}
+
+/// `KEYWORDS` (but INFORMATION_SCHEMA, compared apart) plus ALL and DISTINCT (class `\0`),
+/// by the slot of their key; an empty slot holds 0, which no word's key is.
+static KEYWORD_HASH: [u64; 1 << KEYWORD_SLOTS_LOG2] = keyword_hash();
+
+const fn keyword_hash() -> [u64; 1 << KEYWORD_SLOTS_LOG2] {
+    const fn insert(table: &mut [u64; 1 << KEYWORD_SLOTS_LOG2], word: &[u8], class: u8) {
+        assert!(word.len() >= 2 && word.len() <= KEYWORD_LETTERS_MAX);
+        let mut key = 0u64;
+        let mut i = 0;
+        while i < word.len() {
+            assert!(word[i].is_ascii_alphabetic());
+            key = key << 5 | (word[i] & 31) as u64;
+            i += 1;
+        }
+        let slot = keyword_slot(key);
+        assert!(
+            table[slot] == 0,
+            "two keywords share a slot: pick another multiplier"
+        );
+        table[slot] = key | (class as u64) << CLASS_SHIFT;
+    }
+    let mut table = [0u64; 1 << KEYWORD_SLOTS_LOG2];
+    let mut b = 0;
+    while b < KEYWORDS.len() {
+        let bucket = KEYWORDS[b];
+        let mut k = 0;
+        while k < bucket.len() {
+            let (word, class) = bucket[k];
+            if !matches!(word, b"INFORMATION_SCHEMA") {
+                insert(&mut table, word, class);
+            }
+            k += 1;
+        }
+        b += 1;
+    }
+    insert(&mut table, b"ALL", b'\0');
+    insert(&mut table, b"DISTINCT", b'\0');
+    table
 }
 
 /// Whether a hit of prefilter literal `literal` counts only when it stands alone as a
@@ -330,8 +465,14 @@ pub(crate) fn keyword_stands_alone(v: &[u8], start: usize, end: usize) -> bool {
 const WORD_START: u8 = 1;
 /// Bytes that continue a word: those, digits and `.`.
 const WORD: u8 = 2;
+/// Bytes skipped between tokens: ASCII whitespace, vertical tab, NUL and no-break space.
+const SKIP: u8 = 4;
+/// Bytes that continue a number: ASCII letters and digits, and `.`.
+const NUMBER: u8 = 8;
+/// ASCII letters.
+const LETTER: u8 = 16;
 
-const fn word_table() -> [u8; 256] {
+const fn byte_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut b = 0usize;
     while b < 256 {
@@ -341,27 +482,40 @@ const fn word_table() -> [u8; 256] {
         } else if c.is_ascii_digit() || c == b'.' {
             t[b] = WORD;
         }
+        if c.is_ascii_whitespace() || c == 0x0b || c == 0 || c == 0xa0 {
+            t[b] |= SKIP;
+        }
+        if c.is_ascii_alphanumeric() || c == b'.' {
+            t[b] |= NUMBER;
+        }
+        if c.is_ascii_alphabetic() {
+            t[b] |= LETTER;
+        }
         b += 1;
     }
     t
 }
 
 /// One lookup per byte: the tokenizer and the keyword check test every byte.
-static WORD_TABLE: [u8; 256] = word_table();
+static BYTE_CLASS: [u8; 256] = byte_classes();
 
 fn is_word_start(b: u8) -> bool {
-    WORD_TABLE[usize::from(b)] & WORD_START != 0
+    BYTE_CLASS[usize::from(b)] & WORD_START != 0
 }
 
 fn is_word(b: u8) -> bool {
-    WORD_TABLE[usize::from(b)] & WORD != 0
+    BYTE_CLASS[usize::from(b)] & WORD != 0
 }
 
-/// Tokenizes up to `limit` tokens; returns whether the whole value was consumed.
-fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool {
+fn is_number(b: u8) -> bool {
+    BYTE_CLASS[usize::from(b)] & NUMBER != 0
+}
+
+/// Tokenizes until `out` is full, starting with a string that ends at `opening` if given;
+/// returns whether the whole value was consumed.
+fn tokenize(v: &[u8], opening: Option<usize>, out: &mut Tokens) -> bool {
     let mut i = 0;
-    if let Some(q) = quote {
-        let end = string_end(v, 0, q);
+    if let Some(end) = opening {
         out.push(Token {
             class: b's',
             start: 0,
@@ -369,11 +523,30 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool
         });
         i = end + 1;
     }
-    while i < v.len() && out.len < limit.min(MAX_TOKENS) {
+    while i < v.len() && !out.full() {
         let b = v[i];
         let start = i;
-        if b.is_ascii_whitespace() || b == 0x0b || b == 0 || b == 0xa0 {
+        let class = BYTE_CLASS[usize::from(b)];
+        if class & SKIP != 0 {
             i += 1;
+            continue;
+        }
+        if class & WORD_START != 0 {
+            i += 1;
+            while i < v.len() && is_word(v[i]) {
+                i += 1;
+            }
+            let mut class = token_class(&v[start..i]);
+            if class == b'n' {
+                let mut j = i;
+                while j < v.len() && v[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if v.get(j) == Some(&b'(') {
+                    class = b'f';
+                }
+            }
+            emit(out, class, start, i);
             continue;
         }
         match b {
@@ -389,14 +562,14 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool
             }
             b'0'..=b'9' => {
                 i += 1;
-                while i < v.len() && (v[i].is_ascii_alphanumeric() || v[i] == b'.') {
+                while i < v.len() && is_number(v[i]) {
                     i += 1;
                 }
                 emit(out, b'1', start, i);
             }
             b'.' if v.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 i += 1;
-                while i < v.len() && (v[i].is_ascii_alphanumeric() || v[i] == b'.') {
+                while i < v.len() && is_number(v[i]) {
                     i += 1;
                 }
                 emit(out, b'1', start, i);
@@ -449,25 +622,6 @@ fn tokenize(v: &[u8], quote: Option<u8>, out: &mut Tokens, limit: usize) -> bool
                 }
                 emit(out, b'o', start, i);
             }
-            _ if is_word_start(b) => {
-                while i < v.len() && is_word(v[i]) {
-                    i += 1;
-                }
-                let word = &v[start..i];
-                let mut class = word_class(word);
-                if word.eq_ignore_ascii_case(b"all") || word.eq_ignore_ascii_case(b"distinct") {
-                    class = b'\0';
-                } else if class == b'n' {
-                    let mut j = i;
-                    while j < v.len() && v[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if v.get(j) == Some(&b'(') {
-                        class = b'f';
-                    }
-                }
-                emit(out, class, start, i);
-            }
             _ => i += 1,
         }
     }
@@ -497,22 +651,32 @@ fn comment_to_eol(v: &[u8], i: &mut usize, out: &mut Tokens) {
     }
 }
 
+/// Where the string a value opens in a `q`-quoted context ends (`string_end` from the
+/// first byte), or `None` when the value holds no `q`: such a context is not judged. The
+/// search for the first quote or escape tells both at once.
+fn opening_string_end(v: &[u8], q: u8) -> Option<usize> {
+    let at = memchr::memchr2(q, b'\\', v)?;
+    if v[at] == b'\\' {
+        memchr::memchr(q, &v[at..])?;
+    } else if v.get(at + 1) != Some(&q) {
+        return Some(at);
+    }
+    Some(string_end(v, at + 2, q))
+}
+
 /// Index of the closing quote (or `v.len()` when unterminated); `\x` and doubled quotes
 /// do not close.
 fn string_end(v: &[u8], mut i: usize, q: u8) -> usize {
-    while i < v.len() {
-        if v[i] == b'\\' {
-            i += 2;
+    while let Some(rest) = v.get(i..) {
+        let Some(p) = memchr::memchr2(q, b'\\', rest) else {
+            break;
+        };
+        let at = i + p;
+        if v[at] == b'\\' || v.get(at + 1) == Some(&q) {
+            i = at + 2;
             continue;
         }
-        if v[i] == q {
-            if v.get(i + 1) == Some(&q) {
-                i += 2;
-                continue;
-            }
-            return i;
-        }
-        i += 1;
+        return at;
     }
     v.len()
 }

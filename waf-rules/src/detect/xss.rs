@@ -51,8 +51,11 @@ pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
     if let Some(end) = script_url(v) {
         return Some((0, end));
     }
+    // Without a `<` there is no tag, and without an `=` no attribute that runs script:
+    // prose (a colon, apostrophes) costs one search.
+    memchr::memchr2(b'<', b'=', v)?;
     // Every attribute that runs script has a value, so a quote after the last `=` cannot
-    // break out into one: prose with apostrophes and no `=` costs one search per quote.
+    // break out into one.
     let last_equals = memchr::memrchr(b'=', v);
     let mut from = 0;
     while let Some(p) = memchr::memchr3(b'<', b'"', b'\'', &v[from..]) {
@@ -75,28 +78,37 @@ pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
 /// `javascript:` and friends at the start of a value (browsers ignore leading
 /// whitespace and control characters and tolerate them inside the scheme).
 fn script_url(v: &[u8]) -> Option<usize> {
-    let mut scheme = [0u8; 16];
+    // The letters read so far are a prefix of `scheme`, chosen by the first one: a value
+    // whose first letters start no script scheme is settled there.
+    let mut scheme: &[u8] = b"";
     let mut n = 0;
     for (i, &b) in v.iter().enumerate() {
         if b <= b' ' {
             continue;
         }
         if b == b':' {
-            let s = &scheme[..n];
-            if s == b"javascript" || s == b"vbscript" || s == b"livescript" {
-                return Some(i + 1);
+            if n == 0 || n < scheme.len() {
+                return None;
             }
-            if s == b"data" {
+            if scheme == b"data" {
                 let rest = v[i + 1..].trim_ascii_start();
                 let is_html = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"text/html");
                 return is_html.then_some(i + 1);
             }
+            return Some(i + 1);
+        }
+        let b = b.to_ascii_lowercase();
+        if n == 0 {
+            scheme = match b {
+                b'j' => b"javascript",
+                b'v' => b"vbscript",
+                b'l' => b"livescript",
+                b'd' => b"data",
+                _ => return None,
+            };
+        } else if scheme.get(n) != Some(&b) {
             return None;
         }
-        if !b.is_ascii_alphabetic() || n == scheme.len() {
-            return None;
-        }
-        scheme[n] = b.to_ascii_lowercase();
         n += 1;
     }
     None
@@ -209,13 +221,25 @@ fn is_event_handler(name: &[u8]) -> bool {
 }
 
 fn css_script(value: &[u8]) -> bool {
-    let lower: Vec<u8> = value
-        .iter()
-        .filter(|b| !b.is_ascii_whitespace())
-        .map(u8::to_ascii_lowercase)
-        .collect();
-    memchr::memmem::find(&lower, b"expression(").is_some()
-        || memchr::memmem::find(&lower, b"javascript:").is_some()
+    // A style value of usual length is folded on the stack.
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let lower: &mut [u8] = if value.len() <= stack.len() {
+        &mut stack
+    } else {
+        heap.resize(value.len(), 0);
+        &mut heap
+    };
+    let mut n = 0;
+    for &b in value {
+        if !b.is_ascii_whitespace() {
+            lower[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    let lower = &lower[..n];
+    memchr::memmem::find(lower, b"expression(").is_some()
+        || memchr::memmem::find(lower, b"javascript:").is_some()
 }
 
 /// After a quote: attributes of which one is an event handler or a script URL. This is how
