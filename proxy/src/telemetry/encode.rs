@@ -692,6 +692,41 @@ mod tests {
     }
 
     #[test]
+    fn every_length_around_the_one_byte_limits_decodes() {
+        // Peer and service names of every length from 0 to 300 (the attribute's lengths
+        // cross 127 at different name lengths), statuses with one- and two-byte varints.
+        let preamble = Preamble::new("payments", &[], "payments");
+        let spans: Vec<SpanRecord> = (0..=300)
+            .map(|len| SpanRecord {
+                outcome: Some(Outcome {
+                    peer: Text::copy(&"p".repeat(len)),
+                    service: ServiceName::Other(Text::copy(&"s".repeat(300 - len))),
+                    status: 100 + len as u16,
+                }),
+                ..inbound()
+            })
+            .collect();
+        let request = decode(&spans, &preamble);
+        let decoded = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(decoded.len(), spans.len());
+        for (len, span) in decoded.iter().enumerate() {
+            assert_eq!(
+                span.attributes[3],
+                string("palisade.service", &"s".repeat(300 - len))
+            );
+            assert_eq!(
+                span.attributes[4],
+                string("palisade.peer", &"p".repeat(len))
+            );
+            assert_eq!(
+                span.attributes[5],
+                int("http.response.status_code", 100 + len as i64)
+            );
+            assert_eq!(span.attributes[6], int("palisade.waf.score", 7));
+        }
+    }
+
+    #[test]
     fn varints_match_prost() {
         for value in [
             0u64,
