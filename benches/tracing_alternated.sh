@@ -19,7 +19,7 @@ for line in sys.stdin:
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for round in $(seq 1 "$rounds"); do
-    for group in proxied_request_http1_keepalive_app_traceparent proxied_request_http1_keepalive; do
+    for group in proxied_request_http1_keepalive_app_traceparent proxied_request_http1_keepalive_app_span proxied_request_http1_keepalive; do
         for config in export_off export_otlp; do
             name="$group/$config/1"
             # Criterion writes its data under ./target; keep it out of the work tree.
