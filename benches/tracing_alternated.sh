@@ -2,7 +2,7 @@
 # Trace export's wall-clock cost, export off and OTLP export alternated in separate
 # processes (one configuration each), so slow drift of the machine hits both alike.
 #
-#   benches/tracing_alternated.sh [ROUNDS]      # default 8 rounds, about 4 minutes
+#   benches/tracing_alternated.sh [ROUNDS]      # default 8 rounds, about 6 minutes
 #
 # Prints one line per measurement (round, group, configuration, criterion's interval of
 # the mean, load average), then per group the medians and their ratio. Run it on an
