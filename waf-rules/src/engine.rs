@@ -399,6 +399,10 @@ impl Scratch {
             buffers: Buffers {
                 a: Vec::with_capacity(256),
                 b: Vec::with_capacity(256),
+                first: FirstStep {
+                    done: None,
+                    out: Vec::with_capacity(256),
+                },
             },
             stamp: 0,
             hit: vec![0; set.rules.len()],
@@ -467,6 +471,7 @@ impl Scratch {
         // Out of `self` while a transformed value borrows them, so the scans may still
         // update the hit stamps.
         let mut buffers = std::mem::take(&mut self.buffers);
+        buffers.first.done = None;
         self.inspect_value_with(&mut buffers, inspection, value, verdict);
         self.buffers = buffers;
     }
@@ -559,13 +564,7 @@ impl Scratch {
                 }
             }
             let (data, changed) = if transforms {
-                apply_chain(
-                    &chain.transforms,
-                    raw,
-                    features,
-                    &mut buffers.a,
-                    &mut buffers.b,
-                )
+                apply_chain(&chain.transforms, raw, features, buffers)
             } else {
                 (raw, false)
             };
@@ -765,12 +764,12 @@ impl Scratch {
         let chain = &set.chains[set.rule_chain[ri] as usize];
         // The top level holds every rule's literals.
         let scan = &set.level(4).chains[set.rule_chain[ri] as usize];
+        self.buffers.first.done = None;
         let (data, _) = apply_chain(
             &chain.transforms,
             value,
             classes::features(classes::of(value)),
-            &mut self.buffers.a,
-            &mut self.buffers.b,
+            &mut self.buffers,
         );
         let mut hit = None;
         if let Some(ac) = &scan.automaton {
@@ -832,6 +831,17 @@ const BODY_HITS_MAX: usize = 16 * 1024;
 struct Buffers {
     a: Vec<u8>,
     b: Vec<u8>,
+    first: FirstStep,
+}
+
+/// The first step some chain applied to the current value, kept for the other chains
+/// whose first triggered step is the same: most chains start by URL-decoding, and a value
+/// with a `%` was decoded once per chain (a cookie six times in the bench's requests).
+#[derive(Default)]
+struct FirstStep {
+    /// The step and whether it changed the value, or `None` for a new value.
+    done: Option<(Transform, bool)>,
+    out: Vec<u8>,
 }
 
 /// The chains (bit i: chain i) of the rules in `hits`; every bit when there are too many
@@ -912,26 +922,44 @@ fn mark(
 
 /// Applies a chain, ping-ponging between two buffers and borrowing the input while no
 /// step changes it. While the value is still the input, steps whose trigger feature is
-/// absent from `features` (the input's) are skipped without scanning. Returns the result
-/// and whether some step changed the value.
+/// absent from `features` (the input's) are skipped without scanning. The first step that
+/// runs takes its result from `buffers.first` when an earlier chain ran the same step on
+/// the same value (the caller empties it for each value). Returns the result and whether
+/// some step changed the value.
 fn apply_chain<'x>(
     transforms: &[Transform],
     input: &'x [u8],
     features: u16,
-    a: &'x mut Vec<u8>,
-    b: &'x mut Vec<u8>,
+    buffers: &'x mut Buffers,
 ) -> (&'x [u8], bool) {
+    let Buffers { a, b, first } = buffers;
+    // Where the value is: 0 the input, 1 `a`, 2 `b`, 3 `first.out`.
     let mut cur = 0u8;
-    for t in transforms {
+    for &t in transforms {
         if cur == 0 && features & t.trigger() == 0 {
             continue;
         }
         cur = match cur {
             0 => {
-                if t.apply(input, a) {
-                    1
+                let changed = match first.done {
+                    Some((step, changed)) if step == t => changed,
+                    _ => {
+                        let changed = t.apply(input, &mut first.out);
+                        first.done = Some((t, changed));
+                        changed
+                    }
+                };
+                if changed {
+                    3
                 } else {
                     0
+                }
+            }
+            3 => {
+                if t.apply(&first.out, a) {
+                    1
+                } else {
+                    3
                 }
             }
             1 => {
@@ -953,7 +981,8 @@ fn apply_chain<'x>(
     match cur {
         0 => (input, false),
         1 => (a, true),
-        _ => (b, true),
+        2 => (b, true),
+        _ => (&first.out, true),
     }
 }
 

@@ -653,3 +653,48 @@ fn a_body_full_of_literal_hits_is_still_inspected_to_its_end() {
         v.matches
     );
 }
+
+/// Chains that start with the same step share its result for one value, never across
+/// values: each value's decoding is its own.
+#[test]
+fn chains_sharing_a_first_step_see_each_values_own_result() {
+    let yaml = r#"rules:
+  - id: 1
+    message: decoded
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode]
+    operator:
+      literals: [alpha]
+  - id: 2
+    message: decoded, spaces compressed
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode, compress_whitespace]
+    operator:
+      literals: ["beta gamma"]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("first.yaml", yaml).expect("compiles"));
+    // Headers, because argument values arrive URL-decoded already.
+    let req = Request::new("GET", "/")
+        .header("x-q", b"%61lpha%20%20x")
+        .header("x-r", b"beta%20%20gamma")
+        .header("x-s", b"%61lph%61");
+    let mut fired: Vec<(u32, String)> = e
+        .inspect(&req, &WafSettings::default(), None)
+        .matches
+        .into_iter()
+        .map(|m| (m.rule_id, m.target))
+        .collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            (1, "header:x-q".to_string()),
+            (1, "header:x-s".to_string()),
+            (2, "header:x-r".to_string())
+        ]
+    );
+}
