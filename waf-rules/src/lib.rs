@@ -23,6 +23,8 @@ mod rule;
 mod ruleset;
 mod scan;
 mod settings;
+#[cfg(test)]
+mod test_rng;
 mod transform;
 mod util;
 

@@ -272,11 +272,13 @@ impl Literals {
             return complete.get();
         }
         later.clear();
-        let mid = data.len() / 2;
-        let first = &data[..mid];
-        let second_from = mid + 1 - self.longest.max(1);
-        let second = &data[second_from..];
-        let both = first.len().min(second.len());
+        let Halves {
+            mid,
+            first,
+            second_from,
+            second,
+            both,
+        } = self.halves(data);
         let (mut sa, mut sb) = (d.start, d.start);
         let mut i = 0;
         while i < both {
@@ -338,6 +340,22 @@ impl Literals {
         }
     }
 
+    /// Where the two walks over `data` start and how far they go side by side: the second
+    /// starts `longest - 1` bytes before the middle (see `scan_halves`).
+    fn halves<'d>(&self, data: &'d [u8]) -> Halves<'d> {
+        let mid = data.len() / 2;
+        let first = &data[..mid];
+        let second_from = mid + 1 - self.longest.max(1);
+        let second = &data[second_from..];
+        Halves {
+            mid,
+            first,
+            second_from,
+            second,
+            both: first.len().min(second.len()),
+        }
+    }
+
     /// Long data as two walks in one loop: each step waits for its state's row to load,
     /// so two independent walks take little more time than one. The second walk starts
     /// from the start state `longest - 1` bytes before the middle, where it has read
@@ -350,11 +368,13 @@ impl Literals {
         data: &[u8],
         hit: &mut impl FnMut(usize, usize, usize),
     ) {
-        let mid = data.len() / 2;
-        let first = &data[..mid];
-        let second_from = mid + 1 - self.longest.max(1);
-        let second = &data[second_from..];
-        let both = first.len().min(second.len());
+        let Halves {
+            mid,
+            first,
+            second_from,
+            second,
+            both,
+        } = self.halves(data);
         let (mut sa, mut sb) = (d.start, d.start);
         let mut second_pending = false;
         let mut i = 0;
@@ -431,6 +451,16 @@ impl Literals {
         }
         (at, sid)
     }
+}
+
+/// Data split for a walk in two halves (`Literals::halves`).
+struct Halves<'d> {
+    mid: usize,
+    first: &'d [u8],
+    second_from: usize,
+    second: &'d [u8],
+    /// The length both walks cover in step.
+    both: usize,
 }
 
 /// The breadth-first walk's transitions and the new state numbers.
@@ -543,19 +573,31 @@ mod tests {
         }
     }
 
-    struct Rng(u64);
+    use crate::test_rng::Rng;
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
+    /// Overlapping literals, and the table of their small automaton.
+    fn overlapping_scanner() -> Literals {
+        let patterns: [&[u8]; 6] = [b"ab", b"abcab", b"b", b"cabca", b"zz", b"bcabcabcab"];
+        let scanner = Literals::new(&patterns)
+            .expect("builds")
+            .expect("has patterns");
+        assert!(
+            matches!(scanner.table, Table::Narrow(_)),
+            "a small automaton has 2-byte ids"
+        );
+        scanner
+    }
 
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
+    /// The hits of one walk from the start, without the halves.
+    fn one_walk(scanner: &Literals, data: &[u8]) -> Vec<(usize, usize, usize)> {
+        let Table::Narrow(dense) = &scanner.table else {
+            unreachable!("checked by overlapping_scanner");
+        };
+        let mut hits = Vec::new();
+        scanner.scan_from(dense, data, 0, dense.start, &mut |p, s, e| {
+            hits.push((p, s, e))
+        });
+        hits
     }
 
     #[test]
@@ -587,22 +629,13 @@ mod tests {
 
     #[test]
     fn long_data_walked_in_halves_reports_what_one_walk_does() {
-        let patterns: [&[u8]; 6] = [b"ab", b"abcab", b"b", b"cabca", b"zz", b"bcabcabcab"];
-        let scanner = Literals::new(&patterns)
-            .expect("builds")
-            .expect("has patterns");
-        let Table::Narrow(dense) = &scanner.table else {
-            panic!("a small automaton has 2-byte ids");
-        };
+        let scanner = overlapping_scanner();
         let mut rng = Rng(0x2545_f491);
         for len in [512usize, 513, 600, 1001, 2048] {
             let data: Vec<u8> = (0..len).map(|_| b"abcz"[rng.below(4)]).collect();
             let mut halves = Vec::new();
             scanner.scan(&data, |p, s, e| halves.push((p, s, e)));
-            let mut whole = Vec::new();
-            scanner.scan_from(dense, &data, 0, dense.start, &mut |p, s, e| {
-                whole.push((p, s, e))
-            });
+            let whole = one_walk(&scanner, &data);
             assert!(whole.len() > 100, "{len}: {} hits only", whole.len());
             assert_eq!(halves, whole, "{len}");
         }
@@ -610,13 +643,7 @@ mod tests {
 
     #[test]
     fn collected_hits_are_those_of_one_walk_in_order_and_capped() {
-        let patterns: [&[u8]; 6] = [b"ab", b"abcab", b"b", b"cabca", b"zz", b"bcabcabcab"];
-        let scanner = Literals::new(&patterns)
-            .expect("builds")
-            .expect("has patterns");
-        let Table::Narrow(dense) = &scanner.table else {
-            panic!("a small automaton has 2-byte ids");
-        };
+        let scanner = overlapping_scanner();
         let mut rng = Rng(0x5eed_cafe);
         let (mut hits, mut later) = (Vec::new(), Vec::new());
         for len in [0usize, 1, 40, 511, 512, 513, 600, 1001, 2048] {
@@ -625,10 +652,10 @@ mod tests {
                 let data: Vec<u8> = (0..len)
                     .map(|_| alphabet[rng.below(alphabet.len())])
                     .collect();
-                let mut whole = Vec::new();
-                scanner.scan_from(dense, &data, 0, dense.start, &mut |p, s, e| {
-                    whole.push((p as u32, s as u32, e as u32))
-                });
+                let whole: Vec<(u32, u32, u32)> = one_walk(&scanner, &data)
+                    .into_iter()
+                    .map(|(p, s, e)| (p as u32, s as u32, e as u32))
+                    .collect();
                 hits.clear();
                 assert!(scanner.collect(&data, &mut hits, &mut later, usize::MAX));
                 assert_eq!(hits, whole, "{len}");

@@ -198,17 +198,11 @@ fn string_attribute<const N: usize>(out: &mut Vec<u8>, key: &[u8; N], value: &[u
         out.extend_from_slice(&[TAG_ATTRIBUTE, key_value as u8, TAG_KEY, N as u8]);
         out.extend_from_slice(key);
         out.extend_from_slice(&[TAG_VALUE, any as u8, TAG_STRING_VALUE, value.len() as u8]);
+        out.extend_from_slice(value);
     } else {
         out.push(TAG_ATTRIBUTE);
-        varint(out, key_value as u64);
-        out.extend_from_slice(&[TAG_KEY, N as u8]);
-        out.extend_from_slice(key);
-        out.push(TAG_VALUE);
-        varint(out, any as u64);
-        out.push(TAG_STRING_VALUE);
-        varint(out, value.len() as u64);
+        string_attribute_body(out, key, value);
     }
-    out.extend_from_slice(value);
 }
 
 /// An integer attribute of the span (keys are short: every length is one byte).

@@ -549,6 +549,19 @@ mod tests {
             .as_nanos() as u64
     }
 
+    /// One inbound GET span with no incoming `traceparent`, finished at once.
+    fn finish_inbound_span(tracing: &Tracing) {
+        let mut headers = HeaderMap::new();
+        tracing
+            .start(
+                Direction::Inbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            )
+            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+    }
+
     fn exported(tracing: &Tracing, collector: &TestCollector) -> Vec<Span> {
         tracing.flush();
         collector.spans()
@@ -821,15 +834,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let tracing = Tracing::otlp(config, "payments").unwrap();
-        let mut headers = HeaderMap::new();
-        tracing
-            .start(
-                Direction::Inbound,
-                &Method::GET,
-                &mut headers,
-                Instant::now(),
-            )
-            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+        finish_inbound_span(&tracing);
         let spans = exported(&tracing, &collector);
         assert_eq!(attribute(&spans[0], "palisade.service"), string("payments"));
         assert_eq!(
@@ -854,15 +859,7 @@ mod tests {
         let tracing = Tracing::otlp(config, "payments").unwrap();
         let started = Instant::now();
         for _ in 0..200 {
-            let mut headers = HeaderMap::new();
-            tracing
-                .start(
-                    Direction::Inbound,
-                    &Method::GET,
-                    &mut headers,
-                    Instant::now(),
-                )
-                .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+            finish_inbound_span(&tracing);
         }
         let took = started.elapsed();
         assert!(took < Duration::from_millis(500), "{took:?}");
@@ -886,15 +883,7 @@ mod tests {
         let tracing = Tracing::otlp(config, "payments").unwrap();
         let started = Instant::now();
         for _ in 0..500 {
-            let mut headers = HeaderMap::new();
-            tracing
-                .start(
-                    Direction::Inbound,
-                    &Method::GET,
-                    &mut headers,
-                    Instant::now(),
-                )
-                .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+            finish_inbound_span(&tracing);
         }
         let took = started.elapsed();
         assert!(took < Duration::from_millis(500), "{took:?}");
@@ -911,26 +900,11 @@ mod tests {
     fn a_refusing_collector_loses_the_batch_and_the_next_one_is_sent() {
         let collector = TestCollector::start(Answer::Unavailable);
         let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
-        let mut headers = HeaderMap::new();
-        tracing
-            .start(
-                Direction::Inbound,
-                &Method::GET,
-                &mut headers,
-                Instant::now(),
-            )
-            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+        finish_inbound_span(&tracing);
         tracing.flush();
         assert_eq!(tracing.failed_spans().get(), 1);
         collector.answer(Answer::Ok);
-        tracing
-            .start(
-                Direction::Inbound,
-                &Method::GET,
-                &mut headers,
-                Instant::now(),
-            )
-            .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+        finish_inbound_span(&tracing);
         tracing.flush();
         assert_eq!(tracing.failed_spans().get(), 1);
         assert_eq!(collector.spans().len(), 1);
