@@ -216,8 +216,10 @@ pub(crate) struct BodyWalk {
 impl BodyWalk {
     /// Patterns in the order of the global automata of `BODY_WALK_KINDS`. A kind's hits
     /// at one position come longest first, as from its own automaton; hits of equal
-    /// literals of different rules may come in another order, which changes no verdict
-    /// (each rule keeps its own first hit).
+    /// literals of different rules may come in another order, which can reorder a
+    /// verdict's matches but changes no rule's hit, score or action (each rule keeps its
+    /// own first hit).
+    ///
     /// The automaton is shared through `built` like the others, under its rules after a
     /// `u32::MAX` that no rule index reaches.
     fn new(

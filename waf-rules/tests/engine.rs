@@ -573,6 +573,13 @@ fn body_values_find_every_literal_whatever_their_bytes_and_body_type() {
     targets: [body_raw]
     operator:
       literals: ['":"zz']
+  - id: 4
+    message: literal across an argument boundary
+    tags: [probe]
+    severity: critical
+    targets: [arg_names]
+    operator:
+      literals: ['o&r']
 "#;
     let e = Engine::new(RuleSet::from_yaml("body.yaml", yaml).expect("compiles"));
     let s = WafSettings::default();
@@ -612,7 +619,13 @@ fn body_values_find_every_literal_whatever_their_bytes_and_body_type() {
             (1, "body_arg:q".into(), r#"a"b"#.into())
         ]
     );
-    // A hit across a value's edge is not the value's; the raw body still sees its own.
+    // A hit that starts in one value and ends in the next (the name `r`) is neither's.
+    assert_eq!(fired(form, b"a=o&r=1"), []);
+    assert_eq!(
+        fired(form, b"a=1&o%26r=1"),
+        [(4, "body_arg_name".into(), "o&r".into())]
+    );
+    // Words in separate JSON values do not join; the raw body still sees its own hits.
     assert_eq!(
         fired(json, br#"{"q":"zz","r":"pro","s":"be probe"}"#),
         [
