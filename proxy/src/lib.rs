@@ -30,5 +30,5 @@ pub mod upgrade;
 
 pub use config::{Limits, ProxyConfig, Timeouts};
 pub use enforcement::Enforcement;
-pub use run::{run, ProxyError, ProxyIdentity};
+pub use run::{run, serve, Listeners, ProxyError, ProxyIdentity};
 pub use state::MeshState;

@@ -36,6 +36,33 @@ pub enum ProxyError {
     Drain(#[from] drain::DrainTimeout),
 }
 
+/// The proxy's three listening sockets, bound before it serves.
+pub struct Listeners {
+    pub inbound: TcpListener,
+    pub outbound: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &ProxyConfig) -> Result<Listeners, ProxyError> {
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    listener,
+                    addr,
+                    source,
+                })
+        };
+        Ok(Listeners {
+            inbound: bind("inbound", config.inbound).await?,
+            outbound: bind("outbound", config.outbound).await?,
+            admin: bind("admin", config.admin).await?,
+        })
+    }
+}
+
 /// Runs the inbound, outbound and admin listeners until `shutdown` resolves, then stops
 /// accepting and lets in-flight requests finish within `config.drain_timeout`.
 /// Inbound requests are authorized and inspected with `enforcement`, which the caller
@@ -48,19 +75,27 @@ pub async fn run(
     enforcement: Arc<Enforcement>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let bind = |listener: &'static str, addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                listener,
-                addr,
-                source,
-            })
-    };
-    let inbound_listener = bind("inbound", config.inbound).await?;
-    let outbound_listener = bind("outbound", config.outbound).await?;
-    let admin_listener = bind("admin", config.admin).await?;
+    let listeners = Listeners::bind(&config).await?;
+    serve(listeners, config, identity, state, enforcement, shutdown).await
+}
 
+/// [`run`] on listeners bound by the caller, which may have let the system pick their
+/// ports (port 0): tests do, so that no other process can take a port between its
+/// choice and its use. `config`'s addresses should be the listeners' own, since the
+/// proxy reports them.
+pub async fn serve(
+    listeners: Listeners,
+    config: ProxyConfig,
+    identity: ProxyIdentity,
+    state: Arc<MeshState>,
+    enforcement: Arc<Enforcement>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    let Listeners {
+        inbound: inbound_listener,
+        outbound: outbound_listener,
+        admin: admin_listener,
+    } = listeners;
     let metrics = Metrics::traced(enforcement.service(), config.tracing.clone());
     let (signal, watch) = drain::channel();
     let inbound = Inbound::new(&config, &identity, metrics.clone(), enforcement.clone());

@@ -1,6 +1,6 @@
 //! Real proxies for the end-to-end tests: each bootstrapped from a [`TestControlPlane`]
 //! with a join token, renewing its SVID, watching its configuration and serving through
-//! `palisade_proxy::run` exactly as the binary does (see `proxy/src/main.rs`), plus plain
+//! `palisade_proxy::serve` as the binary does through `run` (see `proxy/src/main.rs`), plus plain
 //! HTTP/1.1 and HTTP/2 clients for the application side.
 
 use std::net::SocketAddr;
@@ -16,8 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use palisade_proxy::control::{spawn_watch, WatchConfig, WatchHandle, WatchStatus};
 use palisade_proxy::identity::Identity;
 use palisade_proxy::telemetry::Tracing;
-use palisade_proxy::{run, Enforcement, MeshState, ProxyConfig, ProxyIdentity};
-use tokio::net::TcpStream;
+use palisade_proxy::{serve, Enforcement, Listeners, MeshState, ProxyConfig, ProxyIdentity};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::test_helpers::{eventually, TestControlPlane};
@@ -49,7 +49,9 @@ spec:
     )
 }
 
-/// A free 127.0.0.1 port (bound, then released for the proxy to bind).
+/// A 127.0.0.1 address nobody listens on (bound, then released): the app address of a
+/// proxy whose app the test never calls. Listeners a test needs are bound on port 0 and
+/// kept, as `MeshProxy::start` does, since this port could be taken again meanwhile.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
@@ -91,7 +93,18 @@ impl MeshProxy {
         tracing: Option<Tracing>,
     ) -> anyhow::Result<Self> {
         let identity = cp.identity(namespace, service_account).await?;
-        let (inbound, outbound, admin) = (free_port()?, free_port()?, free_port()?);
+        // Bound here, on ports the system picks, and handed to the proxy: a port chosen
+        // first and bound later could be taken in between by a parallel test.
+        let listeners = Listeners {
+            inbound: TcpListener::bind("127.0.0.1:0").await?,
+            outbound: TcpListener::bind("127.0.0.1:0").await?,
+            admin: TcpListener::bind("127.0.0.1:0").await?,
+        };
+        let (inbound, outbound, admin) = (
+            listeners.inbound.local_addr()?,
+            listeners.outbound.local_addr()?,
+            listeners.admin.local_addr()?,
+        );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -126,7 +139,15 @@ impl MeshProxy {
             let (state, enforcement) = (state.clone(), enforcement.clone());
             let shutdown = until_stopped();
             async move {
-                if let Err(error) = run(config, proxy_identity, state, enforcement, shutdown).await
+                if let Err(error) = serve(
+                    listeners,
+                    config,
+                    proxy_identity,
+                    state,
+                    enforcement,
+                    shutdown,
+                )
+                .await
                 {
                     eprintln!("proxy stopped with an error: {error}");
                 }

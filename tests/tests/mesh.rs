@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -385,13 +385,31 @@ async fn an_oversized_body_gets_413_and_200_kb_of_headers_get_431() {
     mesh.shutdown().await;
 }
 
-/// Sends requests through the mesh until `stop`, on one keep-alive connection and on
-/// fresh ones; returns (succeeded, failures).
-async fn load(outbound: SocketAddr, stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+/// Shared between a test and its `load` task: the test stops the load, and waits for its
+/// first completed request before starting what the load must survive (on a slow machine
+/// the set-up alone can outlast a short-lived SVID's renewals).
+#[derive(Default)]
+struct LoadProgress {
+    stop: AtomicBool,
+    completed: AtomicUsize,
+}
+
+impl LoadProgress {
+    async fn started(&self) -> bool {
+        eventually(Duration::from_secs(10), || {
+            self.completed.load(Ordering::SeqCst) > 0
+        })
+        .await
+    }
+}
+
+/// Sends requests through the mesh until `progress.stop`, on one keep-alive connection and
+/// on fresh ones; returns (succeeded, failures).
+async fn load(outbound: SocketAddr, progress: Arc<LoadProgress>) -> (usize, Vec<String>) {
     let (mut ok, mut failures) = (0, Vec::new());
     let mut kept = http1(outbound).await.unwrap();
     for i in 0..100_000usize {
-        if stop.load(Ordering::SeqCst) {
+        if progress.stop.load(Ordering::SeqCst) {
             break;
         }
         let result = if i % 2 == 0 {
@@ -410,6 +428,7 @@ async fn load(outbound: SocketAddr, stop: Arc<AtomicBool>) -> (usize, Vec<String
             Ok((status, _, body)) => failures.push(format!("status {status}: {}", body.trim())),
             Err(error) => failures.push(format!("{error:#}")),
         }
+        progress.completed.fetch_add(1, Ordering::SeqCst);
     }
     (ok, failures)
 }
@@ -417,15 +436,21 @@ async fn load(outbound: SocketAddr, stop: Arc<AtomicBool>) -> (usize, Vec<String
 #[tokio::test]
 async fn svid_rotation_under_continuous_load_loses_no_request() {
     let mesh = Mesh::start(Duration::from_secs(3)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = tokio::spawn(load(mesh.orders.outbound, stop.clone()));
-    let renewed = eventually(Duration::from_secs(8), || {
-        mesh.payments.identity.status().renewals >= 2 && mesh.orders.identity.status().renewals >= 2
+    let progress = Arc::new(LoadProgress::default());
+    let worker = tokio::spawn(load(mesh.orders.outbound, progress.clone()));
+    assert!(progress.started().await, "no request completed within 10 s");
+    let before = [&mesh.payments, &mesh.orders].map(|p| p.identity.status().renewals);
+    let renewed = eventually(Duration::from_secs(12), || {
+        mesh.payments.identity.status().renewals >= before[0] + 2
+            && mesh.orders.identity.status().renewals >= before[1] + 2
     })
     .await;
-    stop.store(true, Ordering::SeqCst);
+    progress.stop.store(true, Ordering::SeqCst);
     let (ok, failures) = worker.await.unwrap();
-    assert!(renewed, "both proxies should have renewed twice within 8 s");
+    assert!(
+        renewed,
+        "both proxies should have renewed twice more under load within 12 s"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} requests failed: {:?}",
@@ -440,8 +465,9 @@ async fn svid_rotation_under_continuous_load_loses_no_request() {
 #[tokio::test]
 async fn traffic_survives_a_control_plane_outage_and_proxies_reconnect_and_renew() {
     let mut mesh = Mesh::start(Duration::from_secs(8)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = tokio::spawn(load(mesh.orders.outbound, stop.clone()));
+    let progress = Arc::new(LoadProgress::default());
+    let worker = tokio::spawn(load(mesh.orders.outbound, progress.clone()));
+    assert!(progress.started().await, "no request completed within 10 s");
 
     mesh.cp.stop().await;
     assert!(
@@ -467,7 +493,7 @@ async fn traffic_survives_a_control_plane_outage_and_proxies_reconnect_and_renew
         .await,
         "the proxies did not renew after the restart"
     );
-    stop.store(true, Ordering::SeqCst);
+    progress.stop.store(true, Ordering::SeqCst);
     let (ok, failures) = worker.await.unwrap();
     assert!(
         failures.is_empty(),
