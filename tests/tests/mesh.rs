@@ -464,7 +464,10 @@ async fn svid_rotation_under_continuous_load_loses_no_request() {
 
 #[tokio::test]
 async fn traffic_survives_a_control_plane_outage_and_proxies_reconnect_and_renew() {
-    let mut mesh = Mesh::start(Duration::from_secs(8)).await;
+    // Renewed at half-life, an SVID always has at least 6 s left: longer than the outage
+    // below (up to 5 s to notice it, 1.5 s, the restart), which it must outlive, since a
+    // proxy whose SVID expired cannot authenticate to the control plane again.
+    let mut mesh = Mesh::start(Duration::from_secs(12)).await;
     let progress = Arc::new(LoadProgress::default());
     let worker = tokio::spawn(load(mesh.orders.outbound, progress.clone()));
     assert!(progress.started().await, "no request completed within 10 s");
@@ -486,12 +489,12 @@ async fn traffic_survives_a_control_plane_outage_and_proxies_reconnect_and_renew
         "the proxies did not reconnect their watch"
     );
     assert!(
-        eventually(Duration::from_secs(8), || {
+        eventually(Duration::from_secs(10), || {
             mesh.payments.identity.status().renewals > renewals[0]
                 && mesh.orders.identity.status().renewals > renewals[1]
         })
         .await,
-        "the proxies did not renew after the restart"
+        "the proxies did not renew within 10 s of the restart"
     );
     progress.stop.store(true, Ordering::SeqCst);
     let (ok, failures) = worker.await.unwrap();
