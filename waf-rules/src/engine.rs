@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use crate::classes::Classes;
-use crate::request::{extract, Kind, Request, Value};
+use crate::request::{extract, Kind, Request, Value, KIND_COUNT};
 use crate::rule::{Op, Rule};
 use crate::ruleset::{
     BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD, WHOLE_WORD,
@@ -588,8 +588,12 @@ impl Scratch {
                 stamp
             };
             // Unchanged by the chain, the value can only fire the chain's rules that the
-            // raw scan saw or that need no literal.
-            if !changed && !chain.unconditional_at[level] && raw_chains & (1 << (ci % 64)) == 0 {
+            // raw scan saw or that need no literal and admit the value.
+            if !changed
+                && raw_chains & (1 << (ci % 64)) == 0
+                && !chain.unconditional_gate[level * KIND_COUNT + value.kind as usize]
+                    .admits(classes)
+            {
                 continue;
             }
             let (hits, keywords) = if changed {

@@ -52,6 +52,12 @@ pub(crate) struct Chain {
     pub gate_at: [Gate; 4],
     /// Whether `unconditional` holds a rule of paranoia <= index + 1.
     pub unconditional_at: [bool; 4],
+    /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), what a value needs
+    /// for one of `unconditional`'s rules of that level or below targeting the kind to
+    /// match. A value the chain leaves as it is, in which the raw scan saw none of the
+    /// chain's literals, is skipped without it: most of them (short tokens, prose) would
+    /// only walk the chain's unconditional rules to reject each by its target or gate.
+    pub unconditional_gate: Vec<Gate>,
     /// The pair summaries (`classes::pairs`) of the chain's literals, for chains whose
     /// rules all wait for a literal: a value whose summary covers none of them cannot hit
     /// one after whitespace removal.
@@ -567,6 +573,7 @@ impl RuleSet {
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
                     gate_at: std::array::from_fn(|_| Gate::never()),
                     unconditional_at: [false; 4],
+                    unconditional_gate: vec![Gate::never(); 4 * KIND_COUNT],
                     literal_pairs: Vec::new(),
                     pair_breaking: r
                         .chain
@@ -586,6 +593,10 @@ impl RuleSet {
                 chain.unconditional.push(i as u32);
                 for p in usize::from(r.paranoia)..=4 {
                     chain.unconditional_at[p - 1] = true;
+                    for kind in (0..KIND_COUNT).filter(|k| r.targets.kind_mask() & 1 << k != 0) {
+                        let gate = &mut chain.unconditional_gate[(p - 1) * KIND_COUNT + kind];
+                        *gate = gate.or(&rule_gates[i]);
+                    }
                 }
             }
             if !matches!(r.op, Op::ArgCountOver(_)) {

@@ -711,3 +711,57 @@ fn chains_sharing_a_first_step_see_each_values_own_result() {
         ]
     );
 }
+
+/// A chain that leaves a value as it is and whose literals the value lacks is skipped
+/// unless one of its unconditional rules targets the value's kind at the request's
+/// paranoia and admits the value's bytes: each of those still runs.
+#[test]
+fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
+    let yaml = r#"rules:
+  - id: 1
+    message: six digits in one header
+    tags: [probe]
+    severity: critical
+    targets: ["header:x-probe"]
+    transforms: [url_decode]
+    operator:
+      regex: '\d{6}'
+  - id: 2
+    message: three marks in an argument, paranoia 2
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [args]
+    transforms: [url_decode]
+    operator:
+      regex: '[@!]{3}'
+  - id: 3
+    message: a literal in an argument
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    transforms: [url_decode]
+    operator:
+      literals: [zeta]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("unconditional.yaml", yaml).expect("compiles"));
+    let fired = |req: &Request<'_>, paranoia: u8| -> Vec<u32> {
+        let s = WafSettings::default().with_paranoia(paranoia);
+        let mut ids: Vec<u32> = e
+            .inspect(req, &s, None)
+            .matches
+            .iter()
+            .map(|m| m.rule_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let header = |name: &'static str| Request::new("GET", "/").header(name, b"order 123456");
+    assert_eq!(fired(&header("x-probe"), 1), [1]);
+    assert!(fired(&header("x-other"), 4).is_empty());
+    let args = Request::new("GET", "/?a=hey!@!&b=zeta");
+    assert_eq!(fired(&args, 1), [3]);
+    assert_eq!(fired(&args, 2), [2, 3]);
+    assert_eq!(fired(&args, 4), [2, 3]);
+    assert!(fired(&Request::new("GET", "/?a=hey!@"), 4).is_empty());
+}
