@@ -141,7 +141,7 @@ pub(crate) fn of_literal(literal: &[u8]) -> Classes {
 /// are dropped (ASCII case folded). Removing whitespace or NULs, compressing whitespace or
 /// lowercasing leave this summary unchanged, so a literal (itself stripped) can occur in
 /// such a transformed value only if all of its pairs are in the summary: the engine skips
-/// a whitespace-removing chain whose literals all miss, without building the copy.
+/// a whitespace-compressing chain whose literals all miss, without building the copy.
 pub(crate) type Pairs = [u64; 2];
 
 /// The bit of the pair `(a, b)` (already case folded): its index in 0..128.

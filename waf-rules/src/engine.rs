@@ -549,16 +549,25 @@ impl Scratch {
                 if !chain.gate_at[level].admits(classes) {
                     continue;
                 }
-                // The same for the order of bytes, when the chain only drops whitespace
-                // or NULs, or folds case: every rule waits for a literal, and no literal's
-                // byte pairs all occur in the value.
+                // When every rule waits for a literal, and the chain only drops bytes,
+                // folds case or compresses whitespace, skip it if the copy would hold no
+                // literal: the chain's automaton walks the value as if the dropped bytes
+                // were gone (a fraction of the cost of a pair summary), or, for a
+                // compression, no literal has all its byte pairs in the value.
                 if !chain.unconditional_at[level] && chain.pair_breaking & features == 0 {
-                    let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
-                    if !chain
-                        .literal_pairs
-                        .iter()
-                        .any(|p| classes::pairs_within(p, &pairs))
-                    {
+                    let may_hit = if chain.compressing & features != 0 {
+                        let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
+                        chain
+                            .literal_pairs
+                            .iter()
+                            .any(|p| classes::pairs_within(p, &pairs))
+                    } else {
+                        automata.chains[ci]
+                            .automaton
+                            .as_ref()
+                            .is_some_and(|ac| ac.occurs_once_dropped(raw))
+                    };
+                    if !may_hit {
                         continue;
                     }
                 }

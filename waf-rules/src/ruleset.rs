@@ -58,12 +58,20 @@ pub(crate) struct Chain {
     /// chain's literals, is skipped without it: most of them (short tokens, prose) would
     /// only walk the chain's unconditional rules to reject each by its target or gate.
     pub unconditional_gate: Vec<Gate>,
-    /// The pair summaries (`classes::pairs`) of the chain's literals, for chains whose
-    /// rules all wait for a literal: a value whose summary covers none of them cannot hit
-    /// one after whitespace removal.
+    /// The bytes the chain's steps remove (whitespace, NUL): its automata walk a value
+    /// as if they were gone (`Literals::occurs_once_dropped`), which tells whether the
+    /// transformed copy would hold a literal without building it.
+    pub dropped: Vec<u8>,
+    /// The trigger of the chain's whitespace compression, if it has one: a compressed
+    /// run leaves a space that the walk without whitespace would not see.
+    pub compressing: u16,
+    /// For chains that compress whitespace, the pair summaries (`classes::pairs`) of the
+    /// chain's literals: a value whose summary covers none of them cannot hit one after
+    /// whitespace is compressed.
     pub literal_pairs: Vec<classes::Pairs>,
     /// Triggers of the chain's transformations that join bytes which were apart in ways
-    /// pair summaries do not follow (SQL comment removal, path normalisation).
+    /// neither the walk without `dropped` nor pair summaries follow (SQL comment removal,
+    /// path normalisation).
     pub pair_breaking: u16,
 }
 
@@ -276,7 +284,7 @@ impl BodyWalk {
         let scan = match built.get(&key) {
             Some(scan) => scan.clone(),
             None => {
-                let scan = Arc::new(Scan::new(patterns)?);
+                let scan = Arc::new(Scan::new(patterns, &[])?);
                 built.insert(key, scan.clone());
                 scan
             }
@@ -307,10 +315,12 @@ pub(crate) const WHOLE_WORD: u8 = 1;
 pub(crate) const SQL_KEYWORD: u8 = 2;
 
 impl Scan {
-    fn new(patterns: Vec<(&[u8], u32, &Rule)>) -> Result<Scan, RuleError> {
+    /// The automaton of `patterns`, able to walk a value as if the bytes `dropped` were
+    /// not there.
+    fn new(patterns: Vec<(&[u8], u32, &Rule)>, dropped: &[u8]) -> Result<Scan, RuleError> {
         let literals: Vec<&[u8]> = patterns.iter().map(|(l, _, _)| *l).collect();
         Ok(Scan {
-            automaton: Literals::new(&literals)?,
+            automaton: Literals::new(&literals, dropped)?,
             pattern_rule: patterns.iter().map(|(_, r, _)| *r).collect(),
             pattern_flags: patterns
                 .iter()
@@ -574,6 +584,14 @@ impl RuleSet {
                     gate_at: std::array::from_fn(|_| Gate::never()),
                     unconditional_at: [false; 4],
                     unconditional_gate: vec![Gate::never(); 4 * KIND_COUNT],
+                    dropped: (0..=255u8)
+                        .filter(|&b| r.chain.iter().any(|t| t.removes(b)))
+                        .collect(),
+                    compressing: r
+                        .chain
+                        .iter()
+                        .filter(|t| matches!(t, Transform::CompressWhitespace))
+                        .fold(0, |acc, t| acc | t.trigger()),
                     literal_pairs: Vec::new(),
                     pair_breaking: r
                         .chain
@@ -608,7 +626,7 @@ impl RuleSet {
             }
             rule_chain.push(c);
         }
-        for chain in &mut chains {
+        for chain in chains.iter_mut().filter(|c| c.compressing != 0) {
             chain.literal_pairs = chain
                 .rules
                 .iter()
@@ -686,8 +704,15 @@ impl RuleSet {
     fn build_level(&self, level: u8) -> Result<Level, RuleError> {
         let at_level = |&r: &u32| self.rules[r as usize].paranoia <= level;
         let mut built = self.lock_built();
-        let mut scan_of = |members: Vec<u32>| -> Result<Arc<Scan>, RuleError> {
-            if let Some(scan) = built.get(&members) {
+        // An automaton that drops bytes is kept under its rules after a `u32::MAX - 1`
+        // (no rule index reaches it), apart from one of the same rules that drops none.
+        let mut scan_of = |members: Vec<u32>, dropped: &[u8]| -> Result<Arc<Scan>, RuleError> {
+            let key: Vec<u32> = (!dropped.is_empty())
+                .then_some(u32::MAX - 1)
+                .into_iter()
+                .chain(members.iter().copied())
+                .collect();
+            if let Some(scan) = built.get(&key) {
                 return Ok(scan.clone());
             }
             let patterns = members
@@ -698,19 +723,24 @@ impl RuleSet {
                         .map(move |l| (l.as_slice(), r, &self.rules[r as usize]))
                 })
                 .collect();
-            let scan = Arc::new(Scan::new(patterns)?);
-            built.insert(members, scan.clone());
+            let scan = Arc::new(Scan::new(patterns, dropped)?);
+            built.insert(key, scan.clone());
             Ok(scan)
         };
         let chains = self
             .chains
             .iter()
-            .map(|chain| scan_of(chain.rules.iter().copied().filter(at_level).collect()))
+            .map(|chain| {
+                scan_of(
+                    chain.rules.iter().copied().filter(at_level).collect(),
+                    &chain.dropped,
+                )
+            })
             .collect::<Result<_, _>>()?;
         let global = self
             .global_rules
             .iter()
-            .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect()))
+            .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect(), &[]))
             .collect::<Result<_, _>>()?;
         let body = BodyWalk::new(self, at_level, &mut built)?;
         Ok(Level {

@@ -765,3 +765,53 @@ fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
     assert_eq!(fired(&args, 4), [2, 3]);
     assert!(fired(&Request::new("GET", "/?a=hey!@"), 4).is_empty());
 }
+
+/// Chains that only drop whitespace or NULs, fold case or compress whitespace are skipped
+/// when the transformed copy could hold none of their literals; a literal that the
+/// dropped or compressed bytes split in the value must still be found.
+#[test]
+fn literals_split_by_bytes_a_chain_drops_or_compresses_are_found() {
+    let yaml = r#"rules:
+  - id: 1
+    message: whitespace removed
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [remove_whitespace]
+    operator:
+      literals: ["alert("]
+  - id: 2
+    message: NULs removed, lowercased
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [remove_nulls, lowercase]
+    operator:
+      literals: [zeta]
+  - id: 3
+    message: whitespace compressed
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [compress_whitespace]
+    operator:
+      literals: ["beta gamma"]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("dropped.yaml", yaml).expect("compiles"));
+    let fired = |value: &[u8]| -> Vec<u32> {
+        let req = Request::new("GET", "/").header("x-probe", value);
+        let mut ids: Vec<u32> = e
+            .inspect(&req, &WafSettings::default(), None)
+            .matches
+            .iter()
+            .map(|m| m.rule_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(fired(b"x = al ert\t(1)"), [1]);
+    assert_eq!(fired(b"a ZE\0Ta b"), [2]);
+    assert_eq!(fired(b"Beta \t Gamma"), [3]);
+    assert_eq!(fired(b"al\0ert( ze ta beta\0gamma"), Vec::<u32>::new());
+    assert!(fired(b"an alert about zeal, beta and gamma").is_empty());
+}
