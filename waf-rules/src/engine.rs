@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use crate::classes::Classes;
-use crate::request::{extract, Kind, Request, Value, KIND_COUNT};
+use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
 use crate::ruleset::{
     BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD, WHOLE_WORD,
@@ -521,13 +521,24 @@ impl Scratch {
                 triggered = masks.triggered(features);
             }
             let untriggered = reached & !triggered;
+            let mut unconditional = untriggered & masks.unconditional_at[level];
             if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;
                 (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
                 raw_stamp = Some(stamp);
+                // Of the chains left as they are, those the scan saw nothing of can only
+                // run their unconditional rules: drop them here when those reject the
+                // value, as the loop would after a few more steps each.
+                let mut idle = unconditional & !raw_chains;
+                while idle != 0 {
+                    let ci = idle.trailing_zeros() as usize;
+                    idle &= idle - 1;
+                    if !set.chains[ci].unconditional_admits(level, value.kind, classes) {
+                        unconditional &= !(1 << ci);
+                    }
+                }
             }
-            visit = reached
-                & (triggered | (untriggered & (raw_chains | masks.unconditional_at[level])));
+            visit = reached & (triggered | (untriggered & (raw_chains | unconditional)));
         }
         let mut order = ChainOrder::new(visit, set.chains.len(), set.chain_masks.is_some());
         while let Some(ci) = order.next() {
@@ -600,8 +611,7 @@ impl Scratch {
             // raw scan saw or that need no literal and admit the value.
             if !changed
                 && raw_chains & (1 << (ci % 64)) == 0
-                && !chain.unconditional_gate[level * KIND_COUNT + value.kind as usize]
-                    .admits(classes)
+                && !chain.unconditional_admits(level, value.kind, classes)
             {
                 continue;
             }

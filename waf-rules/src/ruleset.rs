@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::classes::{self, Gate};
+use crate::classes::{self, Classes, Gate};
 use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
@@ -73,6 +73,14 @@ pub(crate) struct Chain {
     /// neither the walk without `dropped` nor pair summaries follow (SQL comment removal,
     /// path normalisation).
     pub pair_breaking: u16,
+}
+
+impl Chain {
+    /// Whether one of the chain's unconditional rules of paranoia <= `level` + 1 that
+    /// target `kind` may match a value with `classes` (`unconditional_gate`).
+    pub(crate) fn unconditional_admits(&self, level: usize, kind: Kind, classes: Classes) -> bool {
+        self.unconditional_gate[level * KIND_COUNT + kind as usize].admits(classes)
+    }
 }
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).

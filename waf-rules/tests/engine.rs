@@ -714,7 +714,9 @@ fn chains_sharing_a_first_step_see_each_values_own_result() {
 
 /// A chain that leaves a value as it is and whose literals the value lacks is skipped
 /// unless one of its unconditional rules targets the value's kind at the request's
-/// paranoia and admits the value's bytes: each of those still runs.
+/// paranoia and admits the value's bytes: each of those still runs, whether the chains
+/// are picked before the value's scan (rules 1 to 3 alone) or after it (rule 4, in a
+/// chain of its own, makes the engine scan every argument and header first).
 #[test]
 fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
     let yaml = r#"rules:
@@ -744,26 +746,37 @@ fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
     operator:
       literals: [zeta]
 "#;
-    let e = Engine::new(RuleSet::from_yaml("unconditional.yaml", yaml).expect("compiles"));
-    let fired = |req: &Request<'_>, paranoia: u8| -> Vec<u32> {
-        let s = WafSettings::default().with_paranoia(paranoia);
-        let mut ids: Vec<u32> = e
-            .inspect(req, &s, None)
-            .matches
-            .iter()
-            .map(|m| m.rule_id)
-            .collect();
-        ids.sort_unstable();
-        ids
-    };
-    let header = |name: &'static str| Request::new("GET", "/").header(name, b"order 123456");
-    assert_eq!(fired(&header("x-probe"), 1), [1]);
-    assert!(fired(&header("x-other"), 4).is_empty());
-    let args = Request::new("GET", "/?a=hey!@!&b=zeta");
-    assert_eq!(fired(&args, 1), [3]);
-    assert_eq!(fired(&args, 2), [2, 3]);
-    assert_eq!(fired(&args, 4), [2, 3]);
-    assert!(fired(&Request::new("GET", "/?a=hey!@"), 4).is_empty());
+    let scanned_first = r#"
+  - id: 4
+    message: a literal in another chain
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    operator:
+      literals: [omega]
+"#;
+    for yaml in [yaml.to_string(), format!("{yaml}{scanned_first}")] {
+        let e = Engine::new(RuleSet::from_yaml("unconditional.yaml", &yaml).expect("compiles"));
+        let fired = |req: &Request<'_>, paranoia: u8| -> Vec<u32> {
+            let s = WafSettings::default().with_paranoia(paranoia);
+            let mut ids: Vec<u32> = e
+                .inspect(req, &s, None)
+                .matches
+                .iter()
+                .map(|m| m.rule_id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let header = |name: &'static str| Request::new("GET", "/").header(name, b"order 123456");
+        assert_eq!(fired(&header("x-probe"), 1), [1]);
+        assert!(fired(&header("x-other"), 4).is_empty());
+        let args = Request::new("GET", "/?a=hey!@!&b=zeta");
+        assert_eq!(fired(&args, 1), [3]);
+        assert_eq!(fired(&args, 2), [2, 3]);
+        assert_eq!(fired(&args, 4), [2, 3]);
+        assert!(fired(&Request::new("GET", "/?a=hey!@"), 4).is_empty());
+    }
 }
 
 /// Chains that only drop whitespace or NULs, fold case or compress whitespace are skipped
