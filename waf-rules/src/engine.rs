@@ -179,12 +179,17 @@ impl Engine {
         let mut scratch = Scratch::take(set);
         scratch.seen.start_request();
         scratch.body_walked = false;
+        // Out of the scratch while a transformed value borrows them, so the scans may
+        // still update the hit stamps; taken once per request, not per value.
+        let mut buffers = std::mem::take(&mut scratch.buffers);
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
             }
-            scratch.inspect_value(&inspection, value, &mut verdict);
+            buffers.first.done = None;
+            scratch.inspect_value_with(&mut buffers, &inspection, value, &mut verdict);
         }
+        scratch.buffers = buffers;
         for (ri, rule) in set.rules.iter().enumerate() {
             if let Op::ArgCountOver(max) = rule.op {
                 if rule.paranoia <= eff.paranoia
@@ -460,20 +465,6 @@ impl Scratch {
     /// Keeps the scratch for this thread's next request.
     fn give_back(self) {
         SCRATCH.set(Some(self));
-    }
-
-    fn inspect_value(
-        &mut self,
-        inspection: &Inspection<'_>,
-        value: &Value<'_>,
-        verdict: &mut Verdict,
-    ) {
-        // Out of `self` while a transformed value borrows them, so the scans may still
-        // update the hit stamps.
-        let mut buffers = std::mem::take(&mut self.buffers);
-        buffers.first.done = None;
-        self.inspect_value_with(&mut buffers, inspection, value, verdict);
-        self.buffers = buffers;
     }
 
     fn inspect_value_with(
