@@ -115,8 +115,10 @@ pub struct RuleSet {
 pub(crate) struct ChainMasks {
     /// Per value kind and paranoia level, the chains with a rule that targets the kind.
     pub by_kind_at: [[u64; 4]; KIND_COUNT],
-    /// Per transformation feature bit, the chains with a transformation it triggers.
-    triggered_by: [u64; 16],
+    /// Per slice of six feature bits (bits 0-5, 6-11, 12-15) and each value of the
+    /// slice, the chains with a transformation one of those bits triggers: three lookups
+    /// for a value's features in place of one per feature.
+    triggered_by: [[u64; 64]; 3],
     /// Per paranoia level, the chains with a rule that needs no literal.
     pub unconditional_at: [u64; 4],
     /// Per paranoia level, the chains with a rule that looks at every header.
@@ -133,7 +135,7 @@ impl ChainMasks {
         }
         let mut masks = ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
-            triggered_by: [0; 16],
+            triggered_by: [[0; 64]; 3],
             unconditional_at: [0; 4],
             every_header_at: [0; 4],
             named_headers: Vec::new(),
@@ -150,9 +152,12 @@ impl ChainMasks {
                     masks.unconditional_at[level] |= bit;
                 }
             }
-            for (f, by) in masks.triggered_by.iter_mut().enumerate() {
-                if chain.triggers & (1 << f) != 0 {
-                    *by |= bit;
+            for (slice, by_value) in masks.triggered_by.iter_mut().enumerate() {
+                for (value, by) in by_value.iter_mut().enumerate() {
+                    let features = (value << (6 * slice)) as u32;
+                    if u32::from(chain.triggers) & features != 0 {
+                        *by |= bit;
+                    }
                 }
             }
             for rule in chain.rules.iter().map(|&r| &rules[r as usize]) {
@@ -194,13 +199,10 @@ impl ChainMasks {
 
     /// The chains a value with transformation `features` makes run.
     pub(crate) fn triggered(&self, features: u16) -> u64 {
-        let mut chains = 0;
-        let mut rest = features;
-        while rest != 0 {
-            chains |= self.triggered_by[rest.trailing_zeros() as usize];
-            rest &= rest - 1;
-        }
-        chains
+        let f = usize::from(features);
+        self.triggered_by[0][f & 63]
+            | self.triggered_by[1][f >> 6 & 63]
+            | self.triggered_by[2][f >> 12]
     }
 }
 
@@ -1022,6 +1024,21 @@ mod tests {
             }
         }
         assert!(seen > 4, "{seen}");
+    }
+
+    #[test]
+    fn triggered_chains_are_those_with_a_step_a_feature_triggers() {
+        let set = RuleSet::embedded().expect("embedded rules build");
+        let masks = set.chain_masks.as_ref().expect("under 64 chains");
+        for features in 0..=u16::MAX {
+            let expected = set
+                .chains
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.triggers & features != 0)
+                .fold(0u64, |acc, (ci, _)| acc | 1 << ci);
+            assert_eq!(masks.triggered(features), expected, "{features:#06x}");
+        }
     }
 
     #[test]
