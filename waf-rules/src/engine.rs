@@ -179,12 +179,17 @@ impl Engine {
         let mut scratch = Scratch::take(set);
         scratch.seen.start_request();
         scratch.body_walked = false;
+        // Out of the scratch while a transformed value borrows them, so the scans may
+        // still update the hit stamps; taken once per request, not per value.
+        let mut buffers = std::mem::take(&mut scratch.buffers);
         for (index, value) in extracted.values.iter().enumerate() {
             if scratch.seen_before(&extracted.values, index) {
                 continue;
             }
-            scratch.inspect_value(&inspection, value, &mut verdict);
+            buffers.first.done = None;
+            scratch.inspect_value_with(&mut buffers, &inspection, value, &mut verdict);
         }
+        scratch.buffers = buffers;
         for (ri, rule) in set.rules.iter().enumerate() {
             if let Op::ArgCountOver(max) = rule.op {
                 if rule.paranoia <= eff.paranoia
@@ -462,20 +467,6 @@ impl Scratch {
         SCRATCH.set(Some(self));
     }
 
-    fn inspect_value(
-        &mut self,
-        inspection: &Inspection<'_>,
-        value: &Value<'_>,
-        verdict: &mut Verdict,
-    ) {
-        // Out of `self` while a transformed value borrows them, so the scans may still
-        // update the hit stamps.
-        let mut buffers = std::mem::take(&mut self.buffers);
-        buffers.first.done = None;
-        self.inspect_value_with(&mut buffers, inspection, value, verdict);
-        self.buffers = buffers;
-    }
-
     fn inspect_value_with(
         &mut self,
         buffers: &mut Buffers,
@@ -521,13 +512,24 @@ impl Scratch {
                 triggered = masks.triggered(features);
             }
             let untriggered = reached & !triggered;
+            let mut unconditional = untriggered & masks.unconditional_at[level];
             if untriggered & !masks.unconditional_at[level] != 0 {
                 let stamp;
                 (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
                 raw_stamp = Some(stamp);
+                // Of the chains left as they are, those the scan saw nothing of can only
+                // run their unconditional rules: drop them here when those reject the
+                // value, as the loop would after a few more steps each.
+                let mut idle = unconditional & !raw_chains;
+                while idle != 0 {
+                    let ci = idle.trailing_zeros() as usize;
+                    idle &= idle - 1;
+                    if !set.chains[ci].unconditional_admits(level, value.kind, classes) {
+                        unconditional &= !(1 << ci);
+                    }
+                }
             }
-            visit = reached
-                & (triggered | (untriggered & (raw_chains | masks.unconditional_at[level])));
+            visit = reached & (triggered | (untriggered & (raw_chains | unconditional)));
         }
         let mut order = ChainOrder::new(visit, set.chains.len(), set.chain_masks.is_some());
         while let Some(ci) = order.next() {
@@ -549,16 +551,25 @@ impl Scratch {
                 if !chain.gate_at[level].admits(classes) {
                     continue;
                 }
-                // The same for the order of bytes, when the chain only drops whitespace
-                // or NULs, or folds case: every rule waits for a literal, and no literal's
-                // byte pairs all occur in the value.
+                // When every rule waits for a literal, and the chain only drops bytes,
+                // folds case or compresses whitespace, skip it if the copy would hold no
+                // literal: the chain's automaton walks the value as if the dropped bytes
+                // were gone (a fraction of the cost of a pair summary), or, for a
+                // compression, no literal has all its byte pairs in the value.
                 if !chain.unconditional_at[level] && chain.pair_breaking & features == 0 {
-                    let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
-                    if !chain
-                        .literal_pairs
-                        .iter()
-                        .any(|p| classes::pairs_within(p, &pairs))
-                    {
+                    let may_hit = if chain.compressing & features != 0 {
+                        let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
+                        chain
+                            .literal_pairs
+                            .iter()
+                            .any(|p| classes::pairs_within(p, &pairs))
+                    } else {
+                        automata.chains[ci]
+                            .automaton
+                            .as_ref()
+                            .is_some_and(|ac| ac.occurs_once_dropped(raw))
+                    };
+                    if !may_hit {
                         continue;
                     }
                 }
@@ -588,8 +599,11 @@ impl Scratch {
                 stamp
             };
             // Unchanged by the chain, the value can only fire the chain's rules that the
-            // raw scan saw or that need no literal.
-            if !changed && !chain.unconditional_at[level] && raw_chains & (1 << (ci % 64)) == 0 {
+            // raw scan saw or that need no literal and admit the value.
+            if !changed
+                && raw_chains & (1 << (ci % 64)) == 0
+                && !chain.unconditional_admits(level, value.kind, classes)
+            {
                 continue;
             }
             let (hits, keywords) = if changed {

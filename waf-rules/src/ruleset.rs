@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::classes::{self, Gate};
+use crate::classes::{self, Classes, Gate};
 use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
@@ -52,13 +52,35 @@ pub(crate) struct Chain {
     pub gate_at: [Gate; 4],
     /// Whether `unconditional` holds a rule of paranoia <= index + 1.
     pub unconditional_at: [bool; 4],
-    /// The pair summaries (`classes::pairs`) of the chain's literals, for chains whose
-    /// rules all wait for a literal: a value whose summary covers none of them cannot hit
-    /// one after whitespace removal.
+    /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), what a value needs
+    /// for one of `unconditional`'s rules of that level or below targeting the kind to
+    /// match. A value the chain leaves as it is, in which the raw scan saw none of the
+    /// chain's literals, is skipped without it: most of them (short tokens, prose) would
+    /// only walk the chain's unconditional rules to reject each by its target or gate.
+    pub unconditional_gate: Vec<Gate>,
+    /// The bytes the chain's steps remove (whitespace, NUL): its automata walk a value
+    /// as if they were gone (`Literals::occurs_once_dropped`), which tells whether the
+    /// transformed copy would hold a literal without building it.
+    pub dropped: Vec<u8>,
+    /// The trigger of the chain's whitespace compression, if it has one: a compressed
+    /// run leaves a space that the walk without whitespace would not see.
+    pub compressing: u16,
+    /// For chains that compress whitespace, the pair summaries (`classes::pairs`) of the
+    /// chain's literals: a value whose summary covers none of them cannot hit one after
+    /// whitespace is compressed.
     pub literal_pairs: Vec<classes::Pairs>,
     /// Triggers of the chain's transformations that join bytes which were apart in ways
-    /// pair summaries do not follow (SQL comment removal, path normalisation).
+    /// neither the walk without `dropped` nor pair summaries follow (SQL comment removal,
+    /// path normalisation).
     pub pair_breaking: u16,
+}
+
+impl Chain {
+    /// Whether one of the chain's unconditional rules of paranoia <= `level` + 1 that
+    /// target `kind` may match a value with `classes` (`unconditional_gate`).
+    pub(crate) fn unconditional_admits(&self, level: usize, kind: Kind, classes: Classes) -> bool {
+        self.unconditional_gate[level * KIND_COUNT + kind as usize].admits(classes)
+    }
 }
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).
@@ -93,8 +115,10 @@ pub struct RuleSet {
 pub(crate) struct ChainMasks {
     /// Per value kind and paranoia level, the chains with a rule that targets the kind.
     pub by_kind_at: [[u64; 4]; KIND_COUNT],
-    /// Per transformation feature bit, the chains with a transformation it triggers.
-    triggered_by: [u64; 16],
+    /// Per slice of six feature bits (bits 0-5, 6-11, 12-15) and each value of the
+    /// slice, the chains with a transformation one of those bits triggers: three lookups
+    /// for a value's features in place of one per feature.
+    triggered_by: [[u64; 64]; 3],
     /// Per paranoia level, the chains with a rule that needs no literal.
     pub unconditional_at: [u64; 4],
     /// Per paranoia level, the chains with a rule that looks at every header.
@@ -111,7 +135,7 @@ impl ChainMasks {
         }
         let mut masks = ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
-            triggered_by: [0; 16],
+            triggered_by: [[0; 64]; 3],
             unconditional_at: [0; 4],
             every_header_at: [0; 4],
             named_headers: Vec::new(),
@@ -128,9 +152,12 @@ impl ChainMasks {
                     masks.unconditional_at[level] |= bit;
                 }
             }
-            for (f, by) in masks.triggered_by.iter_mut().enumerate() {
-                if chain.triggers & (1 << f) != 0 {
-                    *by |= bit;
+            for (slice, by_value) in masks.triggered_by.iter_mut().enumerate() {
+                for (value, by) in by_value.iter_mut().enumerate() {
+                    let features = (value << (6 * slice)) as u32;
+                    if u32::from(chain.triggers) & features != 0 {
+                        *by |= bit;
+                    }
                 }
             }
             for rule in chain.rules.iter().map(|&r| &rules[r as usize]) {
@@ -172,13 +199,10 @@ impl ChainMasks {
 
     /// The chains a value with transformation `features` makes run.
     pub(crate) fn triggered(&self, features: u16) -> u64 {
-        let mut chains = 0;
-        let mut rest = features;
-        while rest != 0 {
-            chains |= self.triggered_by[rest.trailing_zeros() as usize];
-            rest &= rest - 1;
-        }
-        chains
+        let f = usize::from(features);
+        self.triggered_by[0][f & 63]
+            | self.triggered_by[1][f >> 6 & 63]
+            | self.triggered_by[2][f >> 12]
     }
 }
 
@@ -270,7 +294,7 @@ impl BodyWalk {
         let scan = match built.get(&key) {
             Some(scan) => scan.clone(),
             None => {
-                let scan = Arc::new(Scan::new(patterns)?);
+                let scan = Arc::new(Scan::new(patterns, &[])?);
                 built.insert(key, scan.clone());
                 scan
             }
@@ -301,10 +325,12 @@ pub(crate) const WHOLE_WORD: u8 = 1;
 pub(crate) const SQL_KEYWORD: u8 = 2;
 
 impl Scan {
-    fn new(patterns: Vec<(&[u8], u32, &Rule)>) -> Result<Scan, RuleError> {
+    /// The automaton of `patterns`, able to walk a value as if the bytes `dropped` were
+    /// not there.
+    fn new(patterns: Vec<(&[u8], u32, &Rule)>, dropped: &[u8]) -> Result<Scan, RuleError> {
         let literals: Vec<&[u8]> = patterns.iter().map(|(l, _, _)| *l).collect();
         Ok(Scan {
-            automaton: Literals::new(&literals)?,
+            automaton: Literals::new(&literals, dropped)?,
             pattern_rule: patterns.iter().map(|(_, r, _)| *r).collect(),
             pattern_flags: patterns
                 .iter()
@@ -567,6 +593,15 @@ impl RuleSet {
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
                     gate_at: std::array::from_fn(|_| Gate::never()),
                     unconditional_at: [false; 4],
+                    unconditional_gate: vec![Gate::never(); 4 * KIND_COUNT],
+                    dropped: (0..=255u8)
+                        .filter(|&b| r.chain.iter().any(|t| t.removes(b)))
+                        .collect(),
+                    compressing: r
+                        .chain
+                        .iter()
+                        .filter(|t| matches!(t, Transform::CompressWhitespace))
+                        .fold(0, |acc, t| acc | t.trigger()),
                     literal_pairs: Vec::new(),
                     pair_breaking: r
                         .chain
@@ -586,6 +621,10 @@ impl RuleSet {
                 chain.unconditional.push(i as u32);
                 for p in usize::from(r.paranoia)..=4 {
                     chain.unconditional_at[p - 1] = true;
+                    for kind in (0..KIND_COUNT).filter(|k| r.targets.kind_mask() & 1 << k != 0) {
+                        let gate = &mut chain.unconditional_gate[(p - 1) * KIND_COUNT + kind];
+                        *gate = gate.or(&rule_gates[i]);
+                    }
                 }
             }
             if !matches!(r.op, Op::ArgCountOver(_)) {
@@ -597,7 +636,7 @@ impl RuleSet {
             }
             rule_chain.push(c);
         }
-        for chain in &mut chains {
+        for chain in chains.iter_mut().filter(|c| c.compressing != 0) {
             chain.literal_pairs = chain
                 .rules
                 .iter()
@@ -675,8 +714,15 @@ impl RuleSet {
     fn build_level(&self, level: u8) -> Result<Level, RuleError> {
         let at_level = |&r: &u32| self.rules[r as usize].paranoia <= level;
         let mut built = self.lock_built();
-        let mut scan_of = |members: Vec<u32>| -> Result<Arc<Scan>, RuleError> {
-            if let Some(scan) = built.get(&members) {
+        // An automaton that drops bytes is kept under its rules after a `u32::MAX - 1`
+        // (no rule index reaches it), apart from one of the same rules that drops none.
+        let mut scan_of = |members: Vec<u32>, dropped: &[u8]| -> Result<Arc<Scan>, RuleError> {
+            let key: Vec<u32> = (!dropped.is_empty())
+                .then_some(u32::MAX - 1)
+                .into_iter()
+                .chain(members.iter().copied())
+                .collect();
+            if let Some(scan) = built.get(&key) {
                 return Ok(scan.clone());
             }
             let patterns = members
@@ -687,19 +733,24 @@ impl RuleSet {
                         .map(move |l| (l.as_slice(), r, &self.rules[r as usize]))
                 })
                 .collect();
-            let scan = Arc::new(Scan::new(patterns)?);
-            built.insert(members, scan.clone());
+            let scan = Arc::new(Scan::new(patterns, dropped)?);
+            built.insert(key, scan.clone());
             Ok(scan)
         };
         let chains = self
             .chains
             .iter()
-            .map(|chain| scan_of(chain.rules.iter().copied().filter(at_level).collect()))
+            .map(|chain| {
+                scan_of(
+                    chain.rules.iter().copied().filter(at_level).collect(),
+                    &chain.dropped,
+                )
+            })
             .collect::<Result<_, _>>()?;
         let global = self
             .global_rules
             .iter()
-            .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect()))
+            .map(|rules| scan_of(rules.iter().copied().filter(at_level).collect(), &[]))
             .collect::<Result<_, _>>()?;
         let body = BodyWalk::new(self, at_level, &mut built)?;
         Ok(Level {
@@ -973,6 +1024,21 @@ mod tests {
             }
         }
         assert!(seen > 4, "{seen}");
+    }
+
+    #[test]
+    fn triggered_chains_are_those_with_a_step_a_feature_triggers() {
+        let set = RuleSet::embedded().expect("embedded rules build");
+        let masks = set.chain_masks.as_ref().expect("under 64 chains");
+        for features in 0..=u16::MAX {
+            let expected = set
+                .chains
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.triggers & features != 0)
+                .fold(0u64, |acc, (ci, _)| acc | 1 << ci);
+            assert_eq!(masks.triggered(features), expected, "{features:#06x}");
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::error::RuleError;
 pub(crate) struct Literals {
     /// Where each byte's column starts in the table.
     offsets: [u32; 256],
+    /// As `offsets`, with the bytes given to `new` led to a column that keeps
+    /// every state as it is: a walk with them reads the data as if those bytes were gone.
+    dropping: Option<Box<[u32; 256]>>,
     table: Table,
     /// Match state `s` (match states are numbered first) reports
     /// `matches[match_bounds[s]..match_bounds[s + 1]]`, as (pattern, pattern length), in
@@ -95,13 +98,18 @@ impl<S: Sid> Dense<S> {
 const HALVES_MIN: usize = 512;
 
 impl Literals {
-    /// Compiles `patterns`; `None` when there are none.
-    pub(crate) fn new(patterns: &[&[u8]]) -> Result<Option<Literals>, RuleError> {
-        Self::build(patterns, usize::from(u16::MAX))
+    /// Compiles `patterns`; `None` when there are none. `occurs_once_dropped` skips the
+    /// bytes `dropped`.
+    pub(crate) fn new(patterns: &[&[u8]], dropped: &[u8]) -> Result<Option<Literals>, RuleError> {
+        Self::build(patterns, dropped, usize::from(u16::MAX))
     }
 
     /// As `new`, with 4-byte state ids when there are more than `narrow_max` states.
-    fn build(patterns: &[&[u8]], narrow_max: usize) -> Result<Option<Literals>, RuleError> {
+    fn build(
+        patterns: &[&[u8]],
+        dropped: &[u8],
+        narrow_max: usize,
+    ) -> Result<Option<Literals>, RuleError> {
         if patterns.is_empty() {
             return Ok(None);
         }
@@ -185,11 +193,22 @@ impl Literals {
         for (b, offset) in offsets.iter_mut().enumerate() {
             *offset = u32::try_from(column[b] * states.len()).map_err(|e| error(&e))?;
         }
+        let dropping = (!dropped.is_empty())
+            .then(|| -> Result<Box<[u32; 256]>, RuleError> {
+                let mut dropping = Box::new(offsets);
+                let identity = u32::try_from(width * states.len()).map_err(|e| error(&e))?;
+                for &b in dropped {
+                    dropping[usize::from(b)] = identity;
+                }
+                Ok(dropping)
+            })
+            .transpose()?;
         let columns = Columns {
             order: &order,
             renumber: &renumber,
             next: &next,
             width,
+            identity: dropping.is_some(),
         };
         let table = if states.len() <= narrow_max {
             Table::Narrow(Dense::build(&columns, renumber[0], matching))
@@ -198,6 +217,7 @@ impl Literals {
         };
         Ok(Some(Literals {
             offsets,
+            dropping,
             table,
             match_bounds,
             matches,
@@ -215,8 +235,22 @@ impl Literals {
         };
         trans
             + std::mem::size_of_val(&self.offsets)
+            + self
+                .dropping
+                .as_ref()
+                .map_or(0, |d| std::mem::size_of_val(&**d))
             + self.match_bounds.len() * std::mem::size_of::<u32>()
             + self.matches.len() * std::mem::size_of::<(u32, u32)>()
+    }
+
+    /// Whether a literal occurs in `data` once the bytes given to `new` are
+    /// removed from it: what a scan of a copy without them would tell, without the copy.
+    pub(crate) fn occurs_once_dropped(&self, data: &[u8]) -> bool {
+        let offsets = self.dropping.as_deref().unwrap_or(&self.offsets);
+        match &self.table {
+            Table::Narrow(d) => d.is_match(Self::to_match(d, offsets, data, 0, d.start).1),
+            Table::Wide(d) => d.is_match(Self::to_match(d, offsets, data, 0, d.start).1),
+        }
     }
 
     /// Calls `hit(pattern, start, end)` for every occurrence of every literal in `data`,
@@ -324,7 +358,7 @@ impl Literals {
         hit: &mut impl FnMut(usize, usize, usize),
     ) {
         while at < data.len() {
-            (at, sid) = self.to_match(d, data, at, sid);
+            (at, sid) = Self::to_match(d, &self.offsets, data, at, sid);
             if !d.is_match(sid) {
                 return;
             }
@@ -427,15 +461,15 @@ impl Literals {
     /// steps.
     #[inline(never)]
     fn to_match<S: Sid>(
-        &self,
         d: &Dense<S>,
+        offsets: &[u32; 256],
         data: &[u8],
         mut at: usize,
         mut sid: usize,
     ) -> (usize, usize) {
         while let Some(&[b0, b1, b2, b3]) = data.get(at..at + 4) {
             for (step, b) in [b0, b1, b2, b3].into_iter().enumerate() {
-                sid = d.next(&self.offsets, sid, b);
+                sid = d.next(offsets, sid, b);
                 if d.is_match(sid) {
                     return (at + step + 1, sid);
                 }
@@ -443,7 +477,7 @@ impl Literals {
             at += 4;
         }
         while at < data.len() {
-            sid = d.next(&self.offsets, sid, data[at]);
+            sid = d.next(offsets, sid, data[at]);
             at += 1;
             if d.is_match(sid) {
                 break;
@@ -472,16 +506,22 @@ struct Columns<'a> {
     /// Row after row, in breadth-first numbers, `width` columns each.
     next: &'a [u32],
     width: usize,
+    /// Whether a last column leads every state to itself.
+    identity: bool,
 }
 
 impl<S: Sid> Dense<S> {
     fn build(columns: &Columns, start: usize, matching: usize) -> Dense<S> {
         let states = columns.order.len();
-        let mut trans = vec![S::from_index(0); states * columns.width];
+        let width = columns.width + usize::from(columns.identity);
+        let mut trans = vec![S::from_index(0); states * width];
         for (new, &old) in columns.order.iter().enumerate() {
             let row = &columns.next[old * columns.width..][..columns.width];
             for (c, &to) in row.iter().enumerate() {
                 trans[c * states + new] = S::from_index(columns.renumber[to as usize]);
+            }
+            if columns.identity {
+                trans[columns.width * states + new] = S::from_index(new);
             }
         }
         Dense {
@@ -505,7 +545,7 @@ mod tests {
 
     fn hits(patterns: &[&str], data: &str) -> Hits {
         let patterns: Vec<&[u8]> = patterns.iter().map(|p| p.as_bytes()).collect();
-        let scanner = Literals::new(&patterns)
+        let scanner = Literals::new(&patterns, &[])
             .expect("builds")
             .expect("has patterns");
         let mut out = Vec::new();
@@ -578,7 +618,7 @@ mod tests {
     /// Overlapping literals, and the table of their small automaton.
     fn overlapping_scanner() -> Literals {
         let patterns: [&[u8]; 6] = [b"ab", b"abcab", b"b", b"cabca", b"zz", b"bcabcabcab"];
-        let scanner = Literals::new(&patterns)
+        let scanner = Literals::new(&patterns, &[])
             .expect("builds")
             .expect("has patterns");
         assert!(
@@ -696,7 +736,7 @@ mod tests {
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for patterns in sets {
-            let scanner = Literals::new(patterns).expect("builds").expect("some");
+            let scanner = Literals::new(patterns, &[]).expect("builds").expect("some");
             let oracle = Oracle::new(&scanner.patterns);
             let mut alphabet: Vec<u8> = patterns.iter().flat_map(|p| p.iter().copied()).collect();
             alphabet.extend(alphabet.clone().iter().map(|b| b.to_ascii_uppercase()));
@@ -716,7 +756,7 @@ mod tests {
     #[test]
     fn four_byte_ids_walk_the_same_automaton() {
         let patterns: [&[u8]; 5] = [b"ab", b"abcab", b"b", b"cabca", b"bcabcabcab"];
-        let scanner = Literals::build(&patterns, 0)
+        let scanner = Literals::build(&patterns, &[], 0)
             .expect("builds")
             .expect("some");
         assert!(matches!(scanner.table, Table::Wide(_)));
@@ -725,6 +765,32 @@ mod tests {
         for len in [0usize, 3, 100, 511, 512, 2048] {
             let data: Vec<u8> = (0..len).map(|_| b"abcAB"[rng.below(5)]).collect();
             oracle.check(&scanner, &data, &format!("{len}"));
+        }
+    }
+
+    #[test]
+    fn a_walk_dropping_bytes_finds_what_a_scan_of_the_copy_without_them_does() {
+        let patterns: [&[u8]; 5] = [b"ab", b"abca", b"b c", b"cab\0", b"zz"];
+        let dropped = [b' ', b'\t', 0];
+        let oracle = Oracle::new(&patterns.map(<[u8]>::to_vec));
+        let mut rng = Rng(0x9e37_79b9);
+        for narrow_max in [usize::from(u16::MAX), 0] {
+            let scanner = Literals::build(&patterns, &dropped, narrow_max)
+                .expect("builds")
+                .expect("some");
+            let mut found = 0;
+            for len in 0..400 {
+                let data: Vec<u8> = (0..len % 40).map(|_| b"abcZ \t\0"[rng.below(7)]).collect();
+                let copy: Vec<u8> = data
+                    .iter()
+                    .copied()
+                    .filter(|b| !dropped.contains(b))
+                    .collect();
+                let expected = oracle.ac.find_overlapping_iter(&copy).next().is_some();
+                assert_eq!(scanner.occurs_once_dropped(&data), expected, "{data:?}");
+                found += usize::from(expected);
+            }
+            assert!(found > 100 && found < 350, "{found}");
         }
     }
 
@@ -796,6 +862,6 @@ mod tests {
 
     #[test]
     fn no_patterns_is_no_scanner() {
-        assert!(Literals::new(&[]).expect("builds").is_none());
+        assert!(Literals::new(&[], &[]).expect("builds").is_none());
     }
 }

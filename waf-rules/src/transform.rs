@@ -112,6 +112,16 @@ pub(crate) mod feature {
 }
 
 impl Transform {
+    /// Whether the transformation removes every occurrence of byte `b` and does nothing
+    /// else with it.
+    pub(crate) fn removes(self, b: u8) -> bool {
+        match self {
+            Transform::RemoveNulls => b == 0,
+            Transform::RemoveWhitespace => is_space(b),
+            _ => false,
+        }
+    }
+
     /// The feature whose absence proves this transformation leaves a value unchanged.
     pub(crate) fn trigger(self) -> u16 {
         use feature::*;
@@ -700,6 +710,24 @@ fn fold_unicode(input: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::Transform::{self, *};
+
+    #[test]
+    fn removes_names_exactly_the_bytes_a_step_drops() {
+        for t in [
+            RemoveNulls,
+            RemoveWhitespace,
+            CompressWhitespace,
+            Lowercase,
+            UrlDecode,
+        ] {
+            for b in 0..=255u8 {
+                let input = [b'x', b, b'y'];
+                let mut out = Vec::new();
+                let dropped = t.apply(&input, &mut out) && out == b"xy";
+                assert_eq!(t.removes(b), dropped, "{t:?} {b:#04x}");
+            }
+        }
+    }
 
     fn run(t: Transform, input: &str) -> String {
         let mut out = Vec::new();

@@ -711,3 +711,120 @@ fn chains_sharing_a_first_step_see_each_values_own_result() {
         ]
     );
 }
+
+/// A chain that leaves a value as it is and whose literals the value lacks is skipped
+/// unless one of its unconditional rules targets the value's kind at the request's
+/// paranoia and admits the value's bytes: each of those still runs, whether the chains
+/// are picked before the value's scan (rules 1 to 3 alone) or after it (rule 4, in a
+/// chain of its own, makes the engine scan every argument and header first).
+#[test]
+fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
+    let yaml = r#"rules:
+  - id: 1
+    message: six digits in one header
+    tags: [probe]
+    severity: critical
+    targets: ["header:x-probe"]
+    transforms: [url_decode]
+    operator:
+      regex: '\d{6}'
+  - id: 2
+    message: three marks in an argument, paranoia 2
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [args]
+    transforms: [url_decode]
+    operator:
+      regex: '[@!]{3}'
+  - id: 3
+    message: a literal in an argument
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    transforms: [url_decode]
+    operator:
+      literals: [zeta]
+"#;
+    let scanned_first = r#"
+  - id: 4
+    message: a literal in another chain
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    operator:
+      literals: [omega]
+"#;
+    for yaml in [yaml.to_string(), format!("{yaml}{scanned_first}")] {
+        let e = Engine::new(RuleSet::from_yaml("unconditional.yaml", &yaml).expect("compiles"));
+        let fired = |req: &Request<'_>, paranoia: u8| -> Vec<u32> {
+            let s = WafSettings::default().with_paranoia(paranoia);
+            let mut ids: Vec<u32> = e
+                .inspect(req, &s, None)
+                .matches
+                .iter()
+                .map(|m| m.rule_id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let header = |name: &'static str| Request::new("GET", "/").header(name, b"order 123456");
+        assert_eq!(fired(&header("x-probe"), 1), [1]);
+        assert!(fired(&header("x-other"), 4).is_empty());
+        let args = Request::new("GET", "/?a=hey!@!&b=zeta");
+        assert_eq!(fired(&args, 1), [3]);
+        assert_eq!(fired(&args, 2), [2, 3]);
+        assert_eq!(fired(&args, 4), [2, 3]);
+        assert!(fired(&Request::new("GET", "/?a=hey!@"), 4).is_empty());
+    }
+}
+
+/// Chains that only drop whitespace or NULs, fold case or compress whitespace are skipped
+/// when the transformed copy could hold none of their literals; a literal that the
+/// dropped or compressed bytes split in the value must still be found.
+#[test]
+fn literals_split_by_bytes_a_chain_drops_or_compresses_are_found() {
+    let yaml = r#"rules:
+  - id: 1
+    message: whitespace removed
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [remove_whitespace]
+    operator:
+      literals: ["alert("]
+  - id: 2
+    message: NULs removed, lowercased
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [remove_nulls, lowercase]
+    operator:
+      literals: [zeta]
+  - id: 3
+    message: whitespace compressed
+    tags: [probe]
+    severity: critical
+    targets: [args, headers]
+    transforms: [compress_whitespace]
+    operator:
+      literals: ["beta gamma"]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("dropped.yaml", yaml).expect("compiles"));
+    let fired = |value: &[u8]| -> Vec<u32> {
+        let req = Request::new("GET", "/").header("x-probe", value);
+        let mut ids: Vec<u32> = e
+            .inspect(&req, &WafSettings::default(), None)
+            .matches
+            .iter()
+            .map(|m| m.rule_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(fired(b"x = al ert\t(1)"), [1]);
+    assert_eq!(fired(b"a ZE\0Ta b"), [2]);
+    assert_eq!(fired(b"Beta \t Gamma"), [3]);
+    assert_eq!(fired(b"al\0ert( ze ta beta\0gamma"), Vec::<u32>::new());
+    assert!(fired(b"an alert about zeal, beta and gamma").is_empty());
+}
