@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use palisade_api::policy::{PathPattern, SpiffeIdPattern};
-use palisade_spiffe::{SpiffeId, TrustDomain};
+use palisade_spiffe::{IdError, SpiffeId, TrustDomain};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -49,8 +49,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(pattern.as_str(), text);
             // The IDs the wildcard stands for: any valid segment in place of each `*`.
             for stand_in in ["x", "orders", "a.b-c_d"] {
-                let id = SpiffeId::parse(&text.replace('*', stand_in))
-                    .expect("a pattern's instances are valid IDs");
+                let id = match SpiffeId::parse(&text.replace('*', stand_in)) {
+                    // A pattern near the length limit stands for shorter IDs only.
+                    Err(IdError::TooLong) => continue,
+                    id => id.expect("a pattern's instances are valid IDs"),
+                };
                 assert!(pattern.matches(&id), "{text} does not match {id}");
             }
             if let Some(exact) = pattern.exact() {
