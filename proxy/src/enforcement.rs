@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use palisade_api::policy::ServicePolicy;
+use palisade_api::policy::{ServicePolicy, MAX_PATH_PARAMS};
 use palisade_api::wire::{ConfigSnapshot, ServiceAuthorization};
 use palisade_spiffe::TrustDomain;
 use palisade_waf::{Engine, RuleError, RuleSet, WafSettings};
@@ -35,6 +35,12 @@ impl WafConfig {
         for key in settings.routes.keys() {
             if !key.starts_with('/') {
                 tracing::warn!(route = %key, "WAF route settings ignored: a route key is a path pattern starting with `/`");
+                continue;
+            }
+            // `matchit` panics past its parameter limit instead of returning an error;
+            // counting every `{` stays on the safe side of it.
+            if key.matches('{').count() > MAX_PATH_PARAMS {
+                tracing::warn!(route = %key, "WAF route settings ignored: a route pattern has at most {MAX_PATH_PARAMS} parameters");
                 continue;
             }
             if let Err(error) = routes.insert(key.as_str(), key.clone()) {
@@ -229,5 +235,28 @@ mod tests {
         assert_eq!(waf.route_for("/v1/charges"), None);
         assert_eq!(waf.route_for("no-slash"), None);
         assert!(!waf.always_off());
+    }
+
+    /// Found through the `spiffe_id` fuzz target's path-pattern panic: a WAF route key
+    /// with 26 parameters (a WafPolicy accepts any route name) panicked `matchit` here,
+    /// in the proxy, when the settings arrived.
+    #[test]
+    fn route_keys_with_too_many_parameters_are_ignored() {
+        let key = |n: usize| (0..n).map(|i| format!("/{{p{i}}}")).collect::<String>();
+        let mut settings = WafSettings::default();
+        settings
+            .routes
+            .insert(key(MAX_PATH_PARAMS + 1), RouteSettings::default());
+        settings.routes.insert(
+            format!("/x{}", key(MAX_PATH_PARAMS)),
+            RouteSettings::default(),
+        );
+        let waf = WafConfig::new(settings);
+        let path = |n: usize| "/a".repeat(n);
+        assert_eq!(waf.route_for(&path(MAX_PATH_PARAMS + 1)), None);
+        assert_eq!(
+            waf.route_for(&format!("/x{}", path(MAX_PATH_PARAMS))),
+            Some(format!("/x{}", key(MAX_PATH_PARAMS)).as_str())
+        );
     }
 }

@@ -33,7 +33,10 @@ pub(crate) fn content(
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let bound = (limit as u64).saturating_add(1);
     let result = if enc.eq_ignore_ascii_case(b"gzip") || enc.eq_ignore_ascii_case(b"x-gzip") {
-        flate2::read::GzDecoder::new(body)
+        // Every member: a gzip body may be several members back to back (RFC 1952), and
+        // the application's decoder reads them all, so an attack in a later member must
+        // not pass uninspected (`GzDecoder` stops after the first).
+        flate2::read::MultiGzDecoder::new(body)
             .take(bound)
             .read_to_end(&mut out)
     } else if enc.eq_ignore_ascii_case(b"deflate") {
@@ -90,5 +93,28 @@ mod tests {
         assert_eq!(content(&br, b"x", 1000, false), Err(Refused::Undecodable));
         let plain = Request::new("POST", "/");
         assert_eq!(content(&plain, b"x", 1000, false), Ok(None));
+    }
+
+    /// Found by the `waf_bodies` fuzz target: only the first member of a gzip body was
+    /// decoded, so an attack in a second member was never inspected.
+    #[test]
+    fn every_gzip_member_is_decoded() {
+        let req = Request::new("POST", "/").header("content-encoding", b"gzip");
+        let mut body = gzip(b"q=hello&");
+        body.extend(gzip(b"p=1 UNION SELECT password FROM users"));
+        assert_eq!(
+            content(&req, &body, 1000, false),
+            Ok(Some(
+                b"q=hello&p=1 UNION SELECT password FROM users".to_vec()
+            ))
+        );
+        // Past the limit across members, and garbage after a member.
+        assert_eq!(content(&req, &body, 20, false), Err(Refused::TooLarge));
+        let mut trailing = gzip(b"q=hello");
+        trailing.extend_from_slice(b"more bytes, not a gzip member");
+        assert_eq!(
+            content(&req, &trailing, 1000, false),
+            Err(Refused::Undecodable)
+        );
     }
 }

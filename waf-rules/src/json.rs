@@ -84,6 +84,29 @@ pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Valu
     }
 }
 
+/// The scanner's reading of `body`: the number of string values, and every value in
+/// order as `(is a key, name, bytes)`; a refused body ends with itself as an unnamed
+/// value. Public only for the fuzz targets (hidden from the docs, not part of the API):
+/// they check the scanner against `serde_json`, and an engine verdict keeps too little
+/// of what was read (64-byte fragments, 64 matches) for that comparison.
+#[doc(hidden)]
+pub fn scan_for_fuzzing(body: &[u8]) -> (usize, Vec<(bool, String, Vec<u8>)>) {
+    let mut names = String::new();
+    let mut out = Vec::new();
+    let count = json(body, &mut names, &mut out);
+    let values = out
+        .into_iter()
+        .map(|v| {
+            (
+                v.kind == Kind::BodyArgName,
+                v.name.into_owned(),
+                v.data.into_owned(),
+            )
+        })
+        .collect();
+    (count, values)
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     /// The position: what is before it has been parsed.

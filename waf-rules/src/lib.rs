@@ -30,6 +30,8 @@ mod util;
 
 pub use engine::{Action, Engine, Match, Verdict, FRAGMENT_MAX, MATCHES_MAX};
 pub use error::RuleError;
+#[doc(hidden)]
+pub use json::scan_for_fuzzing as json_scan_for_fuzzing;
 pub use request::Request;
 pub use rule::Severity;
 pub use ruleset::{ExampleFailure, RuleInfo, RuleSet};

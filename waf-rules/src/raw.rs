@@ -119,7 +119,12 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
 
 fn origin_form(target: &str) -> String {
     for scheme in ["http://", "https://"] {
-        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compared as bytes: the target is any text, and its first `scheme.len()` bytes
+        // may end inside a character. When they match, the cut after them is on a
+        // character boundary, as the scheme is ASCII.
+        if target.len() > scheme.len()
+            && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        {
             let after = &target[scheme.len()..];
             return match after.find(['/', '?']) {
                 Some(i) if after.as_bytes()[i] == b'/' => after[i..].to_string(),
@@ -191,5 +196,17 @@ mod tests {
         let r = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
             .expect("bad chunk");
         assert!(r.body.is_empty());
+    }
+
+    /// Found by the `waf_raw_request` fuzz target: a target whose first seven or eight
+    /// bytes end inside a character panicked in the check for an absolute-form scheme.
+    #[test]
+    fn targets_cut_inside_a_character_by_the_scheme_check() {
+        let r = parse(b"T \xe3\xe3\xe3").expect("request line");
+        assert_eq!(r.target, "\u{fffd}\u{fffd}\u{fffd}");
+        let r = parse("GET http:/\u{e9}x HTTP/1.1\r\n\r\n".as_bytes()).expect("request line");
+        assert_eq!(r.target, "http:/\u{e9}x");
+        let r = parse("GET https://h\u{e9}/p\u{e9} HTTP/1.1\r\n\r\n".as_bytes()).expect("absolute");
+        assert_eq!(r.target, "/p\u{e9}");
     }
 }

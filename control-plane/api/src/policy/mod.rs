@@ -34,6 +34,6 @@ pub use model::{
     HeaderRegex, MeshConfig, Mode, Route, Rule, Source, API_VERSION, DEFAULT_NAMESPACE,
     KIND_AUTHORIZATION_POLICY, KIND_MESH_CONFIG,
 };
-pub use pattern::{LeafError, PathPattern, PathSegment, SpiffeIdPattern};
+pub use pattern::{LeafError, PathPattern, PathSegment, SpiffeIdPattern, MAX_PATH_PARAMS};
 pub use set::PolicySet;
 pub use waf_policy::{parse_waf_file, KnownRules, WafPolicy, KIND_WAF_POLICY, MAX_BODY_LIMIT};

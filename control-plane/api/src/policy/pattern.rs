@@ -187,6 +187,11 @@ impl From<SpiffeIdPattern> for String {
 /// Longest path pattern accepted.
 const MAX_PATTERN_LEN: usize = 1024;
 
+/// Most `{name}` parameters in one path pattern (catch-alls aside). `matchit` 0.8 names
+/// parameters `a` to `z` internally and panics on the 26th instead of returning an
+/// error, so a longer pattern must be refused before it reaches a router.
+pub const MAX_PATH_PARAMS: usize = 25;
+
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathSegment {
@@ -229,6 +234,18 @@ impl PathPattern {
         let mut segments = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter().enumerate() {
             segments.push(parse_segment(source, part, i == last)?);
+        }
+        let params = segments
+            .iter()
+            .filter(|s| **s == PathSegment::Param)
+            .count();
+        if params > MAX_PATH_PARAMS {
+            return Err(LeafError::new(
+                format!(
+                    "path pattern `{source}` has {params} parameters; at most {MAX_PATH_PARAMS} are allowed"
+                ),
+                "match the fixed part of the path and end it with a catch-all such as `{*rest}`",
+            ));
         }
         // The pattern is matchit syntax: make sure matchit itself agrees, so that the
         // patterns developers write here mean the same in every other router we use.
@@ -393,5 +410,22 @@ mod tests {
             assert!(err.message.contains(needle), "{bad}: {}", err.message);
         }
         assert!(PathPattern::parse(&format!("/{}", "a".repeat(2000))).is_err());
+    }
+
+    /// Found by the `spiffe_id` fuzz target: a pattern with 26 parameters panicked in
+    /// `matchit` (`Too many route parameters.`) instead of being refused.
+    #[test]
+    fn too_many_parameters_are_refused_not_a_panic() {
+        let pattern = |n: usize| {
+            (0..n).fold(String::from("/v1"), |mut p, i| {
+                p.push_str(&format!("/{{p{i}}}"));
+                p
+            })
+        };
+        let most = PathPattern::parse(&pattern(MAX_PATH_PARAMS)).unwrap();
+        assert_eq!(most.segments().len(), MAX_PATH_PARAMS + 1);
+        let err = PathPattern::parse(&pattern(MAX_PATH_PARAMS + 1)).unwrap_err();
+        assert!(err.message.contains("has 26 parameters"), "{}", err.message);
+        assert!(PathPattern::parse(&(pattern(MAX_PATH_PARAMS) + "/{*rest}")).is_ok());
     }
 }
