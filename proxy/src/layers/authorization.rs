@@ -448,6 +448,17 @@ spec:
 
     impl Captured {
         pub(crate) fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+            // Interest in a callsite is cached for every thread: one first hit by a test
+            // running without a subscriber, while another test installed its own, could
+            // be cached as "never" and stay silent here. A global subscriber that
+            // decides per event, and takes none, keeps every callsite "sometimes".
+            static UNDECIDED_GLOBAL: std::sync::Once = std::sync::Once::new();
+            UNDECIDED_GLOBAL.call_once(|| {
+                use tracing_subscriber::layer::SubscriberExt;
+                let undecided = tracing_subscriber::registry()
+                    .with(tracing_subscriber::filter::filter_fn(|_| false));
+                let _ = tracing::subscriber::set_global_default(undecided);
+            });
             let captured = Self::default();
             let writer = captured.clone();
             let subscriber = tracing_subscriber::fmt()
@@ -455,8 +466,6 @@ spec:
                 .with_writer(move || writer.clone())
                 .finish();
             let guard = tracing::subscriber::set_default(subscriber);
-            // Callsites first hit by a concurrent test may have cached "no interest".
-            tracing::callsite::rebuild_interest_cache();
             (captured, guard)
         }
 
