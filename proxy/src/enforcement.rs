@@ -10,6 +10,7 @@
 //! policy store has loaded), so a proxy never drops a good policy for nothing. WAF
 //! settings start at the secure defaults and `waf: None` keeps what is in force.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -18,21 +19,29 @@ use palisade_api::wire::{ConfigSnapshot, ServiceAuthorization};
 use palisade_spiffe::TrustDomain;
 use palisade_waf::{Engine, RuleError, RuleSet, WafSettings};
 
-/// The WAF settings in force, with their route keys compiled into a router.
+/// The WAF settings in force, with their routes compiled into a router.
 #[derive(Debug)]
 pub struct WafConfig {
     pub settings: WafSettings,
     routes: matchit::Router<String>,
+    has_routes: bool,
 }
 
 impl WafConfig {
-    /// Compiles the route keys of `settings.routes`: each key is a `matchit` path pattern
-    /// (`/login`, `/v1/charges/{id}`, `/static/{*rest}`), the same syntax as policy routes.
-    /// A key that is not a pattern or conflicts with another is left out and logged, so
-    /// that path falls back to the service's settings.
+    /// Compiles the routes of `settings`: the keys of `settings.routes` and the routes the
+    /// service's exclusions name. Each is a `matchit` path pattern (`/login`,
+    /// `/v1/charges/{id}`, `/static/{*rest}`), the same syntax as policy routes; the
+    /// control plane refuses any other. One that is not a pattern or conflicts with
+    /// another is left out and logged, so that path falls back to the service's settings.
     pub fn new(settings: WafSettings) -> Self {
         let mut routes = matchit::Router::new();
-        for key in settings.routes.keys() {
+        let mut has_routes = false;
+        let keys: BTreeSet<&String> = settings
+            .routes
+            .keys()
+            .chain(settings.exclusions.iter().flat_map(|e| &e.routes))
+            .collect();
+        for key in keys {
             if !key.starts_with('/') {
                 tracing::warn!(route = %key, "WAF route settings ignored: a route key is a path pattern starting with `/`");
                 continue;
@@ -43,16 +52,23 @@ impl WafConfig {
                 tracing::warn!(route = %key, "WAF route settings ignored: a route pattern has at most {MAX_PATH_PARAMS} parameters");
                 continue;
             }
-            if let Err(error) = routes.insert(key.as_str(), key.clone()) {
-                tracing::warn!(route = %key, %error, "WAF route settings ignored: the route pattern is invalid or conflicts with another");
+            match routes.insert(key.as_str(), key.clone()) {
+                Ok(()) => has_routes = true,
+                Err(error) => {
+                    tracing::warn!(route = %key, %error, "WAF route settings ignored: the route pattern is invalid or conflicts with another");
+                }
             }
         }
-        Self { settings, routes }
+        Self {
+            settings,
+            routes,
+            has_routes,
+        }
     }
 
-    /// The `routes` key whose pattern matches `path` (the raw request path), if any.
+    /// The route whose pattern matches `path` (the raw request path), if any.
     pub fn route_for(&self, path: &str) -> Option<&str> {
-        if self.settings.routes.is_empty() {
+        if !self.has_routes {
             return None;
         }
         self.routes.at(path).ok().map(|m| m.value.as_str())
@@ -235,6 +251,32 @@ mod tests {
         assert_eq!(waf.route_for("/v1/charges"), None);
         assert_eq!(waf.route_for("no-slash"), None);
         assert!(!waf.always_off());
+    }
+
+    /// A service-level exclusion names its routes by pattern, as the route overrides'
+    /// keys do; the request's route must be found for it even when no override has that
+    /// key, or the exclusion would never apply.
+    #[test]
+    fn exclusions_apply_on_the_routes_they_name() {
+        let mut settings = WafSettings::default();
+        settings.exclusions.push(palisade_waf::Exclusion {
+            tags: vec!["sqli".into()],
+            routes: vec!["/search/{*rest}".into()],
+            ..Default::default()
+        });
+        let waf = WafConfig::new(settings);
+        assert_eq!(waf.route_for("/search/books"), Some("/search/{*rest}"));
+        assert_eq!(waf.route_for("/orders"), None);
+        let engine = Engine::new(RuleSet::embedded().unwrap());
+        let verdict = |path: &str| {
+            let target = format!("{path}?q=1%27%20UNION%20SELECT%20password%20FROM%20users--");
+            let request = palisade_waf::Request::new("GET", &target);
+            engine
+                .inspect(&request, &waf.settings, waf.route_for(path))
+                .action
+        };
+        assert_eq!(verdict("/search/books"), palisade_waf::Action::Pass);
+        assert_eq!(verdict("/orders"), palisade_waf::Action::Block);
     }
 
     /// Found through the `spiffe_id` fuzz target's path-pattern panic: a WAF route key

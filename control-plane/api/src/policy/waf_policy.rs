@@ -18,6 +18,7 @@ use super::fields::{join, type_name, Document, FieldChecks};
 use super::lines::LineIndex;
 use super::load::split_documents;
 use super::model::{Source, API_VERSION, DEFAULT_NAMESPACE};
+use super::pattern::PathPattern;
 
 pub const KIND_WAF_POLICY: &str = "WafPolicy";
 
@@ -353,6 +354,9 @@ impl Checker<'_> {
                 continue;
             };
             let here = join(path, route);
+            if !self.route_pattern(route, &here) {
+                continue;
+            }
             let Some(m) = self.mapping(value, &here, ROUTE_FIELDS) else {
                 continue;
             };
@@ -364,7 +368,40 @@ impl Checker<'_> {
             };
             out.insert(route.to_owned(), settings);
         }
+        // Two patterns that could match the same path (`/a/{id}` and `/a/{name}`) leave
+        // the proxy unable to choose; it would ignore the second.
+        let mut router = matchit::Router::new();
+        for route in out.keys() {
+            if let Err(e) = router.insert(route.as_str(), ()) {
+                self.error(
+                    &join(path, route),
+                    format!("route `{route}` conflicts with another route: {e}"),
+                    Some("give each route its own fixed path segments, or merge the two".into()),
+                );
+            }
+        }
         out
+    }
+
+    /// Whether `route` is a path pattern (as policy routes are: `/login`,
+    /// `/v1/charges/{id}`, `/static/{*rest}`), which is what the proxy matches a request's
+    /// path against to find its route; reports it at `here` if not, since the proxy could
+    /// only ignore it.
+    fn route_pattern(&mut self, route: &str, here: &str) -> bool {
+        match PathPattern::parse(route) {
+            Ok(_) => true,
+            Err(e) => {
+                self.error(
+                    here,
+                    format!(
+                        "a WAF route is a path pattern the request's path is matched against: {}",
+                        e.message
+                    ),
+                    e.hint,
+                );
+                false
+            }
+        }
     }
 
     fn exclusions(&mut self, map: &Mapping, path: &str) -> Vec<Exclusion> {
@@ -446,7 +483,8 @@ impl Checker<'_> {
                 match self.string(item, &here, "comment") {
                     Some("") => self.error(&here, format!("an empty name in `{key}`"), None),
                     Some(s) if key == "args" => exclusion.args.push(s.to_owned()),
-                    Some(s) => exclusion.routes.push(s.to_owned()),
+                    Some(s) if self.route_pattern(s, &here) => exclusion.routes.push(s.to_owned()),
+                    Some(_) => {}
                     None => {}
                 }
             }
@@ -531,7 +569,7 @@ spec:
     - rules: [942100]
       args: [comment]
   routes:
-    upload:
+    /upload:
       mode: block
       paranoia: 1
       exclusions:
@@ -560,7 +598,7 @@ spec:
         );
         assert_eq!(s.exclusions[0].rules, vec![942100]);
         assert_eq!(s.exclusions[0].args, vec!["comment".to_owned()]);
-        let upload = &s.routes["upload"];
+        let upload = &s.routes["/upload"];
         assert_eq!(
             (upload.mode, upload.paranoia, upload.threshold),
             (Some(Mode::Block), Some(1), None)
@@ -609,8 +647,41 @@ spec:
             "{all}"
         );
         assert!(all.contains("waf.yaml:14:7: spec.exclusions[0].rules[0]: no WAF rule has id 942101\n    hint: rules near it: 942100"), "{all}");
-        assert!(all.contains("spec.routes.upload.exclusions[0].tags[0]: no WAF rule has the tag `xxs`\n    hint: did you mean `xss`?"), "{all}");
+        assert!(all.contains("spec.routes./upload.exclusions[0].tags[0]: no WAF rule has the tag `xxs`\n    hint: did you mean `xss`?"), "{all}");
         assert_eq!(problems.len(), 6, "{all}");
+    }
+
+    /// The proxy finds a request's route by matching its path against these patterns:
+    /// a route named any other way could only be ignored there, so it is refused here.
+    #[test]
+    fn routes_are_path_patterns_without_conflicts() {
+        let text = FULL
+            .replace("    /upload:\n", "    upload:\n")
+            .replace(
+                "      args: [comment]\n",
+                "      args: [comment]\n      routes: [\"/v1/{id}\", cms-editor]\n",
+            )
+            .replace(
+                "  routes:\n",
+                "  routes:\n    /v1/{id}:\n      mode: detect\n    /v1/{name}:\n      mode: detect\n",
+            );
+        let (policies, problems) = parse_waf_file("waf.yaml", &text, &known());
+        assert!(policies.is_empty());
+        let all = problems
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("spec.exclusions[0].routes[1]: a WAF route is a path pattern the request's path is matched against: path pattern `cms-editor` does not start with `/`\n    hint: write `/cms-editor`"), "{all}");
+        assert!(
+            all.contains("spec.routes.upload: a WAF route is a path pattern"),
+            "{all}"
+        );
+        assert!(
+            all.contains("spec.routes./v1/{name}: route `/v1/{name}` conflicts with another route"),
+            "{all}"
+        );
+        assert_eq!(problems.len(), 3, "{all}");
     }
 
     #[test]
