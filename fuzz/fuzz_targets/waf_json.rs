@@ -10,90 +10,13 @@
 use libfuzzer_sys::fuzz_target;
 use palisade_fuzz::{block_at, embedded_engine, inspect_checked};
 use palisade_waf::Request;
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The engine's cap on values taken from one body (`request::MAX_BODY_VALUES`).
 const MAX_BODY_VALUES: usize = 2048;
 
-type Values = Vec<(bool, String, Vec<u8>)>;
-
-struct Collect<'o> {
-    path: String,
-    out: &'o mut Values,
-}
-
-impl<'de> DeserializeSeed<'de> for Collect<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Collect<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.out.push((false, self.path, v.as_bytes().to_vec()));
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(Collect {
-                path: self.path.clone(),
-                out: &mut *self.out,
-            })?
-            .is_some()
-        {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            self.out
-                .push((true, String::new(), key.as_bytes().to_vec()));
-            let path = if self.path.is_empty() {
-                key
-            } else {
-                format!("{}.{key}", self.path)
-            };
-            map.next_value_seed(Collect {
-                path,
-                out: &mut *self.out,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// `serde_json`'s reading, or its error message.
-fn serde_values(body: &[u8]) -> Result<Values, String> {
-    let mut out = Vec::new();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    Collect {
-        path: String::new(),
-        out: &mut out,
-    }
-    .deserialize(&mut de)
-    .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(out)
-}
+/// `serde_json`'s reading, shared with the scanner's own tests.
+#[path = "../../waf-rules/src/json_oracle.rs"]
+mod json_oracle;
 
 fuzz_target!(|body: &[u8]| {
     let (count, ours) = palisade_waf::json_scan_for_fuzzing(body);
@@ -101,7 +24,7 @@ fuzz_target!(|body: &[u8]| {
     let fell_back = ours
         .last()
         .is_some_and(|(key, name, data)| !key && name.is_empty() && data == body);
-    match serde_values(body) {
+    match json_oracle::serde_reading(body) {
         Ok(theirs) => {
             let kept = theirs.len().min(MAX_BODY_VALUES);
             assert_eq!(ours, theirs[..kept], "{:?}", shown());
