@@ -5,6 +5,18 @@ use palisade_waf::{
     Action, Engine, Exclusion, Mode, OverLimit, Request, RouteSettings, RuleSet, WafSettings,
 };
 
+/// The ids of the rules that matched `req`, sorted.
+fn fired_rules(e: &Engine, req: &Request<'_>, settings: &WafSettings) -> Vec<u32> {
+    let mut ids: Vec<u32> = e
+        .inspect(req, settings, None)
+        .matches
+        .iter()
+        .map(|m| m.rule_id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 fn engine() -> Engine {
     Engine::new(RuleSet::embedded().expect("embedded rules compile"))
 }
@@ -757,16 +769,8 @@ fn unconditional_rules_run_on_values_their_chain_leaves_unchanged() {
 "#;
     for yaml in [yaml.to_string(), format!("{yaml}{scanned_first}")] {
         let e = Engine::new(RuleSet::from_yaml("unconditional.yaml", &yaml).expect("compiles"));
-        let fired = |req: &Request<'_>, paranoia: u8| -> Vec<u32> {
-            let s = WafSettings::default().with_paranoia(paranoia);
-            let mut ids: Vec<u32> = e
-                .inspect(req, &s, None)
-                .matches
-                .iter()
-                .map(|m| m.rule_id)
-                .collect();
-            ids.sort_unstable();
-            ids
+        let fired = |req: &Request<'_>, paranoia: u8| {
+            fired_rules(&e, req, &WafSettings::default().with_paranoia(paranoia))
         };
         let header = |name: &'static str| Request::new("GET", "/").header(name, b"order 123456");
         assert_eq!(fired(&header("x-probe"), 1), [1]);
@@ -811,16 +815,9 @@ fn literals_split_by_bytes_a_chain_drops_or_compresses_are_found() {
       literals: ["beta gamma"]
 "#;
     let e = Engine::new(RuleSet::from_yaml("dropped.yaml", yaml).expect("compiles"));
-    let fired = |value: &[u8]| -> Vec<u32> {
+    let fired = |value: &[u8]| {
         let req = Request::new("GET", "/").header("x-probe", value);
-        let mut ids: Vec<u32> = e
-            .inspect(&req, &WafSettings::default(), None)
-            .matches
-            .iter()
-            .map(|m| m.rule_id)
-            .collect();
-        ids.sort_unstable();
-        ids
+        fired_rules(&e, &req, &WafSettings::default())
     };
     assert_eq!(fired(b"x = al ert\t(1)"), [1]);
     assert_eq!(fired(b"a ZE\0Ta b"), [2]);
