@@ -9,7 +9,7 @@ use crate::classes::Classes;
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{Op, Rule};
 use crate::ruleset::{
-    BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD, WHOLE_WORD,
+    hit_counts, BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD,
 };
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{self, feature, Transform};
@@ -741,7 +741,7 @@ impl Scratch {
             }
             let (start, end) = (start - offset, end - offset);
             let flags = walk.scan.pattern_flags[p];
-            if flags & WHOLE_WORD != 0 && !detect::keyword_stands_alone(raw, start, end) {
+            if !hit_counts(flags, raw, start, end) {
                 continue;
             }
             keywords |= flags & SQL_KEYWORD != 0;
@@ -790,8 +790,7 @@ impl Scratch {
             ac.scan(data, |p, start, end| {
                 if hit.is_none()
                     && scan.pattern_rule[p] as usize == ri
-                    && (scan.pattern_flags[p] & WHOLE_WORD == 0
-                        || detect::keyword_stands_alone(data, start, end))
+                    && hit_counts(scan.pattern_flags[p], data, start, end)
                 {
                     hit = Some((start as u32, end as u32));
                 }
@@ -1015,7 +1014,7 @@ fn scan_hits(
     if let Some(ac) = &scan.automaton {
         ac.scan(data, |p, start, end| {
             let flags = scan.pattern_flags[p];
-            if flags & WHOLE_WORD != 0 && !detect::keyword_stands_alone(data, start, end) {
+            if !hit_counts(flags, data, start, end) {
                 return;
             }
             keywords |= flags & SQL_KEYWORD != 0;

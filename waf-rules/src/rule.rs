@@ -71,6 +71,12 @@ pub(crate) struct OperatorSpec {
     /// With `regex`: literals of which at least one must occur for the regex to be run
     /// (ASCII case-insensitive). Omit for regexes with no required literal.
     pub requires: Option<Vec<String>>,
+    /// With `regex`, instead of `requires`: words of which at least one must occur as a
+    /// word for the regex to be run (ASCII case-insensitive): not glued to an ASCII
+    /// letter, digit or `_` before it, nor to a letter or `_` after it (a digit may follow,
+    /// as in `python3`). For regexes whose every match holds such a word, as a command
+    /// name after a shell separator: prose holds separators, rarely the command as a word.
+    pub requires_words: Option<Vec<String>>,
     /// Some byte lies outside every listed inclusive range.
     pub bytes_outside: Option<Vec<[u8; 2]>>,
     /// The value is longer than this many bytes.
@@ -147,6 +153,8 @@ pub(crate) struct Rule {
     pub op: Op,
     /// Literals fed to the prefilter automaton of this rule's chain.
     pub literals: Vec<String>,
+    /// A literal's hit counts only where it stands as a word (`requires_words`).
+    pub word_bounded: bool,
     pub examples: Examples,
     pub file: String,
 }
@@ -281,6 +289,13 @@ fn compile(
             "only valid with `regex`".into(),
         ));
     }
+    if o.requires_words.is_some() && (o.regex.is_none() || o.requires.is_some()) {
+        return Err(invalid(
+            "operator.requires_words",
+            "only valid with `regex`, and instead of `requires`".into(),
+        ));
+    }
+    let word_bounded = o.requires_words.is_some();
     if targets.kind_mask() == 0 && o.arg_count_over.is_none() {
         return Err(invalid("targets", "at least one target is required".into()));
     }
@@ -299,10 +314,14 @@ fn compile(
             .size_limit(4 << 20)
             .build()
             .map_err(|e| invalid("operator.regex", e.to_string()))?;
-        let prefiltered = match o.requires {
+        let (field, requires) = match o.requires_words {
+            Some(words) => ("operator.requires_words", Some(words)),
+            None => ("operator.requires", o.requires),
+        };
+        let prefiltered = match requires {
             Some(req) if req.is_empty() || req.iter().any(String::is_empty) => {
                 return Err(invalid(
-                    "operator.requires",
+                    field,
                     "needs at least one literal and no empty literal; omit it to always run the regex"
                         .into(),
                 ))
@@ -359,6 +378,7 @@ fn compile(
         chain: spec.transforms,
         op,
         literals,
+        word_bounded,
         examples: spec.examples,
         file: file.to_string(),
     })
@@ -411,5 +431,21 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("field `operator`"), "{err}");
+        for operator in [
+            "{regex: b, requires: [a], requires_words: [c]}",
+            "{literals: [a], requires_words: [c]}",
+            "{regex: b, requires_words: []}",
+            "{regex: b, requires_words: [a, '']}",
+        ] {
+            let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
+            let err = parse_file("w.yaml", &text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("field `operator.requires_words`"),
+                "{operator}: {err}"
+            );
+        }
     }
 }

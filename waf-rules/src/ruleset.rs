@@ -314,7 +314,7 @@ const FOREIGN_SHARE_MAX: usize = 20;
 pub(crate) struct Scan {
     pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
-    /// Per pattern: `WHOLE_WORD` and `SQL_KEYWORD` bits.
+    /// Per pattern: `WHOLE_WORD`, `SQL_KEYWORD` and `WORD_BOUNDED` bits.
     pub pattern_flags: Vec<u8>,
 }
 
@@ -323,6 +323,29 @@ pub(crate) const WHOLE_WORD: u8 = 1;
 /// A pattern whose hit means the value may hold an SQL keyword or `&&`/`||` the tokenizer
 /// reads as such; without any, the SQL detector skips its own search for them.
 pub(crate) const SQL_KEYWORD: u8 = 2;
+/// A pattern that counts only as a word of its own (`requires_words`): a digit may follow.
+pub(crate) const WORD_BOUNDED: u8 = 4;
+
+/// Whether a hit at `start..end` of `data` of a pattern with `flags` counts. Flagged
+/// patterns are few and rarely hit, so the checks cost nothing on most hits.
+#[inline]
+pub(crate) fn hit_counts(flags: u8, data: &[u8], start: usize, end: usize) -> bool {
+    (flags & WHOLE_WORD == 0 || crate::detect::keyword_stands_alone(data, start, end))
+        && (flags & WORD_BOUNDED == 0 || stands_as_word(data, start, end))
+}
+
+/// Whether `start..end` of `data` is not glued to an ASCII letter, digit or `_` before it,
+/// nor to an ASCII letter or `_` after it.
+fn stands_as_word(data: &[u8], start: usize, end: usize) -> bool {
+    let glued_before = start > 0 && {
+        let b = data[start - 1];
+        b.is_ascii_alphanumeric() || b == b'_'
+    };
+    let glued_after = data
+        .get(end)
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_');
+    !glued_before && !glued_after
+}
 
 impl Scan {
     /// The automaton of `patterns`, able to walk a value as if the bytes `dropped` were
@@ -453,8 +476,11 @@ fn creating_trigger(t: Transform) -> u16 {
 }
 
 /// The flags of pattern `literal` of `rule`: only the SQL detector's prefilter literals
-/// have any.
+/// and the words of `requires_words` have any.
 fn pattern_flags(rule: &Rule, literal: &[u8]) -> u8 {
+    if rule.word_bounded {
+        return WORD_BOUNDED;
+    }
     if !matches!(rule.op, Op::Sqli) {
         return 0;
     }

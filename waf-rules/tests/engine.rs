@@ -825,3 +825,43 @@ fn literals_split_by_bytes_a_chain_drops_or_compresses_are_found() {
     assert_eq!(fired(b"al\0ert( ze ta beta\0gamma"), Vec::<u32>::new());
     assert!(fired(b"an alert about zeal, beta and gamma").is_empty());
 }
+
+#[test]
+fn required_words_wake_a_regex_only_where_they_stand_as_words() {
+    let yaml =
+        "rules:\n  - id: 77\n    message: probe\n    tags: [probe]\n    severity: critical\n    \
+                targets: [args]\n    transforms: [url_decode]\n    operator:\n      \
+                regex: 'x'\n      requires_words: [cat, python]\n";
+    let e = Engine::new(RuleSet::from_yaml("words.yaml", yaml).expect("rule compiles"));
+    let s = WafSettings::default();
+    let query = |value: &str| {
+        let target = format!("/?q={value}");
+        fired_rules(&e, &Request::new("GET", &target), &s)
+    };
+    for woken in [
+        "cat+x",
+        "x%3Bcat",
+        "CAT+x",
+        "python3+x",
+        "(cat)x",
+        "%63at+x",
+    ] {
+        assert_eq!(query(woken), [77], "{woken}");
+    }
+    for asleep in ["concat+x", "cats+x", "cat_x", "x_cat", "x9cat", "pythonx"] {
+        assert!(query(asleep).is_empty(), "{asleep}");
+    }
+    // Values borrowed from a JSON body take their hits from the body's one walk; a value
+    // with an escape is walked on its own: both judge the word within the value.
+    let json = |body: &str| {
+        let req = Request::new("POST", "/")
+            .header("content-type", b"application/json")
+            .body(body.as_bytes());
+        fired_rules(&e, &req, &s)
+    };
+    assert_eq!(json(r#"{"a":"cat x"}"#), [77]);
+    assert_eq!(json(r#"{"a":"cat \"x"}"#), [77]);
+    assert_eq!(json(r#"{"a":"bobcat","b":"cat"}"#), Vec::<u32>::new());
+    assert!(json(r#"{"a":"xcat x"}"#).is_empty());
+    assert!(json(r#"{"a":"concat \"x"}"#).is_empty());
+}
