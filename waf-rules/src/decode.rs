@@ -53,8 +53,14 @@ pub(crate) fn content(
         }
         Ok(_) if out.len() > limit => Err(Refused::TooLarge),
         Ok(_) => Ok(Some(out)),
-        // A prefix cut by `inspect_prefix` ends early; keep what decoded.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(Some(out)),
+        // A prefix cut by `inspect_prefix` ends early; keep what decoded. Otherwise an
+        // early end is a corrupt body like any other (and so is a few bytes of junk after
+        // a member, which read as a cut-off header): refused, not judged by its prefix.
+        Err(e)
+            if keep_prefix && e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() =>
+        {
+            Ok(Some(out))
+        }
         Err(_) => Err(Refused::Undecodable),
     }
 }
@@ -116,5 +122,25 @@ mod tests {
             content(&req, &trailing, 1000, false),
             Err(Refused::Undecodable)
         );
+    }
+
+    /// A body that ends inside its compressed data is inspected by its prefix only when
+    /// the settings say to inspect a prefix (which cuts compressed bodies too); otherwise
+    /// it is refused like any corrupt body, as is junk too short to be a gzip header.
+    #[test]
+    fn truncated_compressed_bodies_decode_as_a_prefix_only_when_prefixes_are_inspected() {
+        let req = Request::new("POST", "/").header("content-encoding", b"gzip");
+        let text: Vec<u8> = (0..4000u32).flat_map(|i| i.to_string().into_bytes()).collect();
+        let whole = gzip(&text);
+        let cut = &whole[..whole.len() / 2];
+        assert_eq!(content(&req, cut, 1 << 20, false), Err(Refused::Undecodable));
+        let prefix = content(&req, cut, 1 << 20, true)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert!(!prefix.is_empty() && text.starts_with(&prefix));
+        let mut junk = gzip(b"q=hello");
+        junk.extend_from_slice(b"abc");
+        assert_eq!(content(&req, &junk, 1000, false), Err(Refused::Undecodable));
     }
 }
