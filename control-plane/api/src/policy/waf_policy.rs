@@ -285,7 +285,7 @@ impl Checker<'_> {
                 None => {}
             }
         }
-        settings.exclusions = self.exclusions(spec, "spec");
+        settings.exclusions = self.exclusions(spec, "spec", None);
         if let Some(v) = spec.get("routes") {
             settings.routes = self.routes(v, "spec.routes");
         }
@@ -364,7 +364,7 @@ impl Checker<'_> {
                 mode: self.mode(m, &here),
                 paranoia: self.paranoia(m, &here),
                 threshold: self.threshold(m, &here),
-                exclusions: self.exclusions(m, &here),
+                exclusions: self.exclusions(m, &here, Some(route)),
             };
             out.insert(route.to_owned(), settings);
         }
@@ -404,7 +404,8 @@ impl Checker<'_> {
         }
     }
 
-    fn exclusions(&mut self, map: &Mapping, path: &str) -> Vec<Exclusion> {
+    /// The exclusions of `map`; `route` is the route they sit under, if any.
+    fn exclusions(&mut self, map: &Mapping, path: &str, route: Option<&str>) -> Vec<Exclusion> {
         let here = join(path, "exclusions");
         let Some(v) = map.get("exclusions") else {
             return Vec::new();
@@ -420,11 +421,11 @@ impl Checker<'_> {
         items
             .iter()
             .enumerate()
-            .filter_map(|(i, item)| self.exclusion(item, &format!("{here}[{i}]")))
+            .filter_map(|(i, item)| self.exclusion(item, &format!("{here}[{i}]"), route))
             .collect()
     }
 
-    fn exclusion(&mut self, v: &Value, path: &str) -> Option<Exclusion> {
+    fn exclusion(&mut self, v: &Value, path: &str, route: Option<&str>) -> Option<Exclusion> {
         let errors_before = self.doc.diagnostics.len();
         let map = self.mapping(v, path, EXCLUSION_FIELDS)?;
         let mut exclusion = Exclusion::default();
@@ -483,6 +484,18 @@ impl Checker<'_> {
                 match self.string(item, &here, "comment") {
                     Some("") => self.error(&here, format!("an empty name in `{key}`"), None),
                     Some(s) if key == "args" => exclusion.args.push(s.to_owned()),
+                    // The proxy consults a route's own exclusions only on that route, so
+                    // one naming another route could never apply.
+                    Some(s) if route.is_some_and(|r| r != s) => self.error(
+                        &here,
+                        format!(
+                            "an exclusion under route `{}` applies only there; it can never apply on `{s}`",
+                            route.unwrap_or_default()
+                        ),
+                        Some(format!(
+                            "move it to `spec.exclusions` with `routes: [\"{s}\"]`, or leave `routes` out"
+                        )),
+                    ),
                     Some(s) if self.route_pattern(s, &here) => exclusion.routes.push(s.to_owned()),
                     Some(_) => {}
                     None => {}
@@ -649,6 +662,35 @@ spec:
         assert!(all.contains("waf.yaml:14:7: spec.exclusions[0].rules[0]: no WAF rule has id 942101\n    hint: rules near it: 942100"), "{all}");
         assert!(all.contains("spec.routes./upload.exclusions[0].tags[0]: no WAF rule has the tag `xxs`\n    hint: did you mean `xss`?"), "{all}");
         assert_eq!(problems.len(), 6, "{all}");
+    }
+
+    /// A route's own exclusions are consulted only on that route: one naming another
+    /// route could never apply, so it is refused with the way to say it instead.
+    #[test]
+    fn a_route_exclusion_naming_another_route_is_refused() {
+        let own = FULL.replace(
+            "        - tags: [xss]\n",
+            "        - tags: [xss]\n          routes: [/upload]\n",
+        );
+        let (policies, problems) = parse_waf_file("waf.yaml", &own, &known());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            policies[0].settings.routes["/upload"].exclusions[0].routes,
+            ["/upload"]
+        );
+        let other = FULL.replace(
+            "        - tags: [xss]\n",
+            "        - tags: [xss]\n          routes: [/login]\n",
+        );
+        let (policies, problems) = parse_waf_file("waf.yaml", &other, &known());
+        assert!(policies.is_empty());
+        let all = problems
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("spec.routes./upload.exclusions[0].routes[0]: an exclusion under route `/upload` applies only there; it can never apply on `/login`\n    hint: move it to `spec.exclusions` with `routes: [\"/login\"]`, or leave `routes` out"), "{all}");
+        assert_eq!(problems.len(), 1, "{all}");
     }
 
     /// The proxy finds a request's route by matching its path against these patterns:
