@@ -130,10 +130,15 @@ mod tests {
     #[test]
     fn truncated_compressed_bodies_decode_as_a_prefix_only_when_prefixes_are_inspected() {
         let req = Request::new("POST", "/").header("content-encoding", b"gzip");
-        let text: Vec<u8> = (0..4000u32).flat_map(|i| i.to_string().into_bytes()).collect();
+        let text: Vec<u8> = (0..4000u32)
+            .flat_map(|i| i.to_string().into_bytes())
+            .collect();
         let whole = gzip(&text);
         let cut = &whole[..whole.len() / 2];
-        assert_eq!(content(&req, cut, 1 << 20, false), Err(Refused::Undecodable));
+        assert_eq!(
+            content(&req, cut, 1 << 20, false),
+            Err(Refused::Undecodable)
+        );
         let prefix = content(&req, cut, 1 << 20, true)
             .ok()
             .flatten()
