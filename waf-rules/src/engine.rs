@@ -385,6 +385,15 @@ pub(crate) struct Scratch {
     /// Whether those scans saw a possible SQL keyword.
     raw_keywords: bool,
     chain_keywords: bool,
+    /// The global scan of a value changed by the shared first step alone, which serves
+    /// every chain that leaves the value so (`Transformed::ByFirstStep`): most chains
+    /// start by URL-decoding, and a value with a `%` was scanned once per chain. Its
+    /// marks are kept apart from `hit` and `span`, where the raw scan's must survive it.
+    step_stamp: u32,
+    step_hit: Vec<u32>,
+    step_span: Vec<(u32, u32)>,
+    step_hits: Vec<u32>,
+    step_keywords: bool,
     /// The short body values inspected so far in this request.
     seen: SeenValues,
     /// Every hit of the body walk (pattern, start, end), in order of their ends, once
@@ -417,6 +426,11 @@ impl Scratch {
             chain_hits: Vec::with_capacity(64),
             raw_keywords: false,
             chain_keywords: false,
+            step_stamp: 0,
+            step_hit: vec![0; set.rules.len()],
+            step_span: vec![(0, 0); set.rules.len()],
+            step_hits: Vec::with_capacity(64),
+            step_keywords: false,
             seen: SeenValues::new(),
             body_hits: Vec::new(),
             body_hits_later: Vec::new(),
@@ -491,6 +505,9 @@ impl Scratch {
         // i; every bit when there are too many chains to tell).
         let mut raw_stamp = None;
         let mut raw_chains = 0u64;
+        // The step whose result `step_hits` holds, with the scan's stamp, the chains of
+        // its hits and the classes of the result.
+        let mut step_scan: Option<(Transform, u32, u64, Classes)> = None;
         let mut value_pairs = None;
         // With chain masks, the chains worth a look are picked in a few bit operations:
         // those the value's kind reaches, and of them the ones that transform it, need no
@@ -574,48 +591,94 @@ impl Scratch {
                     }
                 }
             }
-            let (data, changed) = if transforms {
+            let (data, transformed) = if transforms {
                 apply_chain(&chain.transforms, raw, features, buffers)
             } else {
-                (raw, false)
+                (raw, Transformed::Unchanged)
             };
-            let stamp = if changed {
-                let stamp = next_stamp(&mut self.stamp, &mut self.hit);
-                self.chain_keywords = scan_hits(
-                    &automata.chains[ci],
-                    data,
-                    stamp,
-                    &mut self.hit,
-                    &mut self.span,
-                    &mut self.chain_hits,
-                );
-                stamp
-            } else if let Some(stamp) = raw_stamp {
-                stamp
-            } else {
-                let stamp;
-                (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
-                raw_stamp = Some(stamp);
-                stamp
+            let (stamp, data_classes) = match transformed {
+                Transformed::ByChain => {
+                    let stamp = next_stamp(&mut self.stamp, &mut self.hit);
+                    self.chain_keywords = scan_hits(
+                        &automata.chains[ci],
+                        data,
+                        stamp,
+                        &mut self.hit,
+                        &mut self.span,
+                        &mut self.chain_hits,
+                    );
+                    (stamp, classes::of(data))
+                }
+                Transformed::ByFirstStep(step) => {
+                    let (stamp, chains, step_classes) = match step_scan {
+                        Some((done, stamp, chains, c)) if done == step => (stamp, chains, c),
+                        _ => {
+                            let stamp = next_stamp(&mut self.step_stamp, &mut self.step_hit);
+                            let scan = &automata.global
+                                [usize::from(set.global_by_kind[value.kind as usize])];
+                            self.step_keywords = scan_hits(
+                                scan,
+                                data,
+                                stamp,
+                                &mut self.step_hit,
+                                &mut self.step_span,
+                                &mut self.step_hits,
+                            );
+                            let chains = chains_of(set, &self.step_hits);
+                            let c = classes::of(data);
+                            step_scan = Some((step, stamp, chains, c));
+                            (stamp, chains, c)
+                        }
+                    };
+                    // As for an unchanged value below, with the first step's result.
+                    if chains & (1 << (ci % 64)) == 0
+                        && !chain.unconditional_admits(level, value.kind, step_classes)
+                    {
+                        continue;
+                    }
+                    (stamp, step_classes)
+                }
+                Transformed::Unchanged => {
+                    let stamp = match raw_stamp {
+                        Some(stamp) => stamp,
+                        None => {
+                            let stamp;
+                            (stamp, raw_chains) =
+                                self.scan_raw(inspection, value.kind, raw, classes);
+                            raw_stamp = Some(stamp);
+                            stamp
+                        }
+                    };
+                    // Unchanged by the chain, the value can only fire the chain's rules
+                    // that the raw scan saw or that need no literal and admit the value.
+                    if raw_chains & (1 << (ci % 64)) == 0
+                        && !chain.unconditional_admits(level, value.kind, classes)
+                    {
+                        continue;
+                    }
+                    (stamp, classes)
+                }
             };
-            // Unchanged by the chain, the value can only fire the chain's rules that the
-            // raw scan saw or that need no literal and admit the value.
-            if !changed
-                && raw_chains & (1 << (ci % 64)) == 0
-                && !chain.unconditional_admits(level, value.kind, classes)
-            {
-                continue;
-            }
-            let (hits, keywords) = if changed {
-                (&self.chain_hits, self.chain_keywords)
-            } else {
-                (&self.raw_hits, self.raw_keywords)
+            // A chain's own scan holds only its rules; the global scans hold every chain's.
+            let (hits, keywords, hit_stamps, spans) = match transformed {
+                Transformed::ByChain => {
+                    (&self.chain_hits, self.chain_keywords, &self.hit, &self.span)
+                }
+                Transformed::ByFirstStep(_) => (
+                    &self.step_hits,
+                    self.step_keywords,
+                    &self.step_hit,
+                    &self.step_span,
+                ),
+                Transformed::Unchanged => {
+                    (&self.raw_hits, self.raw_keywords, &self.hit, &self.span)
+                }
             };
-            let data_classes = if changed { classes::of(data) } else { classes };
+            let own_scan = transformed == Transformed::ByChain;
             let chain_index = set.rule_chain[chain.rules[0] as usize];
             let candidates = chain.unconditional.iter().chain(
                 hits.iter()
-                    .filter(|&&r| changed || set.rule_chain[r as usize] == chain_index),
+                    .filter(|&&r| own_scan || set.rule_chain[r as usize] == chain_index),
             );
             for &r in candidates {
                 let r = r as usize;
@@ -626,7 +689,7 @@ impl Scratch {
                 if !matches!(rule.op, Op::Literals) && !set.rule_gate[r].admits(data_classes) {
                     continue;
                 }
-                let hit = (self.hit[r] == stamp).then_some(self.span[r]);
+                let hit = (hit_stamps[r] == stamp).then_some(spans[r]);
                 let Some((start, end)) = eval(rule, data, hit, keywords) else {
                     continue;
                 };
@@ -937,14 +1000,14 @@ fn mark(
 /// step changes it. While the value is still the input, steps whose trigger feature is
 /// absent from `features` (the input's) are skipped without scanning. The first step that
 /// runs takes its result from `buffers.first` when an earlier chain ran the same step on
-/// the same value (the caller empties it for each value). Returns the result and whether
-/// some step changed the value.
+/// the same value (the caller empties it for each value). Returns the result and where it
+/// is.
 fn apply_chain<'x>(
     transforms: &[Transform],
     input: &'x [u8],
     features: u16,
     buffers: &'x mut Buffers,
-) -> (&'x [u8], bool) {
+) -> (&'x [u8], Transformed) {
     let Buffers { a, b, first } = buffers;
     // Where the value is: 0 the input, 1 `a`, 2 `b`, 3 `first.out`.
     let mut cur = 0u8;
@@ -992,11 +1055,29 @@ fn apply_chain<'x>(
         };
     }
     match cur {
-        0 => (input, false),
-        1 => (a, true),
-        2 => (b, true),
-        _ => (&first.out, true),
+        0 => (input, Transformed::Unchanged),
+        1 => (a, Transformed::ByChain),
+        2 => (b, Transformed::ByChain),
+        _ => (
+            &first.out,
+            match first.done {
+                Some((step, _)) => Transformed::ByFirstStep(step),
+                None => Transformed::ByChain,
+            },
+        ),
     }
+}
+
+/// Where a chain left a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transformed {
+    /// Unchanged: the input itself.
+    Unchanged,
+    /// Changed by the shared first step alone (`Buffers::first`), as by every chain that
+    /// starts with that step and whose other steps leave its result as it is.
+    ByFirstStep(Transform),
+    /// Changed by steps of this chain.
+    ByChain,
 }
 
 /// Scans `data` with `scan`, recording each rule's first hit under `stamp` and listing the

@@ -865,3 +865,37 @@ fn required_words_wake_a_regex_only_where_they_stand_as_words() {
     assert!(json(r#"{"a":"xcat x"}"#).is_empty());
     assert!(json(r#"{"a":"concat \"x"}"#).is_empty());
 }
+
+#[test]
+fn chains_left_by_their_shared_first_step_share_one_scan_of_it() {
+    let rule = |id: u32, transforms: &str, literal: &str| {
+        format!(
+            "  - id: {id}\n    message: probe {id}\n    tags: [probe]\n    severity: notice\n    \
+             targets: [args]\n    transforms: [{transforms}]\n    operator:\n      \
+             literals: [\"{literal}\"]\n"
+        )
+    };
+    let yaml = [
+        "rules:\n".to_string(),
+        rule(1, "url_decode", "<b>"),
+        rule(2, "html_entity_decode", "<i>"),
+        rule(3, "url_decode, remove_nulls", "<b>"),
+        rule(4, "url_decode", "zzz"),
+        rule(5, "lowercase", "%25"),
+    ]
+    .concat();
+    let e = Engine::new(RuleSet::from_yaml("steps.yaml", &yaml).expect("rules compile"));
+    let s = WafSettings::default();
+    let json = |body: &str| {
+        let req = Request::new("POST", "/")
+            .header("content-type", b"application/json")
+            .body(body.as_bytes());
+        fired_rules(&e, &req, &s)
+    };
+    // Rules 1 and 3 see the URL-decoded value; rule 2's chain decodes entities in
+    // between, which replaces the shared step's result: rule 3 must not see rule 2's.
+    assert_eq!(json(r#"{"q":"%3Cb%3E&lt;i&gt;"}"#), [1, 2, 3]);
+    // The raw value holds rule 5's `%25` and so does its decoded form: the shared scan of
+    // the decoded form must not take the raw scan's record of that hit.
+    assert_eq!(json(r#"{"q":"%2525"}"#), [5]);
+}
