@@ -416,6 +416,7 @@ impl Scratch {
                 first: FirstStep {
                     done: None,
                     out: Vec::with_capacity(256),
+                    classes: 0,
                 },
             },
             stamp: 0,
@@ -505,9 +506,9 @@ impl Scratch {
         // i; every bit when there are too many chains to tell).
         let mut raw_stamp = None;
         let mut raw_chains = 0u64;
-        // The step whose result `step_hits` holds, with the scan's stamp, the chains of
-        // its hits and the classes of the result.
-        let mut step_scan: Option<(Transform, u32, u64, Classes)> = None;
+        // The step whose result `step_hits` holds, with the scan's stamp and the chains of
+        // its hits.
+        let mut step_scan: Option<(Transform, u32, u64)> = None;
         let mut value_pairs = None;
         // With chain masks, the chains worth a look are picked in a few bit operations:
         // those the value's kind reaches, and of them the ones that transform it, need no
@@ -609,9 +610,9 @@ impl Scratch {
                     );
                     (stamp, classes::of(data))
                 }
-                Transformed::ByFirstStep(step) => {
-                    let (stamp, chains, step_classes) = match step_scan {
-                        Some((done, stamp, chains, c)) if done == step => (stamp, chains, c),
+                Transformed::ByFirstStep(step, step_classes) => {
+                    let (stamp, chains) = match step_scan {
+                        Some((done, stamp, chains)) if done == step => (stamp, chains),
                         _ => {
                             let stamp = next_stamp(&mut self.step_stamp, &mut self.step_hit);
                             let scan = &automata.global
@@ -625,9 +626,8 @@ impl Scratch {
                                 &mut self.step_hits,
                             );
                             let chains = chains_of(set, &self.step_hits);
-                            let c = classes::of(data);
-                            step_scan = Some((step, stamp, chains, c));
-                            (stamp, chains, c)
+                            step_scan = Some((step, stamp, chains));
+                            (stamp, chains)
                         }
                     };
                     // As for an unchanged value below, with the first step's result.
@@ -664,7 +664,7 @@ impl Scratch {
                 Transformed::ByChain => {
                     (&self.chain_hits, self.chain_keywords, &self.hit, &self.span)
                 }
-                Transformed::ByFirstStep(_) => (
+                Transformed::ByFirstStep(..) => (
                     &self.step_hits,
                     self.step_keywords,
                     &self.step_hit,
@@ -918,6 +918,10 @@ struct FirstStep {
     /// The step and whether it changed the value, or `None` for a new value.
     done: Option<(Transform, bool)>,
     out: Vec<u8>,
+    /// The byte classes of `out` when the step changed the value: the chains' later
+    /// steps whose trigger they lack leave it as it is and are skipped, as the first
+    /// steps are by the input's, and rules judge it by them.
+    classes: Classes,
 }
 
 /// The chains (bit i: chain i) of the rules in `hits`; every bit when there are too many
@@ -1022,6 +1026,9 @@ fn apply_chain<'x>(
                     _ => {
                         let changed = t.apply(input, &mut first.out);
                         first.done = Some((t, changed));
+                        if changed {
+                            first.classes = classes::of(&first.out);
+                        }
                         changed
                     }
                 };
@@ -1032,7 +1039,7 @@ fn apply_chain<'x>(
                 }
             }
             3 => {
-                if t.apply(&first.out, a) {
+                if classes::features(first.classes) & t.trigger() != 0 && t.apply(&first.out, a) {
                     1
                 } else {
                     3
@@ -1061,7 +1068,7 @@ fn apply_chain<'x>(
         _ => (
             &first.out,
             match first.done {
-                Some((step, _)) => Transformed::ByFirstStep(step),
+                Some((step, _)) => Transformed::ByFirstStep(step, first.classes),
                 None => Transformed::ByChain,
             },
         ),
@@ -1075,7 +1082,7 @@ enum Transformed {
     Unchanged,
     /// Changed by the shared first step alone (`Buffers::first`), as by every chain that
     /// starts with that step and whose other steps leave its result as it is.
-    ByFirstStep(Transform),
+    ByFirstStep(Transform, Classes),
     /// Changed by steps of this chain.
     ByChain,
 }

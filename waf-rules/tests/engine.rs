@@ -882,6 +882,7 @@ fn chains_left_by_their_shared_first_step_share_one_scan_of_it() {
         rule(3, "url_decode, remove_nulls", "<b>"),
         rule(4, "url_decode", "zzz"),
         rule(5, "lowercase", "%25"),
+        rule(6, "url_decode, html_entity_decode", "<x>"),
     ]
     .concat();
     let e = Engine::new(RuleSet::from_yaml("steps.yaml", &yaml).expect("rules compile"));
@@ -898,4 +899,7 @@ fn chains_left_by_their_shared_first_step_share_one_scan_of_it() {
     // The raw value holds rule 5's `%25` and so does its decoded form: the shared scan of
     // the decoded form must not take the raw scan's record of that hit.
     assert_eq!(json(r#"{"q":"%2525"}"#), [5]);
+    // The later steps are skipped by the classes of the first step's result, not the
+    // input's: the `&` appears only once the value is URL-decoded.
+    assert_eq!(json(r#"{"q":"%26lt;x%26gt;"}"#), [6]);
 }
