@@ -106,6 +106,15 @@ pub fn append_line_synced(path: &Path, line: &[u8]) -> Result<(), FsError> {
     file.sync_data().map_err(err("cannot sync", path))
 }
 
+/// Renames `from` to `to`, replacing `to`; a missing `from` is not an error.
+pub fn rename_if_exists(from: &Path, to: &Path) -> Result<(), FsError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err("cannot rename", from)(e)),
+    }
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
     fs::read(path).map_err(err("cannot read", path))
@@ -144,7 +153,8 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize, FsError> {
     Ok(removed)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), FsError> {
+/// Makes the directory's entries (a rename, a new file) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err("cannot sync directory", dir))
