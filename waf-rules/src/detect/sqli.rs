@@ -431,7 +431,8 @@ const fn keyword_hash() -> [u64; 1 << KEYWORD_SLOTS_LOG2] {
 /// same way: `or` qualifies (`door` is no keyword; `xor` is its own literal), `exec` does
 /// not (`execute` is a statement keyword but no literal).
 pub(crate) fn keyword_is_whole_word_only(literal: &[u8]) -> bool {
-    literal.iter().all(u8::is_ascii_alphabetic)
+    !literal.is_empty()
+        && literal.iter().all(u8::is_ascii_alphabetic)
         && KEYWORDS
             .iter()
             .flat_map(|bucket| bucket.iter())
@@ -721,6 +722,8 @@ mod tests {
         // `execute` contains it, but is a literal of its own.
         assert!(super::keyword_is_whole_word_only(b"exec"));
         assert!(!super::keyword_is_whole_word_only(b"&&"));
+        // Rule files refuse empty literals; were one to come through, no panic.
+        assert!(!super::keyword_is_whole_word_only(b""));
     }
 
     #[test]
