@@ -291,22 +291,42 @@ fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut h =
         seed ^ value.kind as u64 ^ (value.name.len() as u64) << 8 ^ (value.data.len() as u64) << 32;
+    let mut step = |word: u64| h = (h.rotate_left(23) ^ word).wrapping_mul(K);
     for part in [value.name.as_bytes(), &value.data[..]] {
-        let mut chunks = part.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            // Assembled in a register: copying the tail into a stack word called memcpy
-            // and stalled the load that read it back.
-            let word = rest.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
-            h = (h.rotate_left(23) ^ word).wrapping_mul(K);
+        // The last word overlaps the one before it, and a short part is read as two
+        // overlapping halves (or its first, middle and last byte): every byte is in some
+        // word, and the lengths are in the seed, so equal hashes still mean nothing until
+        // the bytes are compared, and no byte is read one at a time.
+        let n = part.len();
+        if n >= 8 {
+            let mut chunks = part.chunks_exact(8);
+            for chunk in &mut chunks {
+                step(word(chunk));
+            }
+            if !chunks.remainder().is_empty() {
+                step(word(&part[n - 8..]));
+            }
+        } else if n >= 4 {
+            step(u64::from(half(&part[..4])) | u64::from(half(&part[n - 4..])) << 32);
+        } else if n > 0 {
+            step(u64::from(part[0]) | u64::from(part[n / 2]) << 8 | u64::from(part[n - 1]) << 16);
         }
     }
     h ^ h >> 31
+}
+
+/// The first eight bytes of `bytes` as a word.
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// The first four bytes of `bytes` as a word.
+fn half(bytes: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(w)
 }
 
 /// The hashes of the values remembered in one request, in an open-addressing table
@@ -1075,6 +1095,37 @@ mod tests {
                 assert!(!super::same_bytes(a, &b), "{len} {at}");
             }
         }
+    }
+
+    /// Every byte of a value's name and bytes reaches its hash, at every length around
+    /// the word sizes (a byte left out would let differing values share a hash far more
+    /// often than chance; the bytes are compared anyway, so that would cost time only).
+    #[test]
+    fn value_hash_depends_on_every_byte() {
+        use super::{value_hash, Kind, Value};
+        use std::borrow::Cow;
+        let base: Vec<u8> = (0..40u8).map(|b| b'a' + b % 26).collect();
+        let hash = |name: &[u8], data: &[u8]| {
+            let name = std::str::from_utf8(name).unwrap_or_default();
+            value_hash(
+                7,
+                &Value {
+                    kind: Kind::BodyArg,
+                    name: Cow::Borrowed(name),
+                    data: Cow::Borrowed(data),
+                },
+            )
+        };
+        for len in 0..40 {
+            let a = &base[..len];
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x01;
+                assert_ne!(hash(a, b"v"), hash(&b, b"v"), "name {len} {at}");
+                assert_ne!(hash(b"n", a), hash(b"n", &b), "data {len} {at}");
+            }
+        }
+        assert_ne!(hash(b"ab", b"c"), hash(b"a", b"bc"));
     }
 
     #[test]
