@@ -103,7 +103,10 @@ pub(crate) mod feature {
         t
     }
 
-    static TABLE: [u16; 256] = table();
+    /// The features of each byte, for tables built from it at compile time.
+    pub(crate) const BYTES: [u16; 256] = table();
+
+    static TABLE: [u16; 256] = BYTES;
 
     /// Whether byte `b` carries feature `f`.
     pub fn has(b: u8, f: u16) -> bool {
