@@ -98,38 +98,57 @@ pub(crate) fn of(value: &[u8]) -> Classes {
 }
 
 /// The transformation features (see `transform::feature`) of a value with `classes`.
+/// The class bits that carry features lie in four short runs (`#` to `&`, `-` to `/`,
+/// `\\`, and uppercase to the evasion leads): one small table per run, looked up by the
+/// run's bits, instead of a test and branch per feature (it runs for every value).
 pub(crate) fn features(classes: Classes) -> u16 {
     use crate::transform::feature as f;
-    let has = |b: u8| classes & of_byte(b) != 0;
-    let mut features = f::ALWAYS;
-    if has(b'%') {
-        features |= f::PERCENT;
+    const HASH_TO_AMP: u32 = 34;
+    const DASH_TO_SLASH: u32 = 44;
+    const BACKSLASH_BIT: u32 = 55;
+    const UPPER_TO_LEAD: u32 = 27;
+    /// The features of each combination of the `len` class bits from `shift` up: a class
+    /// bit's features are those every byte of the class carries (0xA0 is also of the
+    /// class of other bytes, which carry none), and a combination's are its bits'.
+    const fn run(shift: u32, len: u32) -> [u16; 32] {
+        let classes = table();
+        let mut of_bit = [0u16; 5];
+        let mut k = 0;
+        while k < len as usize {
+            of_bit[k] = !0;
+            let mut b = 0;
+            while b < 256 {
+                if classes[b] >> (shift as usize + k) & 1 != 0 {
+                    of_bit[k] &= crate::transform::feature::BYTES[b];
+                }
+                b += 1;
+            }
+            k += 1;
+        }
+        let mut t = [0u16; 32];
+        let mut v = 0;
+        while v < 1 << len {
+            let mut k = 0;
+            while k < len as usize {
+                if v >> k & 1 != 0 {
+                    t[v] |= of_bit[k];
+                }
+                k += 1;
+            }
+            v += 1;
+        }
+        t
     }
-    if has(b'&') {
-        features |= f::AMP;
-    }
-    if has(b'\\') {
-        features |= f::BACKSLASH | f::PATH;
-    }
-    if classes & UPPER != 0 {
-        features |= f::UPPER;
-    }
-    if has(b'/') {
-        features |= f::PATH | f::SQL_COMMENT;
-    }
-    if has(b'-') || has(b'#') {
-        features |= f::SQL_COMMENT;
-    }
-    if classes & NUL != 0 {
-        features |= f::NUL;
-    }
-    if classes & SPACE != 0 {
-        features |= f::SPACE | f::SPACE_RUN;
-    }
-    if classes & EVASION_LEAD != 0 {
-        features |= f::HIGH;
-    }
-    features
+    static HASH_AMP: [u16; 32] = run(HASH_TO_AMP, 4);
+    static DASH_SLASH: [u16; 32] = run(DASH_TO_SLASH, 3);
+    static BACKSLASH_RUN: [u16; 32] = run(BACKSLASH_BIT, 1);
+    static UPPER_LEAD: [u16; 32] = run(UPPER_TO_LEAD, 5);
+    let at = |shift: u32, mask: u64| (classes >> shift & mask) as usize;
+    f::ALWAYS
+        | HASH_AMP[at(HASH_TO_AMP, 0xf)]
+        | DASH_SLASH[at(DASH_TO_SLASH, 0x7)]
+        | BACKSLASH_RUN[at(BACKSLASH_BIT, 0x1)]
+        | UPPER_LEAD[at(UPPER_TO_LEAD, 0x1f)]
 }
 
 /// The classes a value must hold for `literal` to occur in it case-insensitively.
@@ -362,6 +381,59 @@ mod tests {
 
     fn admits(gate: &Gate, value: &str) -> bool {
         gate.admits(of(value.as_bytes()))
+    }
+
+    /// `features` a test and branch per feature, as it was.
+    fn features_by_tests(classes: Classes) -> u16 {
+        use crate::transform::feature as f;
+        let has = |b: u8| classes & of_byte(b) != 0;
+        let mut features = f::ALWAYS;
+        if has(b'%') {
+            features |= f::PERCENT;
+        }
+        if has(b'&') {
+            features |= f::AMP;
+        }
+        if has(b'\\') {
+            features |= f::BACKSLASH | f::PATH;
+        }
+        if classes & UPPER != 0 {
+            features |= f::UPPER;
+        }
+        if has(b'/') {
+            features |= f::PATH | f::SQL_COMMENT;
+        }
+        if has(b'-') || has(b'#') {
+            features |= f::SQL_COMMENT;
+        }
+        if classes & NUL != 0 {
+            features |= f::NUL;
+        }
+        if classes & SPACE != 0 {
+            features |= f::SPACE | f::SPACE_RUN;
+        }
+        if classes & EVASION_LEAD != 0 {
+            features |= f::HIGH;
+        }
+        features
+    }
+
+    #[test]
+    fn features_agree_with_a_test_per_feature() {
+        use crate::test_rng::Rng;
+        let mut rng = Rng(0x7ab1_e5f0_f00d_1234);
+        for _ in 0..100_000 {
+            // Sparse and dense sets of class bits alike.
+            let classes = rng.next() & rng.next() & (rng.next() | rng.next());
+            assert_eq!(
+                features(classes),
+                features_by_tests(classes),
+                "{classes:#x}"
+            );
+        }
+        for bit in 0..64 {
+            assert_eq!(features(1 << bit), features_by_tests(1 << bit), "{bit}");
+        }
     }
 
     #[test]
