@@ -97,6 +97,77 @@ pub(crate) fn of(value: &[u8]) -> Classes {
     acc[0] | acc[1] | acc[2] | acc[3] | rest
 }
 
+/// A value's classes, computed on first use: a raw body that no chain it reaches
+/// transforms, and whose chains' gates ask nothing of it, skips the pass over its bytes.
+/// Copied into out-of-line callees, so the caller's stays in registers.
+#[derive(Clone, Copy)]
+pub(crate) struct Lazy<'v> {
+    value: &'v [u8],
+    /// `UNKNOWN` until computed: a single word, no separate flag to keep in a register.
+    classes: Classes,
+}
+
+/// Classes no value has: an uppercase letter always brings the letter's own bit.
+const UNKNOWN: Classes = UPPER;
+
+impl<'v> Lazy<'v> {
+    #[inline]
+    pub(crate) fn new(value: &'v [u8]) -> Lazy<'v> {
+        Lazy {
+            value,
+            classes: UNKNOWN,
+        }
+    }
+
+    /// Classes already known.
+    #[inline]
+    pub(crate) fn known(classes: Classes) -> Lazy<'static> {
+        Lazy {
+            value: &[],
+            classes,
+        }
+    }
+
+    /// The classes of the value, computed in line: for the common case of a value whose
+    /// classes are needed at once.
+    #[inline]
+    pub(crate) fn now(&mut self) -> Classes {
+        self.classes = of(self.value);
+        self.classes
+    }
+
+    /// The classes of the value.
+    #[inline]
+    pub(crate) fn get(&mut self) -> Classes {
+        if self.classes == UNKNOWN {
+            self.fill();
+        }
+        self.classes
+    }
+
+    /// Out of line: the pass would be copied into every caller of `get`.
+    #[inline(never)]
+    fn fill(&mut self) {
+        self.classes = of(self.value);
+    }
+}
+
+/// The transformation features carried by bytes that `lacks_byte_features` searches for:
+/// `%`, NUL and the evasion leads (all >= 0x80). The chains a raw body reaches are
+/// triggered by these alone (the engine checks it per rule set before relying on it).
+pub(crate) const BYTE_FEATURES: u16 = {
+    use crate::transform::feature as f;
+    f::PERCENT | f::NUL | f::HIGH
+};
+
+/// Whether `features(of(value))` holds none of `BYTE_FEATURES`, found by searches that
+/// run many bytes per step (`%` and NUL by `memchr2`, the high bytes by `is_ascii`)
+/// instead of a table lookup per byte. May say false for a value without them (a
+/// non-ASCII byte other than an evasion lead): the caller then takes the classes.
+pub(crate) fn lacks_byte_features(value: &[u8]) -> bool {
+    value.is_ascii() && memchr::memchr2(b'%', 0, value).is_none()
+}
+
 /// The transformation features (see `transform::feature`) of a value with `classes`.
 /// The class bits that carry features lie in four short runs (`#` to `&`, `-` to `/`,
 /// `\\`, and uppercase to the evasion leads): one small table per run, looked up by the
@@ -241,9 +312,24 @@ impl Gate {
     }
 
     /// Whether a value with classes `classes` may satisfy the condition.
+    #[inline]
     pub(crate) fn admits(&self, classes: Classes) -> bool {
         (self.always || self.any_bit & classes != 0)
             && self.masks.iter().any(|&m| m & !classes == 0)
+    }
+
+    /// As `admits`, taking the classes only from a gate that depends on them.
+    #[inline]
+    pub(crate) fn admits_lazy(&self, classes: &mut Lazy<'_>) -> bool {
+        if self.always {
+            return true;
+        }
+        // No mask: the gate admits nothing, whatever the classes.
+        if self.any_bit == 0 {
+            return false;
+        }
+        let classes = classes.get();
+        self.any_bit & classes != 0 && self.masks.iter().any(|&m| m & !classes == 0)
     }
 
     /// Whether the gate admits every value.
@@ -376,7 +462,7 @@ fn of_class(class: &Class) -> Gate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn admits(gate: &Gate, value: &str) -> bool {
@@ -445,6 +531,106 @@ mod tests {
                 .filter(|&f| feature::has(b, f))
                 .fold(feature::ALWAYS, |acc, f| acc | f);
             assert_eq!(features(of(&[b])), expected, "byte {b:#04x}");
+        }
+    }
+
+    /// Bodies for the fast paths' tests: random bytes, sometimes with a byte that
+    /// carries a `BYTE_FEATURES` feature or is merely non-ASCII, and the benign corpora.
+    pub(crate) fn sample_bodies() -> Vec<Vec<u8>> {
+        use crate::test_rng::Rng;
+        let mut rng = Rng(0x0b0d_1e5f_a57c_0de5);
+        let mut bodies: Vec<Vec<u8>> = [
+            &include_bytes!("../tests/benign/documents.jsonl")[..],
+            include_bytes!("../tests/benign/graphql.txt"),
+            include_bytes!("../tests/benign/international.txt"),
+            include_bytes!("../tests/benign/more.txt"),
+            include_bytes!("../tests/benign/prose.txt"),
+            include_bytes!("../tests/benign/technical.txt"),
+            include_bytes!("../tests/benign/tokens.txt"),
+        ]
+        .iter()
+        .flat_map(|corpus| {
+            let lines: Vec<Vec<u8>> = corpus.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            let whole = corpus.to_vec();
+            lines.into_iter().chain([whole])
+        })
+        .collect();
+        let special = [
+            b'%', 0, 0xc0, 0xc1, 0xe2, 0xe3, 0xef, 0xc3, 0xa9, 0xa0, 0x80, 0xff,
+        ];
+        for _ in 0..3000 {
+            let len = rng.below(600);
+            let mut body: Vec<u8> = (0..len).map(|_| b' ' + rng.below(95) as u8).collect();
+            for _ in 0..rng.below(3) {
+                if len > 0 {
+                    let at = rng.below(len);
+                    body[at] = special[rng.below(special.len())];
+                }
+            }
+            bodies.push(body);
+        }
+        for b in 0..=255u8 {
+            bodies.push(vec![b]);
+            bodies.push([b"{\"a\": \"x".as_slice(), &[b], b"\"}"].concat());
+        }
+        bodies
+    }
+
+    #[test]
+    fn bodies_said_to_lack_byte_features_lack_them() {
+        let mut said = 0;
+        for body in sample_bodies() {
+            let features = features(of(&body));
+            if lacks_byte_features(&body) {
+                said += 1;
+                assert_eq!(features & BYTE_FEATURES, 0, "{body:?}");
+            }
+        }
+        assert!(said > 100, "the fast path was taken {said} times");
+        // Exact on ASCII: false only for a `%` or a NUL.
+        for b in 0..0x80u8 {
+            let has = features(of(&[b])) & BYTE_FEATURES != 0;
+            assert_eq!(lacks_byte_features(&[b]), !has, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn lazy_classes_and_gates_agree_with_the_eager_ones() {
+        use crate::test_rng::Rng;
+        let mut rng = Rng(0x1a2b_3c4d_5e6f_7081);
+        let mut gates = vec![Gate::always(), Gate::never()];
+        for pattern in [
+            r"\x00",
+            r"[\x00\x01\x1f]|\s",
+            r"<script",
+            r"(?i)union\s+select",
+            "a*",
+        ] {
+            gates.push(Gate::of_regex(pattern));
+        }
+        for _ in 0..200 {
+            let masks: Vec<Classes> = (0..rng.below(4))
+                .map(|_| rng.next() & rng.next() & rng.next() & !UPPER)
+                .collect();
+            gates.push(Gate::any_of(masks));
+        }
+        for body in sample_bodies() {
+            let eager = of(&body);
+            let mut lazy = Lazy::new(&body);
+            for gate in &gates {
+                assert_eq!(gate.admits_lazy(&mut lazy), gate.admits(eager), "{gate:?}");
+                assert_eq!(
+                    gate.admits_lazy(&mut Lazy::new(&body)),
+                    gate.admits(eager),
+                    "{gate:?}"
+                );
+                assert_eq!(
+                    gate.admits_lazy(&mut Lazy::known(eager)),
+                    gate.admits(eager)
+                );
+            }
+            assert_eq!(lazy.get(), eager);
+            assert_eq!(Lazy::new(&body).now(), eager);
         }
     }
 

@@ -256,6 +256,11 @@ fn is_secret(value: &Value<'_>) -> bool {
     }
 }
 
+/// Values longer than this are checked for being untransformable before their classes
+/// are taken (see `inspect_value_with`); for shorter ones the check would cost more than
+/// the pass it may save.
+const LONG_VALUE: usize = 256;
+
 /// Longest value remembered to skip its repeats.
 const SEEN_VALUE_MAX: usize = 64;
 /// Most values remembered per request.
@@ -524,8 +529,8 @@ impl Scratch {
         let bit = value.kind.bit();
         let level = usize::from(paranoia.clamp(1, 4)) - 1;
         let raw: &[u8] = &value.data;
-        let classes = classes::of(raw);
-        let mut features = classes::features(classes);
+        let mut classes = classes::Lazy::new(raw);
+        let mut features = 0;
         // Stamp of the global scan of the raw value, done at most once and only when some
         // chain leaves the value unchanged, and the chains its hits belong to (bit i: chain
         // i; every bit when there are too many chains to tell).
@@ -545,6 +550,16 @@ impl Scratch {
             } else {
                 masks.by_kind_at[value.kind as usize][level]
             };
+            // A long value that no chain it reaches can transform (a raw body: its chains
+            // are triggered by `BYTE_FEATURES` only, and it holds none of their bytes)
+            // needs no features, and its classes only if a gate asks for them: its
+            // features would trigger none of its chains, which 0 says as well.
+            let untransformable = raw.len() > LONG_VALUE
+                && masks.triggered(!classes::BYTE_FEATURES) & reached == 0
+                && classes::lacks_byte_features(raw);
+            if !untransformable {
+                features = classes::features(classes.now());
+            }
             let mut triggered = masks.triggered(features);
             // Chains woken only by a feature the order of bytes may rule out (a lone
             // `-`, single spaces): look at the order before running them for nothing.
@@ -567,12 +582,14 @@ impl Scratch {
                 while idle != 0 {
                     let ci = idle.trailing_zeros() as usize;
                     idle &= idle - 1;
-                    if !set.chains[ci].unconditional_admits(level, value.kind, classes) {
+                    if !set.chains[ci].unconditional_admits(level, value.kind, &mut classes) {
                         unconditional &= !(1 << ci);
                     }
                 }
             }
             visit = reached & (triggered | (untriggered & (raw_chains | unconditional)));
+        } else {
+            features = classes::features(classes.now());
         }
         let mut order = ChainOrder::new(visit, set.chains.len(), set.chain_masks.is_some());
         while let Some(ci) = order.next() {
@@ -591,7 +608,7 @@ impl Scratch {
             // it lacks: if no rule of the chain can match with the value's classes, the
             // transformed copy and its scan would find nothing.
             if transforms && chain.creating & features == 0 {
-                if !chain.gate_at[level].admits(classes) {
+                if !chain.gate_at[level].admits_lazy(&mut classes) {
                     continue;
                 }
                 // When every rule waits for a literal, and the chain only drops bytes,
@@ -633,7 +650,7 @@ impl Scratch {
                         &mut self.span,
                         &mut self.chain_hits,
                     );
-                    (stamp, classes::of(data))
+                    (stamp, Some(classes::of(data)))
                 }
                 Transformed::ByFirstStep(step, step_classes) => {
                     let (stamp, chains) = match step_scan {
@@ -657,11 +674,15 @@ impl Scratch {
                     };
                     // As for an unchanged value below, with the first step's result.
                     if chains & (1 << (ci % 64)) == 0
-                        && !chain.unconditional_admits(level, value.kind, step_classes)
+                        && !chain.unconditional_admits(
+                            level,
+                            value.kind,
+                            &mut classes::Lazy::known(step_classes),
+                        )
                     {
                         continue;
                     }
-                    (stamp, step_classes)
+                    (stamp, Some(step_classes))
                 }
                 Transformed::Unchanged => {
                     let stamp = match raw_stamp {
@@ -677,11 +698,12 @@ impl Scratch {
                     // Unchanged by the chain, the value can only fire the chain's rules
                     // that the raw scan saw or that need no literal and admit the value.
                     if raw_chains & (1 << (ci % 64)) == 0
-                        && !chain.unconditional_admits(level, value.kind, classes)
+                        && !chain.unconditional_admits(level, value.kind, &mut classes)
                     {
                         continue;
                     }
-                    (stamp, classes)
+                    // The raw value's classes, taken only if a rule's gate asks for them.
+                    (stamp, None)
                 }
             };
             // A chain's own scan holds only its rules; the global scans hold every chain's.
@@ -711,7 +733,12 @@ impl Scratch {
                 if rule.paranoia > paranoia || !rule.targets.covers(value.kind, &value.name) {
                     continue;
                 }
-                if !matches!(rule.op, Op::Literals) && !set.rule_gate[r].admits(data_classes) {
+                if !matches!(rule.op, Op::Literals)
+                    && !match data_classes {
+                        Some(c) => set.rule_gate[r].admits(c),
+                        None => set.rule_gate[r].admits_lazy(&mut classes),
+                    }
+                {
                     continue;
                 }
                 let hit = (hit_stamps[r] == stamp).then_some(spans[r]);
@@ -756,7 +783,7 @@ impl Scratch {
         inspection: &Inspection<'_>,
         kind: Kind,
         raw: &[u8],
-        classes: Classes,
+        classes: classes::Lazy<'_>,
     ) -> (u32, u64) {
         let set = inspection.set;
         let stamp = next_stamp(&mut self.stamp, &mut self.hit);
@@ -909,12 +936,12 @@ impl<'r> Inspection<'r> {
         &self,
         kind: Kind,
         raw: &[u8],
-        classes: Classes,
+        mut classes: classes::Lazy<'_>,
     ) -> Option<(&'r BodyWalk, usize)> {
         let walk = self.body_walk?;
         if !BODY_WALK_KINDS.contains(&kind)
             || (kind != Kind::BodyRaw
-                && classes & (classes::DOUBLE_QUOTE | classes::BACKSLASH) != 0)
+                && classes.get() & (classes::DOUBLE_QUOTE | classes::BACKSLASH) != 0)
         {
             return None;
         }
@@ -1201,6 +1228,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A long value found untransformable (`inspect_value_with`) takes features 0 and
+    /// lazy classes: with its true features, the chains it reaches would not be
+    /// triggered nor transform it either, at every level.
+    #[test]
+    fn untransformable_values_are_those_the_full_classes_leave_untransformed() {
+        use crate::classes;
+        use crate::request::Kind;
+        let set = crate::ruleset::RuleSet::embedded().expect("rules compile");
+        let masks = set.chain_masks.as_ref().expect("at most 64 chains");
+        let mut fast = 0;
+        for body in classes::tests::sample_bodies() {
+            let features = classes::features(classes::of(&body));
+            for level in 0..4 {
+                let reached = masks.by_kind_at[Kind::BodyRaw as usize][level];
+                let untransformable = body.len() > super::LONG_VALUE
+                    && masks.triggered(!classes::BYTE_FEATURES) & reached == 0
+                    && classes::lacks_byte_features(&body);
+                if !untransformable {
+                    continue;
+                }
+                fast += 1;
+                assert_eq!(masks.triggered(features) & reached, 0, "{body:?}");
+                assert_eq!(masks.triggered(0) & reached, 0);
+                for ci in (0..set.chains.len()).filter(|ci| reached >> ci & 1 != 0) {
+                    assert_eq!(set.chains[ci].triggers & features, 0, "chain {ci}");
+                }
+            }
+        }
+        assert!(fast > 100, "the fast path was taken {fast} times");
     }
 
     #[test]

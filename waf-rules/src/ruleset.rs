@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::classes::{self, Classes, Gate};
+use crate::classes::{self, Gate};
 use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
@@ -78,8 +78,14 @@ pub(crate) struct Chain {
 impl Chain {
     /// Whether one of the chain's unconditional rules of paranoia <= `level` + 1 that
     /// target `kind` may match a value with `classes` (`unconditional_gate`).
-    pub(crate) fn unconditional_admits(&self, level: usize, kind: Kind, classes: Classes) -> bool {
-        self.unconditional_gate[level * KIND_COUNT + kind as usize].admits(classes)
+    #[inline]
+    pub(crate) fn unconditional_admits(
+        &self,
+        level: usize,
+        kind: Kind,
+        classes: &mut classes::Lazy<'_>,
+    ) -> bool {
+        self.unconditional_gate[level * KIND_COUNT + kind as usize].admits_lazy(classes)
     }
 }
 
