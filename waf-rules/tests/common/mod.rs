@@ -48,8 +48,10 @@ impl VerdictLog {
 impl Drop for VerdictLog {
     fn drop(&mut self) {
         let Some(path) = &self.file else { return };
-        let written =
-            std::fs::File::create(path).and_then(|mut f| f.write_all(self.lines.as_bytes()));
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::File::create(path))
+            .and_then(|mut f| f.write_all(self.lines.as_bytes()));
         if let Err(e) = written {
             eprintln!("WAF_VERDICTS: cannot write {}: {e}", path.display());
         }
