@@ -565,6 +565,15 @@ mod tests {
         }
     }
 
+    /// Every diagnostic as the CLI prints it, one after another.
+    fn joined(problems: &[Diagnostic]) -> String {
+        problems
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     const FULL: &str = "\
 apiVersion: palisade.dev/v1alpha1
 kind: WafPolicy
@@ -639,8 +648,7 @@ spec:
             .replace("mode: detect", "mode: detetc");
         let (policies, problems) = parse_waf_file("waf.yaml", &broken, &known());
         assert!(policies.is_empty());
-        let text: Vec<String> = problems.iter().map(|d| d.to_string()).collect();
-        let all = text.join("\n");
+        let all = joined(&problems);
         assert!(
             all.contains(
                 "waf.yaml:8:3: spec.mode: unknown mode `detetc`\n    hint: did you mean `detect`?"
@@ -684,11 +692,7 @@ spec:
         );
         let (policies, problems) = parse_waf_file("waf.yaml", &other, &known());
         assert!(policies.is_empty());
-        let all = problems
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = joined(&problems);
         assert!(all.contains("spec.routes./upload.exclusions[0].routes[0]: an exclusion under route `/upload` applies only there; it can never apply on `/login`\n    hint: move it to `spec.exclusions` with `routes: [\"/login\"]`, or leave `routes` out"), "{all}");
         assert_eq!(problems.len(), 1, "{all}");
     }
@@ -709,11 +713,7 @@ spec:
             );
         let (policies, problems) = parse_waf_file("waf.yaml", &text, &known());
         assert!(policies.is_empty());
-        let all = problems
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let all = joined(&problems);
         assert!(all.contains("spec.exclusions[0].routes[1]: a WAF route is a path pattern the request's path is matched against: path pattern `cms-editor` does not start with `/`\n    hint: write `/cms-editor`"), "{all}");
         assert!(
             all.contains("spec.routes.upload: a WAF route is a path pattern"),
