@@ -446,6 +446,7 @@ impl Scratch {
                     done: None,
                     out: Vec::with_capacity(256),
                     classes: 0,
+                    features: 0,
                 },
             },
             stamp: 0,
@@ -982,10 +983,11 @@ struct FirstStep {
     /// The step and whether it changed the value, or `None` for a new value.
     done: Option<(Transform, bool)>,
     out: Vec<u8>,
-    /// The byte classes of `out` when the step changed the value: the chains' later
-    /// steps whose trigger they lack leave it as it is and are skipped, as the first
-    /// steps are by the input's, and rules judge it by them.
+    /// The byte classes of `out` when the step changed the value, by which rules judge
+    /// it, and their features: the chains' later steps whose trigger they lack leave it
+    /// as it is and are skipped, as the first steps are by the input's.
     classes: Classes,
+    features: u16,
 }
 
 /// The chains (bit i: chain i) of the rules in `hits`; every bit when there are too many
@@ -1092,6 +1094,7 @@ fn apply_chain<'x>(
                         first.done = Some((t, changed));
                         if changed {
                             first.classes = classes::of(&first.out);
+                            first.features = classes::features(first.classes);
                         }
                         changed
                     }
@@ -1103,7 +1106,7 @@ fn apply_chain<'x>(
                 }
             }
             3 => {
-                if classes::features(first.classes) & t.trigger() != 0 && t.apply(&first.out, a) {
+                if first.features & t.trigger() != 0 && t.apply(&first.out, a) {
                     1
                 } else {
                     3
