@@ -31,7 +31,7 @@ use palisade_e2e::otlp::CountingOtlpEndpoint;
 use palisade_e2e::proxies::{free_port, http1, payments_admits_orders, read, request, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
 use palisade_proxy::metrics::Direction;
-use palisade_proxy::telemetry::Tracing;
+use palisade_proxy::telemetry::{Sampler, Tracing};
 use palisade_proxy::test_helpers::TestApp;
 
 #[derive(Clone, Copy)]
@@ -129,9 +129,10 @@ fn end_to_end_group(c: &mut Criterion, app_sends: App) {
                 .expect("the control plane");
             let tracing = |service: &str| match export {
                 Export::Off => None,
-                Export::Discard => {
-                    Some(Tracing::discarding(service).expect("a discarding export thread"))
-                }
+                Export::Discard => Some(
+                    Tracing::discarding(service, Sampler::default())
+                        .expect("a discarding export thread"),
+                ),
                 Export::Otlp => Some(
                     Tracing::with_endpoint(&endpoint.endpoint(), service)
                         .expect("an OTLP exporter to the endpoint"),
@@ -212,7 +213,8 @@ fn end_to_end_group(c: &mut Criterion, app_sends: App) {
 }
 
 fn span_path(c: &mut Criterion) {
-    let tracing = Tracing::discarding("payments").expect("a discarding export thread");
+    let always = Sampler::from_vars(Some("parentbased_always_on"), None).expect("a sampler name");
+    let tracing = Tracing::discarding("payments", always).expect("a discarding export thread");
     let method = http::Method::GET;
     // Inbound, as `payments` sees it: a sampled parent from the calling proxy; then the
     // same with the parent not sampled (what `OTEL_TRACES_SAMPLER` ratios leave behind).
@@ -247,12 +249,41 @@ fn span_path(c: &mut Criterion) {
         });
     }
     // Outbound, as `orders` sees the bench's app: no `traceparent`, so a new trace (the
-    // header the previous iteration added is removed first).
+    // header the previous iteration added is removed first), recorded.
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_static("payments"));
     c.bench_function("span_path/outbound_new_trace", |b| {
         b.iter(|| {
             headers.remove("traceparent");
+            let received = Instant::now();
+            let span = tracing.start(Direction::Outbound, &method, &mut headers, received);
+            span.finish(
+                "spiffe://mesh.test/ns/shop/sa/payments",
+                "payments",
+                StatusCode::OK,
+                received.elapsed(),
+            );
+        })
+    });
+    tracing.shutdown();
+    // The same with the default sampler, for a request it does not keep (99 % of them):
+    // what export on costs a request no one traces.
+    let tracing =
+        Tracing::discarding("orders", Sampler::default()).expect("a discarding export thread");
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("payments"));
+    let unsampled = (0u64..)
+        .map(|n| HeaderValue::from_str(&format!("{n:032x}")).expect("hex is a header value"))
+        .find(|id| {
+            headers.remove("traceparent");
+            headers.insert("x-request-id", id.clone());
+            let span = tracing.start(Direction::Outbound, &method, &mut headers, Instant::now());
+            !span.is_recording()
+        })
+        .expect("a request id the default sampler drops");
+    headers.insert("x-request-id", unsampled);
+    c.bench_function("span_path/outbound_new_trace_not_sampled", |b| {
+        b.iter(|| {
             let received = Instant::now();
             let span = tracing.start(Direction::Outbound, &method, &mut headers, received);
             span.finish(

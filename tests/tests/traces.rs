@@ -11,11 +11,20 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use palisade_e2e::otlp::OtlpReceiver;
 use palisade_e2e::proxies::{free_port, payments_admits_orders, request, send, MeshProxy};
 use palisade_e2e::test_helpers::TestControlPlane;
-use palisade_proxy::telemetry::{ExportConfig, Tracing};
+use palisade_proxy::telemetry::{ExportConfig, Sampler, Tracing};
 use palisade_proxy::test_helpers::TestApp;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const APP_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// Export to `receiver` recording every request, whether or not the app traces it.
+fn recording_all(receiver: &OtlpReceiver, service: &str) -> Tracing {
+    let always = Sampler::from_vars(Some("parentbased_always_on"), None).unwrap();
+    let config = ExportConfig::for_endpoint(&receiver.endpoint())
+        .unwrap()
+        .with_sampler(always);
+    Tracing::otlp(config, service).unwrap()
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -47,8 +56,8 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
         .await
         .unwrap();
     let app = TestApp::start().await;
-    let payments_tracing = Tracing::with_endpoint(&receiver.endpoint(), "payments").unwrap();
-    let orders_tracing = Tracing::with_endpoint(&receiver.endpoint(), "orders").unwrap();
+    let payments_tracing = recording_all(&receiver, "payments");
+    let orders_tracing = recording_all(&receiver, "orders");
     let payments = MeshProxy::start_traced(
         &cp,
         "shop",
@@ -167,6 +176,120 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
     .unwrap();
 }
 
+/// Export on with the default sampler: a call the app traces is recorded by both proxies;
+/// of the calls it does not trace, about one in a hundred is, always by both proxies in
+/// one trace, and the others reach the app without a `traceparent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_untraced_calls_are_sampled_alike_by_both_proxies() {
+    const CALLS: usize = 300;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    std::fs::write(
+        policy_dir.join("payments.yaml"),
+        payments_admits_orders(&["/v1/charges/{id}"]),
+    )
+    .unwrap();
+    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+        .await
+        .unwrap();
+    let app = TestApp::start().await;
+    let payments_tracing = Tracing::with_endpoint(&receiver.endpoint(), "payments").unwrap();
+    let orders_tracing = Tracing::with_endpoint(&receiver.endpoint(), "orders").unwrap();
+    let payments = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "payments",
+        "payments",
+        app.addr,
+        Some(payments_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let orders = MeshProxy::start_traced(
+        &cp,
+        "shop",
+        "orders",
+        "orders",
+        free_port().unwrap(),
+        Some(orders_tracing.clone()),
+    )
+    .await
+    .unwrap();
+    let within = Duration::from_secs(10);
+    assert!(payments.wait_configured(&[], within).await);
+    assert!(orders.wait_configured(&["payments"], within).await);
+
+    let mut sender = palisade_e2e::proxies::http1(orders.outbound).await.unwrap();
+    let mut reached_untraced = 0;
+    for i in 0..CALLS {
+        sender.ready().await.unwrap();
+        let call = request("GET", "payments", &format!("/v1/charges/{i}"), None, "");
+        let response = sender.send_request(call).await.unwrap();
+        let (status, _, body) = palisade_e2e::proxies::read(response).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if echo["headers"].get("traceparent").is_none() {
+            reached_untraced += 1;
+        }
+    }
+    let mut traced = request("GET", "payments", "/v1/charges/traced", None, "");
+    traced.headers_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{APP_SPAN_ID}-01").parse().unwrap(),
+    );
+    let (status, _, body) = send(orders.outbound, traced).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let mut both = [SpanKind::Client as i32, SpanKind::Server as i32];
+    both.sort();
+    // A span is queued as its response head passes the proxy: flush until every trace
+    // has both, or for at most ten seconds.
+    let deadline = tokio::time::Instant::now() + within;
+    let (spans, mut by_trace) = loop {
+        let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
+        tokio::task::spawn_blocking(move || {
+            a.flush();
+            b.flush();
+        })
+        .await
+        .unwrap();
+        let spans = receiver.spans();
+        let mut by_trace = std::collections::BTreeMap::<String, Vec<i32>>::new();
+        for span in &spans {
+            by_trace
+                .entry(hex(&span.trace_id))
+                .or_default()
+                .push(span.kind);
+        }
+        let complete = by_trace.contains_key(TRACE_ID) && by_trace.values().all(|k| k.len() >= 2);
+        if complete || tokio::time::Instant::now() > deadline {
+            break (spans, by_trace);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (trace, kinds) in &mut by_trace {
+        kinds.sort();
+        assert_eq!(kinds, &both, "trace {trace}: {spans:#?}");
+    }
+    assert!(by_trace.contains_key(TRACE_ID), "{spans:#?}");
+    // 1 % of 300: 3 expected; a draw of more than 15 would be a broken sampler.
+    let sampled = by_trace.len() - 1;
+    assert!(sampled <= 15, "{sampled} of {CALLS} untraced calls sampled");
+    assert_eq!(reached_untraced, CALLS - sampled);
+
+    payments.shutdown().await;
+    orders.shutdown().await;
+    cp.shutdown().await;
+    tokio::task::spawn_blocking(move || {
+        payments_tracing.shutdown();
+        orders_tracing.shutdown();
+    })
+    .await
+    .unwrap();
+}
+
 /// A collector that accepts connections and never answers: requests through both
 /// proxies still succeed at once, and the spans are counted as lost on `/metrics`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,6 +313,7 @@ async fn a_silent_collector_neither_fails_nor_holds_up_requests() {
     let tracing = |service: &str| {
         let config = ExportConfig::for_endpoint(&endpoint)
             .unwrap()
+            .with_sampler(Sampler::from_vars(Some("parentbased_always_on"), None).unwrap())
             .with_batching(64, 4, Duration::from_millis(20))
             .with_timeout(Duration::from_millis(300));
         Tracing::otlp(config, service).unwrap()

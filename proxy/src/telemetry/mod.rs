@@ -17,8 +17,9 @@
 //! the proxy's own service a flag, the times the metrics layer's own clock readings) and
 //! pushes it on a bounded queue; a full queue drops the span and counts it. The
 //! `palisade-otlp-export` thread batches the records, converts the times, encodes OTLP
-//! protobuf itself ([`encode`]) and sends it ([`export`]). A span the sampler dropped
-//! still propagates its `traceparent` (flag `00`) but records nothing.
+//! protobuf itself ([`encode`]) and sends it ([`export`]). A request the sampler dropped
+//! (by default 99 % of new traces, see [`DEFAULT_RATIO`]) records nothing and is
+//! forwarded as it came.
 
 mod config;
 mod encode;
@@ -33,15 +34,15 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub use config::{ConfigError, ExportConfig, ENDPOINT_VARS};
-pub use sampler::Sampler;
+pub use sampler::{Sampler, DEFAULT_RATIO};
 
+use crate::headers::REQUEST_ID;
 use crate::metrics::Direction;
 use export::{Command, OtlpClient, Queue, Sink};
 use record::{Outcome, ServiceName, SpanRecord, Text, DECISIONS, NO_SCORE};
@@ -113,10 +114,11 @@ impl Tracing {
         })
     }
 
-    /// Spans are made, propagated, queued and then dropped by the export thread without
-    /// being encoded: benches isolate the request path's share with it.
-    pub fn discarding(service: &str) -> Result<Self, TracingError> {
-        let config = ExportConfig::for_endpoint("http://127.0.0.1:4317")?;
+    /// Spans are made as `sampler` says, propagated, queued and then dropped by the
+    /// export thread without being encoded: benches isolate the request path's share
+    /// with it.
+    pub fn discarding(service: &str, sampler: Sampler) -> Result<Self, TracingError> {
+        let config = ExportConfig::for_endpoint("http://127.0.0.1:4317")?.with_sampler(sampler);
         Self::start_export(&config, service, || Ok(Sink::Discard))
     }
 
@@ -178,6 +180,12 @@ impl Tracing {
     /// incoming `tracestate` is kept on the span and forwarded unchanged; without a valid
     /// `traceparent` it is dropped, as W3C Trace Context requires. `received` is when the
     /// request arrived: the caller's clock reading, so the span takes none of its own.
+    ///
+    /// A request the sampler drops is left as it came: no span, and its `traceparent`
+    /// (if valid) forwarded unchanged, as W3C Trace Context allows a vendor that does not
+    /// take part in a trace; none is added to a request without one. So the next proxy
+    /// can still decide alike, a new trace's id takes its low half, which the ratio
+    /// samplers decide by, from the request's `x-request-id`, which both proxies see.
     pub fn start(
         &self,
         direction: Direction,
@@ -185,39 +193,39 @@ impl Tracing {
         headers: &mut HeaderMap,
         received: Instant,
     ) -> RequestSpan {
-        // One lookup of `traceparent` serves both reading and replacing it.
-        let incoming = headers.entry(TRACEPARENT);
-        let parent = match &incoming {
-            Entry::Occupied(entry) => parse_traceparent(entry.get().as_bytes()),
-            Entry::Vacant(_) => None,
-        };
-        let (trace_id, span_id) = match parent {
-            Some(parent) => (parent.trace_id, random_span_id()),
-            None => random_ids(),
+        let incoming = headers.get(TRACEPARENT);
+        let parent = incoming.and_then(|value| parse_traceparent(value.as_bytes()));
+        let trace_id = match parent {
+            Some(parent) => parent.trace_id,
+            None => new_trace_id(headers.get(REQUEST_ID)),
         };
         let sampled = self
             .inner
             .sampler
             .sampled(parent.map(|p| p.sampled), &trace_id);
+        if !sampled {
+            // An invalid `traceparent` is not forwarded: the next hop would have to
+            // refuse it again, and its `tracestate` means nothing without it.
+            if parent.is_none() && incoming.is_some() {
+                headers.remove(TRACEPARENT);
+                headers.remove(TRACESTATE);
+            }
+            return RequestSpan { recording: None };
+        }
+        let trace_id = match parent {
+            Some(_) => trace_id,
+            None => with_random_high_half(trace_id),
+        };
+        let span_id = random_span_id();
         // Not marked sensitive, although new on every request: h2 spells out a sensitive
         // header's name as well as its value every time, which cost more on the mTLS hop
         // (about 900 instructions a request) than indexing it and churning the table
         // (`benches/results/tracing.md`).
-        if let Ok(value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id, sampled)) {
-            match incoming {
-                Entry::Occupied(mut entry) => {
-                    entry.insert(value);
-                }
-                Entry::Vacant(entry) => {
-                    entry.insert(value);
-                }
-            }
+        if let Ok(value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id)) {
+            headers.insert(TRACEPARENT, value);
         }
         if parent.is_none() {
             headers.remove(TRACESTATE);
-        }
-        if !sampled {
-            return RequestSpan { recording: None };
         }
         let trace_state = parent
             .and_then(|_| headers.get(TRACESTATE))
@@ -242,23 +250,43 @@ impl Tracing {
     }
 }
 
+/// A new trace's id before it is known to be sampled: only the low half, which the
+/// samplers read, is set. It is a hash of `request_id` when there is one, so that every
+/// proxy a request passes decides alike about a trace the first one did not propagate;
+/// random otherwise. Either way it is never zero.
+fn new_trace_id(request_id: Option<&HeaderValue>) -> [u8; 16] {
+    let low = match request_id {
+        Some(id) => request_key(id.as_bytes()),
+        None => IDS.with_borrow_mut(nonzero_u64),
+    };
+    let mut trace_id = [0; 16];
+    trace_id[8..].copy_from_slice(&low.max(1).to_be_bytes());
+    trace_id
+}
+
+/// A request id's bytes mixed into 64 well-spread bits (FNV-1a, then the SplitMix64
+/// finaliser): the ratio samplers compare them with a bound, and apps may number their
+/// requests in sequence.
+fn request_key(id: &[u8]) -> u64 {
+    let mut h = id.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    h = (h ^ h >> 30).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ h >> 27).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ h >> 31
+}
+
+/// `trace_id` (from `new_trace_id`) with a random high half, once the trace is kept.
+fn with_random_high_half(mut trace_id: [u8; 16]) -> [u8; 16] {
+    let high = IDS.with_borrow_mut(nonzero_u64);
+    trace_id[..8].copy_from_slice(&high.to_be_bytes());
+    trace_id
+}
+
 thread_local! {
     /// Ids need randomness, not secrecy: a small fast generator per thread, seeded from
     /// the OS once.
     static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
-}
-
-/// A new trace id and span id, both non-zero.
-fn random_ids() -> ([u8; 16], [u8; 8]) {
-    IDS.with_borrow_mut(|rng| {
-        let trace_id = loop {
-            let id: u128 = rng.random();
-            if id != 0 {
-                break id;
-            }
-        };
-        (trace_id.to_be_bytes(), nonzero_u64(rng).to_be_bytes())
-    })
 }
 
 /// A new span id, non-zero.
@@ -467,8 +495,8 @@ fn decode_hex(hex: &[u8], into: &mut [u8]) -> Option<()> {
     (invalid == 0).then_some(())
 }
 
-/// The `traceparent` of a span, written into a stack buffer.
-fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; TRACEPARENT_LEN] {
+/// The `traceparent` of a recorded span (flag `01`), written into a stack buffer.
+fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8]) -> [u8; TRACEPARENT_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     fn encode(bytes: &[u8], into: &mut [u8]) {
         for (byte, pair) in bytes.iter().zip(into.chunks_exact_mut(2)) {
@@ -476,12 +504,9 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; TR
             pair[1] = HEX[usize::from(byte & 0x0f)];
         }
     }
-    let mut header = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let mut header = *b"00-00000000000000000000000000000000-0000000000000000-01";
     encode(trace_id, &mut header[3..35]);
     encode(span_id, &mut header[36..52]);
-    if sampled {
-        header[54] = b'1';
-    }
     header
 }
 
@@ -549,9 +574,9 @@ mod tests {
             .as_nanos() as u64
     }
 
-    /// One inbound GET span with no incoming `traceparent`, finished at once.
+    /// One inbound GET span, child of the sampled `APP` parent, finished at once.
     fn finish_inbound_span(tracing: &Tracing) {
-        let mut headers = HeaderMap::new();
+        let mut headers = headers(APP);
         tracing
             .start(
                 Direction::Inbound,
@@ -560,6 +585,22 @@ mod tests {
                 Instant::now(),
             )
             .finish("peer", "payments", StatusCode::OK, Duration::ZERO);
+    }
+
+    /// Export to `collector` recording every request (`parentbased_always_on`).
+    fn recording_all(collector: &TestCollector, service: &str) -> Tracing {
+        let always = Sampler::from_vars(Some("parentbased_always_on"), None).unwrap();
+        let config = ExportConfig::for_endpoint(&collector.endpoint())
+            .unwrap()
+            .with_sampler(always);
+        Tracing::otlp(config, service).unwrap()
+    }
+
+    /// Headers with an `x-request-id`, as the request-id layer leaves every request.
+    fn with_request_id(id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_str(id).unwrap());
+        headers
     }
 
     fn exported(tracing: &Tracing, collector: &TestCollector) -> Vec<Span> {
@@ -574,7 +615,7 @@ mod tests {
         assert_eq!(hex(&parent.span_id), "00f067aa0ba902b7");
         assert!(parent.sampled);
         assert_eq!(
-            &traceparent(&parent.trace_id, &parent.span_id, true),
+            &traceparent(&parent.trace_id, &parent.span_id),
             APP.as_bytes()
         );
         // Unknown flags are ignored, surrounding blanks too; a later version may extend.
@@ -719,7 +760,7 @@ mod tests {
     #[test]
     fn without_a_valid_traceparent_a_new_trace_starts_and_tracestate_is_dropped() {
         let collector = TestCollector::start(Answer::Ok);
-        let tracing = Tracing::with_endpoint(&collector.endpoint(), "orders").unwrap();
+        let tracing = recording_all(&collector, "orders");
         let mut headers = headers("00-not-a-trace-01");
         headers.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
         let span = tracing.start(
@@ -770,7 +811,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unsampled_parent_is_propagated_and_nothing_is_recorded() {
+    fn an_unsampled_parent_is_forwarded_unchanged_and_nothing_is_recorded() {
         let collector = TestCollector::start(Answer::Ok);
         let tracing = Tracing::with_endpoint(&collector.endpoint(), "payments").unwrap();
         let mut headers = headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
@@ -782,9 +823,10 @@ mod tests {
         );
         assert!(!span.is_recording());
         assert!(span.facts().is_none());
-        let forwarded = headers[TRACEPARENT].to_str().unwrap().to_owned();
-        assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(forwarded.ends_with("-00"), "{forwarded}");
+        assert_eq!(
+            headers[TRACEPARENT], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "forwarded unchanged"
+        );
         span.finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         assert!(exported(&tracing, &collector).is_empty());
         tracing.shutdown();
@@ -805,7 +847,19 @@ mod tests {
             Instant::now(),
         );
         assert!(!span.is_recording());
-        assert!(new_trace[TRACEPARENT].to_str().unwrap().ends_with("-00"));
+        assert!(!new_trace.contains_key(TRACEPARENT), "none added");
+        drop(span);
+        // An invalid `traceparent` is not forwarded, nor its `tracestate`.
+        let mut invalid = headers("00-not-a-trace-01");
+        invalid.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
+        let span = tracing.start(
+            Direction::Outbound,
+            &Method::GET,
+            &mut invalid,
+            Instant::now(),
+        );
+        assert!(!span.is_recording());
+        assert!(invalid.is_empty(), "{invalid:?}");
         drop(span);
         // A sampled parent still wins.
         let mut child = headers(APP);
@@ -819,6 +873,79 @@ mod tests {
         span.finish("peer", "payments", StatusCode::OK, Duration::ZERO);
         assert_eq!(exported(&tracing, &collector).len(), 1);
         tracing.shutdown();
+    }
+
+    #[test]
+    fn by_default_one_new_trace_in_a_hundred_is_recorded_and_sampled_parents_always() {
+        let tracing = Tracing::discarding("orders", Sampler::default()).unwrap();
+        let recorded = (0..4000)
+            .filter(|n| {
+                let mut headers = with_request_id(&format!("req-{n}"));
+                let span = tracing.start(
+                    Direction::Outbound,
+                    &Method::GET,
+                    &mut headers,
+                    Instant::now(),
+                );
+                // An unsampled request is forwarded as it came.
+                assert_eq!(span.is_recording(), headers.contains_key(TRACEPARENT));
+                assert_eq!(headers.len(), 1 + usize::from(span.is_recording()));
+                span.is_recording()
+            })
+            .count();
+        // 1 % of 4000 is 40; sequential ids are spread by the hash like random ones.
+        assert!((20..=65).contains(&recorded), "{recorded}");
+        for _ in 0..50 {
+            let mut child = headers(APP);
+            let span = tracing.start(Direction::Inbound, &Method::GET, &mut child, Instant::now());
+            assert!(span.is_recording());
+        }
+        tracing.shutdown();
+    }
+
+    #[test]
+    fn both_proxies_of_a_request_decide_alike_without_a_propagated_traceparent() {
+        let half = Sampler::from_vars(Some("parentbased_traceidratio"), Some("0.5")).unwrap();
+        let proxy = |service| Tracing::discarding(service, half).unwrap();
+        let (outbound, inbound) = (proxy("orders"), proxy("payments"));
+        let mut recorded = 0;
+        for n in 0..400 {
+            let mut headers = with_request_id(&format!("{n:032x}"));
+            let first = outbound.start(
+                Direction::Outbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            );
+            let forwarded = headers.get(TRACEPARENT).cloned();
+            let second = inbound.start(
+                Direction::Inbound,
+                &Method::GET,
+                &mut headers,
+                Instant::now(),
+            );
+            assert_eq!(first.is_recording(), second.is_recording(), "request {n}");
+            if let Some(forwarded) = forwarded {
+                let parent = parse_traceparent(forwarded.as_bytes()).unwrap();
+                let own = parse_traceparent(headers[TRACEPARENT].as_bytes()).unwrap();
+                assert_eq!(own.trace_id, parent.trace_id);
+                recorded += 1;
+            }
+        }
+        assert!((150..=250).contains(&recorded), "{recorded}");
+        // A non-parent-based ratio sampler decides by the trace id, whose low half the
+        // outbound proxy drew from the request id: the same answer on both sides.
+        let ratio = Sampler::from_vars(Some("traceidratio"), Some("0.5")).unwrap();
+        for n in 0..100 {
+            let trace_id = new_trace_id(Some(&HeaderValue::from_str(&format!("r{n}")).unwrap()));
+            let full = with_random_high_half(trace_id);
+            assert_eq!(
+                ratio.sampled(None, &trace_id),
+                ratio.sampled(Some(false), &full)
+            );
+        }
+        outbound.shutdown();
+        inbound.shutdown();
     }
 
     #[test]
@@ -924,7 +1051,7 @@ mod tests {
 
     #[test]
     fn discarded_spans_are_propagated_and_never_sent() {
-        let tracing = Tracing::discarding("payments").unwrap();
+        let tracing = Tracing::discarding("payments", Sampler::default()).unwrap();
         let mut headers = headers(APP);
         let span = tracing.start(
             Direction::Inbound,

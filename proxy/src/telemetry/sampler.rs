@@ -20,22 +20,34 @@ pub struct Sampler {
     root: Root,
 }
 
+/// The share of new traces the default sampler keeps: 1 %, Istio's default. A sampled
+/// request costs its proxies a few per cent of its CPU (the span, a new `traceparent`
+/// on every hop, the export); an unsampled one costs a header lookup and a hash, so with
+/// export turned on and nothing else said, tracing does not slow the mesh measurably
+/// (`benches/results/tracing.md`). A request whose caller sampled it is still recorded
+/// (the parent decides), and `OTEL_TRACES_SAMPLER` chooses any other policy.
+pub const DEFAULT_RATIO: f64 = 0.01;
+
 impl Default for Sampler {
-    /// `parentbased_always_on`, the specification's default.
+    /// `parentbased_traceidratio` keeping [`DEFAULT_RATIO`] of new traces. The
+    /// OpenTelemetry specification's default, `parentbased_always_on`, would record every
+    /// request of an untraced app: that is `OTEL_TRACES_SAMPLER=parentbased_always_on`.
     fn default() -> Self {
         Self {
             parent_based: true,
-            root: Root::AlwaysOn,
+            root: Self::ratio_root(DEFAULT_RATIO),
         }
     }
 }
 
 impl Sampler {
-    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the ratio, 0 to 1, default 1).
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the ratio, 0 to 1; 1 for a
+    /// named `*traceidratio` sampler, as the specification says). Without a sampler name
+    /// the default sampler is used, with the ratio `OTEL_TRACES_SAMPLER_ARG` gives if any.
     /// An unknown sampler or a ratio that is not a number in [0, 1] is refused.
     pub fn from_vars(name: Option<&str>, arg: Option<&str>) -> Result<Self, ConfigError> {
-        let ratio = || -> Result<f64, ConfigError> {
-            let Some(arg) = arg else { return Ok(1.0) };
+        let ratio_or = |default: f64| -> Result<f64, ConfigError> {
+            let Some(arg) = arg else { return Ok(default) };
             match arg.trim().parse::<f64>() {
                 Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
                 _ => Err(ConfigError(format!(
@@ -43,7 +55,13 @@ impl Sampler {
                 ))),
             }
         };
-        let name = name.map(str::trim).unwrap_or("parentbased_always_on");
+        let ratio = || ratio_or(1.0);
+        let Some(name) = name.map(str::trim) else {
+            return Ok(Self {
+                parent_based: true,
+                root: Self::ratio_root(ratio_or(DEFAULT_RATIO)?),
+            });
+        };
         let (parent_based, root) = match name {
             "always_on" => (false, Root::AlwaysOn),
             "always_off" => (false, Root::AlwaysOff),
@@ -143,6 +161,25 @@ mod tests {
         assert!(always.sampled(Some(false), &id(1)));
         let never = Sampler::from_vars(Some("always_off"), None).unwrap();
         assert!(!never.sampled(Some(true), &id(1)));
+    }
+
+    #[test]
+    fn the_default_keeps_one_new_trace_in_a_hundred_and_follows_parents() {
+        let default = Sampler::default();
+        let step = u64::MAX / 10_000;
+        let kept = (0..10_000)
+            .filter(|i| default.sampled(None, &id(i * step)))
+            .count();
+        assert!((99..=101).contains(&kept), "{kept}");
+        assert!(default.sampled(Some(true), &id(u64::MAX)));
+        assert!(!default.sampled(Some(false), &id(0)));
+        // `OTEL_TRACES_SAMPLER_ARG` alone sets the default sampler's ratio; a named ratio
+        // sampler without it keeps everything, as the specification says.
+        let tenth = Sampler::from_vars(None, Some("0.1")).unwrap();
+        assert_eq!(tenth, Sampler::ratio(0.1, true));
+        assert!(Sampler::from_vars(None, Some("2")).is_err());
+        let named = Sampler::from_vars(Some("parentbased_traceidratio"), None).unwrap();
+        assert_eq!(named, Sampler::ratio(1.0, true));
     }
 
     #[test]
