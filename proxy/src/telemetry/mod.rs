@@ -264,13 +264,29 @@ fn new_trace_id(request_id: Option<&HeaderValue>) -> [u8; 16] {
     trace_id
 }
 
-/// A request id's bytes mixed into 64 well-spread bits (FNV-1a, then the SplitMix64
-/// finaliser): the ratio samplers compare them with a bound, and apps may number their
-/// requests in sequence.
+/// A request id's bytes mixed into 64 well-spread bits: eight bytes a step (the ids are
+/// 32 hex digits unless the app sent its own), then the SplitMix64 finaliser, as the
+/// ratio samplers compare them with a bound and apps may number their requests in
+/// sequence.
 fn request_key(id: &[u8]) -> u64 {
-    let mut h = id.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = K ^ id.len() as u64;
+    let mut step = |word: [u8; 8]| {
+        h = (h ^ u64::from_le_bytes(word))
+            .wrapping_mul(K)
+            .rotate_left(31)
+    };
+    let mut words = id.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        step(w);
+    }
+    if !words.remainder().is_empty() {
+        let mut w = [0; 8];
+        w[..words.remainder().len()].copy_from_slice(words.remainder());
+        step(w);
+    }
     h = (h ^ h >> 30).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ h >> 27).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ h >> 31
@@ -901,6 +917,27 @@ mod tests {
             assert!(span.is_recording());
         }
         tracing.shutdown();
+    }
+
+    #[test]
+    fn request_keys_depend_on_every_byte_and_spread_sequential_ids() {
+        let base = b"0123456789abcdef0123456789abcdef-x".to_vec();
+        for len in 1..=base.len() {
+            let id = &base[..len];
+            let key = request_key(id);
+            assert_ne!(key, request_key(&base[..len - 1]), "length {len}");
+            for at in 0..len {
+                let mut other = id.to_vec();
+                other[at] ^= 1;
+                assert_ne!(key, request_key(&other), "length {len}, byte {at}");
+            }
+        }
+        // Sequential ids: the top bit, which decides a ratio of 0.5, is set about half
+        // the time.
+        let set = (0..1000u32)
+            .filter(|n| request_key(format!("{n:032}").as_bytes()) >> 63 == 1)
+            .count();
+        assert!((430..=570).contains(&set), "{set}");
     }
 
     #[test]
