@@ -556,7 +556,7 @@ impl Scratch {
             // needs no features, and its classes only if a gate asks for them: its
             // features would trigger none of its chains, which 0 says as well.
             let untransformable = raw.len() > LONG_VALUE
-                && masks.triggered(!classes::BYTE_FEATURES) & reached == 0
+                && masks.triggered_by_text & reached == 0
                 && classes::lacks_byte_features(raw);
             if !untransformable {
                 features = classes::features(classes.now());
@@ -1248,7 +1248,7 @@ mod tests {
             for level in 0..4 {
                 let reached = masks.by_kind_at[Kind::BodyRaw as usize][level];
                 let untransformable = body.len() > super::LONG_VALUE
-                    && masks.triggered(!classes::BYTE_FEATURES) & reached == 0
+                    && masks.triggered_by_text & reached == 0
                     && classes::lacks_byte_features(&body);
                 if !untransformable {
                     continue;

@@ -127,6 +127,10 @@ pub(crate) struct ChainMasks {
     triggered_by: [[u64; 64]; 3],
     /// Per paranoia level, the chains with a rule that needs no literal.
     pub unconditional_at: [u64; 4],
+    /// The chains a feature other than `classes::BYTE_FEATURES` triggers: a long value
+    /// reaching none of them and holding none of those bytes is left as it is by every
+    /// chain it reaches.
+    pub triggered_by_text: u64,
     /// Per paranoia level, the chains with a rule that looks at every header.
     every_header_at: [u64; 4],
     /// Per header a rule names (lowercase), and paranoia level, the chains with a rule
@@ -143,6 +147,7 @@ impl ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [[0; 64]; 3],
             unconditional_at: [0; 4],
+            triggered_by_text: 0,
             every_header_at: [0; 4],
             named_headers: Vec::new(),
         };
@@ -182,14 +187,16 @@ impl ChainMasks {
                     let at = match masks.named_headers.iter().position(|(n, _)| *n == name) {
                         Some(i) => &mut masks.named_headers[i].1,
                         None => {
+                            let last = masks.named_headers.len();
                             masks.named_headers.push((name, [0; 4]));
-                            &mut masks.named_headers.last_mut()?.1
+                            &mut masks.named_headers[last].1
                         }
                     };
                     at[levels.clone()].iter_mut().for_each(|at| *at |= bit);
                 }
             }
         }
+        masks.triggered_by_text = masks.triggered(!classes::BYTE_FEATURES);
         Some(masks)
     }
 
