@@ -157,6 +157,14 @@ impl ExportConfig {
         Ok(Some(config))
     }
 
+    /// The collector's authority. Public only for the fuzz target (hidden from the docs,
+    /// not part of the API), which checks that every accepted endpoint gives one the
+    /// exporter can connect to.
+    #[doc(hidden)]
+    pub fn authority_for_fuzzing(&self) -> &Authority {
+        &self.authority
+    }
+
     /// Replaces the sampler (tests, embedders).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
