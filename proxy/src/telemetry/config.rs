@@ -6,6 +6,7 @@
 //! than exporting something else than the operator asked for. Header values are never
 //! echoed in errors (they usually carry credentials).
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -157,6 +158,14 @@ impl ExportConfig {
         Ok(Some(config))
     }
 
+    /// The collector's authority. Public only for the fuzz target (hidden from the docs,
+    /// not part of the API), which checks that every accepted endpoint gives one the
+    /// exporter can connect to.
+    #[doc(hidden)]
+    pub fn authority_for_fuzzing(&self) -> &Authority {
+        &self.authority
+    }
+
     /// Replaces the sampler (tests, embedders).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
@@ -198,12 +207,20 @@ fn parse_endpoint(endpoint: &str, what: &str) -> Result<Authority, ConfigError> 
             )))
         }
     }
+    // `http://:4317` parses, with an empty host: the exporter would only fail when it
+    // dials, after the proxy has started.
     let authority = uri
         .authority()
+        .filter(|authority| !authority.host().is_empty())
         .ok_or_else(|| invalid(format!("{what}: `{endpoint}` names no host")))?;
     if authority.as_str().contains('@') {
         return Err(invalid(format!(
             "{what}: the endpoint must not carry credentials; use OTEL_EXPORTER_OTLP_HEADERS"
+        )));
+    }
+    if !is_host_and_port(authority) {
+        return Err(invalid(format!(
+            "{what}: `{endpoint}` must be an http://host:port URL"
         )));
     }
     let with_port = match authority.port_u16() {
@@ -213,6 +230,27 @@ fn parse_endpoint(endpoint: &str, what: &str) -> Result<Authority, ConfigError> 
             .map_err(|e| invalid(format!("{what}: `{endpoint}`: {e}")))?,
     };
     Ok(with_port)
+}
+
+/// Whether `authority` is `host`, `host:` or `host:port`, an IPv6 host a valid address:
+/// `http` also accepts `[::1]x:4317` (reading the host as `[::1]`) and `[]`, which the
+/// exporter, dialling the whole text, would only find out about after the proxy started.
+fn is_host_and_port(authority: &Authority) -> bool {
+    let host = authority.host();
+    let Some(rest) = authority.as_str().strip_prefix(host) else {
+        return false;
+    };
+    let port_ok = rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|port| port.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[') {
+        Some(literal) => literal
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok()),
+        None => true,
+    };
+    port_ok && host_ok
 }
 
 /// `key=value,key=value`, values percent-decoded (the W3C Baggage format the
@@ -357,6 +395,41 @@ mod tests {
             "http://user:pw@collector:4317",
         ] {
             assert!(ExportConfig::for_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_without_a_host_is_refused() {
+        // Found by the `otel_env` fuzz target: these became the authority `:80` (or
+        // `:4317`), which the exporter cannot dial.
+        for bad in ["http://:", "http://:4317", "http://:[:1]f"] {
+            let message = ExportConfig::for_endpoint(bad).unwrap_err().to_string();
+            assert!(message.contains("names no host"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_host_and_port_and_nothing_more() {
+        // Found by the `otel_env` fuzz target: `http` reads the host of these as `[::1]`
+        // or `[]`, and the exporter would have dialled the whole text.
+        for bad in [
+            "http://[]8:3",
+            "http://[::1]ral68:34",
+            "http://[]:4317",
+            "http://[::1]x",
+            "http://collector:+80",
+        ] {
+            let message = ExportConfig::for_endpoint(bad).unwrap_err().to_string();
+            assert!(message.contains("http://host:port"), "{bad}: {message}");
+        }
+        for (good, authority) in [
+            ("http://[::1]:4317", "[::1]:4317"),
+            ("http://[::1]", "[::1]:80"),
+            ("http://collector:", "collector:80"),
+            ("http://10.0.0.1:4317/", "10.0.0.1:4317"),
+        ] {
+            let config = ExportConfig::for_endpoint(good).unwrap();
+            assert_eq!(config.authority.as_str(), authority, "{good}");
         }
     }
 

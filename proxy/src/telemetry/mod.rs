@@ -526,6 +526,16 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8]) -> [u8; TRACEPARENT_LEN] 
     header
 }
 
+/// The `traceparent` a span continuing `value` would forward if it kept the parent's
+/// span id and `sampled` flag; `None` where `value` is refused. Public only for the fuzz
+/// target (hidden from the docs, not part of the API): `start` draws a new span id and
+/// asks the sampler, so what it forwards cannot show what the parser read.
+#[doc(hidden)]
+pub fn traceparent_for_fuzzing(value: &[u8]) -> Option<[u8; TRACEPARENT_LEN]> {
+    parse_traceparent(value)
+        .map(|parent| traceparent(&parent.trace_id, &parent.span_id, parent.sampled))
+}
+
 /// What the inner layers decided, for the span: a request extension of inbound requests
 /// (the stack with authorization and the WAF) whose span is recorded. The authorization layer writes the decision, the WAF
 /// its score. It also holds the span itself until it ends.
