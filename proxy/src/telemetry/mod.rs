@@ -532,8 +532,13 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8]) -> [u8; TRACEPARENT_LEN] 
 /// asks the sampler, so what it forwards cannot show what the parser read.
 #[doc(hidden)]
 pub fn traceparent_for_fuzzing(value: &[u8]) -> Option<[u8; TRACEPARENT_LEN]> {
-    parse_traceparent(value)
-        .map(|parent| traceparent(&parent.trace_id, &parent.span_id, parent.sampled))
+    parse_traceparent(value).map(|parent| {
+        let mut header = traceparent(&parent.trace_id, &parent.span_id);
+        if !parent.sampled {
+            header[TRACEPARENT_LEN - 1] = b'0';
+        }
+        header
+    })
 }
 
 /// What the inner layers decided, for the span: a request extension of inbound requests
