@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 use rand::rngs::SmallRng;
@@ -193,44 +194,73 @@ impl Tracing {
         headers: &mut HeaderMap,
         received: Instant,
     ) -> RequestSpan {
-        let incoming = headers.get(TRACEPARENT);
-        let parent = incoming.and_then(|value| parse_traceparent(value.as_bytes()));
-        let trace_id = match parent {
-            Some(parent) => parent.trace_id,
-            None => new_trace_id(headers.get(REQUEST_ID)),
+        let sampler = &self.inner.sampler;
+        // The common case, a valid parent, looks `traceparent` up once, for reading and
+        // for replacing it.
+        let invalid = match headers.entry(TRACEPARENT) {
+            Entry::Occupied(mut entry) => match parse_traceparent(entry.get().as_bytes()) {
+                Some(parent) => {
+                    if !sampler.sampled(Some(parent.sampled), &parent.trace_id) {
+                        return RequestSpan { recording: None };
+                    }
+                    let span_id = random_span_id();
+                    if let Some(value) = traceparent_value(&parent.trace_id, &span_id) {
+                        entry.insert(value);
+                    }
+                    let trace_state = headers
+                        .get(TRACESTATE)
+                        .and_then(|value| value.to_str().ok())
+                        .map(Arc::from);
+                    return self.recording(
+                        direction,
+                        method,
+                        received,
+                        (parent.trace_id, span_id, parent.span_id),
+                        trace_state,
+                    );
+                }
+                None => {
+                    entry.remove();
+                    true
+                }
+            },
+            Entry::Vacant(_) => false,
         };
-        let sampled = self
-            .inner
-            .sampler
-            .sampled(parent.map(|p| p.sampled), &trace_id);
-        if !sampled {
-            // An invalid `traceparent` is not forwarded: the next hop would have to
-            // refuse it again, and its `tracestate` means nothing without it.
-            if parent.is_none() && incoming.is_some() {
-                headers.remove(TRACEPARENT);
-                headers.remove(TRACESTATE);
-            }
-            return RequestSpan { recording: None };
-        }
-        let trace_id = match parent {
-            Some(_) => trace_id,
-            None => with_random_high_half(trace_id),
-        };
-        let span_id = random_span_id();
-        // Not marked sensitive, although new on every request: h2 spells out a sensitive
-        // header's name as well as its value every time, which cost more on the mTLS hop
-        // (about 900 instructions a request) than indexing it and churning the table
-        // (`benches/results/tracing.md`).
-        if let Ok(value) = HeaderValue::from_bytes(&traceparent(&trace_id, &span_id)) {
-            headers.insert(TRACEPARENT, value);
-        }
-        if parent.is_none() {
+        let trace_id = new_trace_id(headers.get(REQUEST_ID));
+        // A new trace's `tracestate` means nothing: W3C Trace Context drops it. An invalid
+        // `traceparent` is not forwarded even when the trace is not kept: the next hop
+        // would have to refuse it again.
+        let kept = sampler.sampled(None, &trace_id);
+        if invalid || kept {
             headers.remove(TRACESTATE);
         }
-        let trace_state = parent
-            .and_then(|_| headers.get(TRACESTATE))
-            .and_then(|value| value.to_str().ok())
-            .map(Arc::from);
+        if !kept {
+            return RequestSpan { recording: None };
+        }
+        let trace_id = with_random_high_half(trace_id);
+        let span_id = random_span_id();
+        if let Some(value) = traceparent_value(&trace_id, &span_id) {
+            headers.insert(TRACEPARENT, value);
+        }
+        self.recording(
+            direction,
+            method,
+            received,
+            (trace_id, span_id, [0; 8]),
+            None,
+        )
+    }
+
+    /// The span of a request the sampler kept: `ids` are its trace id, its span id and
+    /// its parent's span id (zero for a new trace).
+    fn recording(
+        &self,
+        direction: Direction,
+        method: &Method,
+        received: Instant,
+        (trace_id, span_id, parent_span_id): ([u8; 16], [u8; 8], [u8; 8]),
+        trace_state: Option<Arc<str>>,
+    ) -> RequestSpan {
         RequestSpan {
             recording: Some(Arc::new(TraceFacts {
                 authz: AtomicU8::new(0),
@@ -238,7 +268,7 @@ impl Tracing {
                 started: Started {
                     trace_id,
                     span_id,
-                    parent_span_id: parent.map_or([0; 8], |p| p.span_id),
+                    parent_span_id,
                     trace_state,
                     direction,
                     method: method.clone(),
@@ -248,6 +278,14 @@ impl Tracing {
             })),
         }
     }
+}
+
+/// The `traceparent` header of a recorded span. Not marked sensitive, although new on
+/// every request: h2 spells out a sensitive header's name as well as its value every
+/// time, which cost more on the mTLS hop (about 900 instructions a request) than
+/// indexing it and churning the table (`benches/results/tracing.md`).
+fn traceparent_value(trace_id: &[u8; 16], span_id: &[u8; 8]) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(&traceparent(trace_id, span_id)).ok()
 }
 
 /// A new trace's id before it is known to be sampled: only the low half, which the
