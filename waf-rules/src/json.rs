@@ -312,7 +312,10 @@ impl<'a> Scan<'a> {
             let name = if let Some(b'"' | b'{' | b'[') = v {
                 self.key_name(parent, &key, at, slot)
             } else {
-                self.set_key(slot, NO_KEY);
+                // An entry already there is the previous object's, still right for it.
+                if slot == self.keys.len() {
+                    self.keys.push(NO_KEY);
+                }
                 0
             };
             slot += 1;
