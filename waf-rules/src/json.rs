@@ -432,14 +432,18 @@ impl<'a> Scan<'a> {
                 self.i = start + k + 1;
                 return Some(Cow::Borrowed(&block[..k]));
             }
+            // The search goes on from the first stop, or after the block if it has none
+            // (`k` is 32 then): the block is not scanned twice.
+            return self.long_string(start, start + k.min(16));
         }
-        self.long_string(start)
+        self.long_string(start, start)
     }
 
-    /// `string` beyond its first block.
-    fn long_string(&mut self, start: usize) -> Option<Cow<'a, [u8]>> {
+    /// `string` from `from` on, where `start..from` holds no stop.
+    #[inline(always)]
+    fn long_string(&mut self, start: usize, from: usize) -> Option<Cow<'a, [u8]>> {
         let b = self.b;
-        let p = next_string_stop(b, start);
+        let p = next_string_stop(b, from);
         // The common case: no escape, and the contents end inside the valid text.
         if b.get(p) == Some(&b'"') && p <= self.valid {
             self.i = p + 1;
