@@ -105,8 +105,9 @@ def machine(args: argparse.Namespace, argv: list[str]) -> dict:
         "command": "benches/load/run.sh " + " ".join(shlex.quote(a) for a in argv),
         "caveat": (
             f"Measured on a shared {os.cpu_count()}-CPU machine (load average {load[0]:.1f} at the start) "
-            "with the load generator, the proxies and the app on the same cores, while other builds were "
-            "running; treat absolute figures as indicative and compare scenarios only within this run."
+            "with the load generator, the proxies and the app on the same cores, and whatever else the "
+            "machine runs left running; treat absolute figures as indicative and compare scenarios only "
+            "within this run."
         ),
         "rss_idle_kib": {},
     }
