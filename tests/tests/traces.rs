@@ -41,72 +41,117 @@ fn string(value: &str) -> Option<AnyValue> {
     Some(AnyValue::StringValue(value.to_owned()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_proxies_export_spans_of_the_apps_trace() {
-    let receiver = OtlpReceiver::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(
-        policy_dir.join("payments.yaml"),
-        payments_admits_orders(&["/v1/charges/{id}"]),
-    )
-    .unwrap();
-    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+/// A control plane admitting `orders` to `payments`, the test app behind `payments`, and
+/// both proxies exporting as `tracing(service)` makes them, configured and ready.
+struct TracedMesh {
+    cp: TestControlPlane,
+    payments: MeshProxy,
+    orders: MeshProxy,
+    payments_tracing: Tracing,
+    orders_tracing: Tracing,
+    _app: TestApp,
+    _dir: tempfile::TempDir,
+}
+
+impl TracedMesh {
+    async fn start(tracing: impl Fn(&str) -> Tracing) -> TracedMesh {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir(&policy_dir).unwrap();
+        std::fs::write(
+            policy_dir.join("payments.yaml"),
+            payments_admits_orders(&["/v1/charges/{id}"]),
+        )
+        .unwrap();
+        let cp =
+            TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+                .await
+                .unwrap();
+        let app = TestApp::start().await;
+        let (payments_tracing, orders_tracing) = (tracing("payments"), tracing("orders"));
+        let payments = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "payments",
+            "payments",
+            app.addr,
+            Some(payments_tracing.clone()),
+        )
         .await
         .unwrap();
-    let app = TestApp::start().await;
-    let payments_tracing = recording_all(&receiver, "payments");
-    let orders_tracing = recording_all(&receiver, "orders");
-    let payments = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "payments",
-        "payments",
-        app.addr,
-        Some(payments_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let orders = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "orders",
-        "orders",
-        free_port().unwrap(),
-        Some(orders_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let within = Duration::from_secs(10);
-    assert!(payments.wait_configured(&[], within).await);
-    assert!(orders.wait_configured(&["payments"], within).await);
+        let orders = MeshProxy::start_traced(
+            &cp,
+            "shop",
+            "orders",
+            "orders",
+            free_port().unwrap(),
+            Some(orders_tracing.clone()),
+        )
+        .await
+        .unwrap();
+        let within = Duration::from_secs(10);
+        assert!(payments.wait_configured(&[], within).await);
+        assert!(orders.wait_configured(&["payments"], within).await);
+        TracedMesh {
+            cp,
+            payments,
+            orders,
+            payments_tracing,
+            orders_tracing,
+            _app: app,
+            _dir: dir,
+        }
+    }
 
-    let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
-    call.headers_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{APP_SPAN_ID}-01").parse().unwrap(),
-    );
-    let (status, _, body) = send(orders.outbound, call).await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    // A call without a traceparent starts a trace of its own, still shared by both.
-    let (status, _, body) = send(
-        orders.outbound,
-        request("GET", "payments", "/v1/charges/ch_2", None, ""),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-
-    let deadline = tokio::time::Instant::now() + within;
-    let spans = loop {
-        let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
+    /// Exports what both proxies have queued (blocking calls, off the runtime's threads).
+    async fn flush(&self) {
+        let (a, b) = (self.payments_tracing.clone(), self.orders_tracing.clone());
         tokio::task::spawn_blocking(move || {
             a.flush();
             b.flush();
         })
         .await
         .unwrap();
+    }
+
+    async fn shutdown(self) {
+        self.payments.shutdown().await;
+        self.orders.shutdown().await;
+        self.cp.shutdown().await;
+        let (a, b) = (self.payments_tracing, self.orders_tracing);
+        tokio::task::spawn_blocking(move || {
+            a.shutdown();
+            b.shutdown();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_proxies_export_spans_of_the_apps_trace() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let mesh = TracedMesh::start(|service| recording_all(&receiver, service)).await;
+
+    let mut call = request("GET", "payments", "/v1/charges/ch_1", None, "");
+    call.headers_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{APP_SPAN_ID}-01").parse().unwrap(),
+    );
+    let (status, _, body) = send(mesh.orders.outbound, call).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // A call without a traceparent starts a trace of its own, still shared by both.
+    let (status, _, body) = send(
+        mesh.orders.outbound,
+        request("GET", "payments", "/v1/charges/ch_2", None, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        mesh.flush().await;
         let spans = receiver.spans();
         if spans.len() >= 4 || tokio::time::Instant::now() > deadline {
             break spans;
@@ -165,15 +210,7 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
     assert_eq!(others.len(), 2, "{spans:#?}");
     assert_eq!(others[0].trace_id, others[1].trace_id, "{others:#?}");
 
-    payments.shutdown().await;
-    orders.shutdown().await;
-    cp.shutdown().await;
-    tokio::task::spawn_blocking(move || {
-        payments_tracing.shutdown();
-        orders_tracing.shutdown();
-    })
-    .await
-    .unwrap();
+    mesh.shutdown().await;
 }
 
 /// Export on with the default sampler: a call the app traces is recorded by both proxies;
@@ -183,45 +220,13 @@ async fn both_proxies_export_spans_of_the_apps_trace() {
 async fn by_default_untraced_calls_are_sampled_alike_by_both_proxies() {
     const CALLS: usize = 300;
     let receiver = OtlpReceiver::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(
-        policy_dir.join("payments.yaml"),
-        payments_admits_orders(&["/v1/charges/{id}"]),
-    )
-    .unwrap();
-    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
+    let mesh =
+        TracedMesh::start(|service| Tracing::with_endpoint(&receiver.endpoint(), service).unwrap())
+            .await;
+
+    let mut sender = palisade_e2e::proxies::http1(mesh.orders.outbound)
         .await
         .unwrap();
-    let app = TestApp::start().await;
-    let payments_tracing = Tracing::with_endpoint(&receiver.endpoint(), "payments").unwrap();
-    let orders_tracing = Tracing::with_endpoint(&receiver.endpoint(), "orders").unwrap();
-    let payments = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "payments",
-        "payments",
-        app.addr,
-        Some(payments_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let orders = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "orders",
-        "orders",
-        free_port().unwrap(),
-        Some(orders_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let within = Duration::from_secs(10);
-    assert!(payments.wait_configured(&[], within).await);
-    assert!(orders.wait_configured(&["payments"], within).await);
-
-    let mut sender = palisade_e2e::proxies::http1(orders.outbound).await.unwrap();
     let mut reached_untraced = 0;
     for i in 0..CALLS {
         sender.ready().await.unwrap();
@@ -239,22 +244,16 @@ async fn by_default_untraced_calls_are_sampled_alike_by_both_proxies() {
         "traceparent",
         format!("00-{TRACE_ID}-{APP_SPAN_ID}-01").parse().unwrap(),
     );
-    let (status, _, body) = send(orders.outbound, traced).await.unwrap();
+    let (status, _, body) = send(mesh.orders.outbound, traced).await.unwrap();
     assert_eq!(status, 200, "{body}");
 
     let mut both = [SpanKind::Client as i32, SpanKind::Server as i32];
     both.sort();
     // A span is queued as its response head passes the proxy: flush until every trace
     // has both, or for at most ten seconds.
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (spans, mut by_trace) = loop {
-        let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
-        tokio::task::spawn_blocking(move || {
-            a.flush();
-            b.flush();
-        })
-        .await
-        .unwrap();
+        mesh.flush().await;
         let spans = receiver.spans();
         let mut by_trace = std::collections::BTreeMap::<String, Vec<i32>>::new();
         for span in &spans {
@@ -279,15 +278,7 @@ async fn by_default_untraced_calls_are_sampled_alike_by_both_proxies() {
     assert!(sampled <= 15, "{sampled} of {CALLS} untraced calls sampled");
     assert_eq!(reached_untraced, CALLS - sampled);
 
-    payments.shutdown().await;
-    orders.shutdown().await;
-    cp.shutdown().await;
-    tokio::task::spawn_blocking(move || {
-        payments_tracing.shutdown();
-        orders_tracing.shutdown();
-    })
-    .await
-    .unwrap();
+    mesh.shutdown().await;
 }
 
 /// A collector that accepts connections and never answers: requests through both
@@ -298,56 +289,21 @@ async fn a_silent_collector_neither_fails_nor_holds_up_requests() {
     // export call waits for its timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(
-        policy_dir.join("payments.yaml"),
-        payments_admits_orders(&["/v1/charges/{id}"]),
-    )
-    .unwrap();
-    let cp = TestControlPlane::start_with(|config| config.policy_dir = Some(policy_dir.clone()))
-        .await
-        .unwrap();
-    let app = TestApp::start().await;
-    let tracing = |service: &str| {
+    let mesh = TracedMesh::start(|service| {
         let config = ExportConfig::for_endpoint(&endpoint)
             .unwrap()
             .with_sampler(Sampler::from_vars(Some("parentbased_always_on"), None).unwrap())
             .with_batching(64, 4, Duration::from_millis(20))
             .with_timeout(Duration::from_millis(300));
         Tracing::otlp(config, service).unwrap()
-    };
-    let (payments_tracing, orders_tracing) = (tracing("payments"), tracing("orders"));
-    let payments = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "payments",
-        "payments",
-        app.addr,
-        Some(payments_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let orders = MeshProxy::start_traced(
-        &cp,
-        "shop",
-        "orders",
-        "orders",
-        free_port().unwrap(),
-        Some(orders_tracing.clone()),
-    )
-    .await
-    .unwrap();
-    let within = Duration::from_secs(10);
-    assert!(payments.wait_configured(&[], within).await);
-    assert!(orders.wait_configured(&["payments"], within).await);
+    })
+    .await;
 
     const REQUESTS: u64 = 20;
     let started = std::time::Instant::now();
     for i in 0..REQUESTS {
         let call = request("GET", "payments", &format!("/v1/charges/{i}"), None, "");
-        let (status, _, body) = send(orders.outbound, call).await.unwrap();
+        let (status, _, body) = send(mesh.orders.outbound, call).await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
     // Each export waits 300 ms for nothing; had a request waited on one, 20 would take
@@ -355,14 +311,11 @@ async fn a_silent_collector_neither_fails_nor_holds_up_requests() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "{took:?}");
 
-    let (a, b) = (payments_tracing.clone(), orders_tracing.clone());
-    tokio::task::spawn_blocking(move || {
-        a.flush();
-        b.flush();
-    })
-    .await
-    .unwrap();
-    for (proxy, tracing) in [(&payments, &payments_tracing), (&orders, &orders_tracing)] {
+    mesh.flush().await;
+    for (proxy, tracing) in [
+        (&mesh.payments, &mesh.payments_tracing),
+        (&mesh.orders, &mesh.orders_tracing),
+    ] {
         let lost = tracing.failed_spans().get() + tracing.dropped_spans().get();
         assert_eq!(lost, REQUESTS, "{}", proxy.service);
         let (status, _, metrics) =
@@ -383,9 +336,7 @@ async fn a_silent_collector_neither_fails_nor_holds_up_requests() {
         );
     }
     drop(silent);
-    payments.shutdown().await;
-    orders.shutdown().await;
-    cp.shutdown().await;
+    mesh.shutdown().await;
 }
 
 /// Not a pass/fail test: the cost of export on the request path, measured as sequential
