@@ -13,6 +13,7 @@ use crate::ruleset::{
 };
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{self, feature, Transform};
+use crate::util::{half, same_bytes, word};
 use crate::{classes, decode, detect, util};
 
 /// Longest matched fragment kept in a match, in bytes.
@@ -266,33 +267,6 @@ const SEEN_VALUE_MAX: usize = 64;
 /// Most values remembered per request.
 const SEEN_VALUES_MAX: usize = 1024;
 
-/// Whether two short byte strings are equal, compared eight bytes at a time in line.
-/// The values and names compared here are a few dozen bytes; measured on this project's
-/// machine, the C library's `memcmp` spent about 7 % of a JSON inspection's time on them
-/// (masked vector loads), against a handful of instructions here. The tail is compared
-/// as words too, read as `value_hash` reads it (overlapping), not a byte at a time.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n >= 8 {
-        let mut left = a.chunks_exact(8);
-        let mut right = b.chunks_exact(8);
-        for (x, y) in (&mut left).zip(&mut right) {
-            if word(x) != word(y) {
-                return false;
-            }
-        }
-        left.remainder().is_empty() || word(&a[n - 8..]) == word(&b[n - 8..])
-    } else if n >= 4 {
-        half(a) == half(b) && half(&a[n - 4..]) == half(&b[n - 4..])
-    } else {
-        // The first, middle and last bytes are all of them.
-        n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
-    }
-}
-
 /// A seeded hash of a value's kind, name and bytes, eight bytes per step.
 fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -320,20 +294,6 @@ fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
         }
     }
     h ^ h >> 31
-}
-
-/// The first eight bytes of `bytes` as a word.
-fn word(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(w)
-}
-
-/// The first four bytes of `bytes` as a word.
-fn half(bytes: &[u8]) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&bytes[..4]);
-    u32::from_le_bytes(w)
 }
 
 /// The hashes of the values remembered in one request, in an open-addressing table
@@ -1262,21 +1222,6 @@ mod tests {
             }
         }
         assert!(fast > 100, "the fast path was taken {fast} times");
-    }
-
-    #[test]
-    fn same_bytes_agrees_with_slice_equality() {
-        let base: Vec<u8> = (0..40u8).collect();
-        for len in 0..40 {
-            let a = &base[..len];
-            assert!(super::same_bytes(a, a));
-            assert!(!super::same_bytes(a, &base[..len + 1]));
-            for at in 0..len {
-                let mut b = a.to_vec();
-                b[at] ^= 0x20;
-                assert!(!super::same_bytes(a, &b), "{len} {at}");
-            }
-        }
     }
 
     /// Every byte of a value's name and bytes reaches its hash, at every length around
