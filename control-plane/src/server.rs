@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -150,6 +150,9 @@ struct Shared {
     audit: AuditLog,
     registry: Arc<Registry>,
     own: Arc<SvidStore>,
+    /// When the serving certificate in `own` was issued: its half-life counts from here,
+    /// not from its `notBefore`, which the CA backdates by a minute for clock skew.
+    own_issued_at: Mutex<SystemTime>,
     admin_id: SpiffeId,
     control_plane_id: SpiffeId,
     keepalive: Duration,
@@ -317,6 +320,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningControlPlane, ServeErro
         tokens: Mutex::new(tokens),
         registry,
         own: SvidStore::new(),
+        own_issued_at: Mutex::new(SystemTime::now()),
         keepalive: config.keepalive,
         shutdown: shutdown_rx,
         metrics: Arc::new(ControlPlaneMetrics::default()),
@@ -429,6 +433,7 @@ fn open_state(
 
 /// Issues a fresh serving certificate (new in-memory key) and installs it.
 fn renew_own_certificate(shared: &Shared) -> Result<(), String> {
+    let issued_at = SystemTime::now();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let ca = shared.ca.load();
     let svid = ca
@@ -448,6 +453,10 @@ fn renew_own_certificate(shared: &Shared) -> Result<(), String> {
         .own
         .install(svid.chain.clone(), der)
         .map_err(|e| e.to_string())?;
+    *shared
+        .own_issued_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = issued_at;
     tracing::info!(
         event = "svid_issued",
         spiffe_id = %svid.spiffe_id,
@@ -1075,9 +1084,23 @@ fn own_certificate_due(shared: &Shared) -> bool {
     let Some(info) = shared.own.info() else {
         return true;
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let half_life = (info.not_after_unix - info.not_before_unix) / 2;
-    now >= info.not_before_unix + half_life
+    let issued_at = *shared
+        .own_issued_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    half_life_passed(issued_at, info.not_after_unix, SystemTime::now())
+}
+
+/// Whether `now` is past the middle of a certificate's life from `issued_at` to
+/// `not_after_unix`. Counting from the backdated `notBefore` instead put the middle of a
+/// one-minute certificate at its issuance, and the control plane renewed (and audited) its
+/// serving certificate on every maintenance tick.
+fn half_life_passed(issued_at: SystemTime, not_after_unix: i64, now: SystemTime) -> bool {
+    let not_after = UNIX_EPOCH + Duration::from_secs(u64::try_from(not_after_unix).unwrap_or(0));
+    let lifetime = not_after
+        .duration_since(issued_at)
+        .unwrap_or(Duration::ZERO);
+    now >= issued_at + lifetime / 2
 }
 
 fn reload_ca(shared: &Shared) {
@@ -1102,5 +1125,28 @@ fn reload_ca(shared: &Shared) {
             error = %e,
             "cannot load the changed CA state; keeping the CA in memory"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_minute_serving_certificate_is_renewed_after_thirty_seconds_not_at_once() {
+        let issued_at = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let not_after = 1_000_060;
+        let at = |secs| issued_at + Duration::from_secs(secs);
+        assert!(!half_life_passed(issued_at, not_after, at(0)));
+        assert!(!half_life_passed(issued_at, not_after, at(29)));
+        assert!(half_life_passed(issued_at, not_after, at(30)));
+        assert!(half_life_passed(issued_at, not_after, at(61)));
+    }
+
+    #[test]
+    fn a_certificate_expiring_before_its_issuance_time_is_due() {
+        let issued_at = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(half_life_passed(issued_at, 999_000, issued_at));
+        assert!(half_life_passed(issued_at, -5, issued_at));
     }
 }

@@ -17,7 +17,9 @@ use palisade_proxy::control::{spawn_watch, WatchConfig, WatchHandle, WatchStatus
 use palisade_proxy::identity::Identity;
 use palisade_proxy::telemetry::Tracing;
 use palisade_proxy::{serve, Enforcement, Listeners, MeshState, ProxyConfig, ProxyIdentity};
+use palisade_waf::{Engine, RuleSet};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use crate::test_helpers::{eventually, TestControlPlane};
@@ -57,6 +59,24 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// The embedded WAF rule set, compiled once per test process and on a blocking thread.
+/// A debug build takes seconds to compile it (nine under load); on the runtime of a
+/// `#[tokio::test]` (one thread, shared with the in-process control plane) that starved
+/// the control plane's certificate renewal, and the short lifetimes of the rotation tests
+/// ran out.
+async fn waf_engine() -> anyhow::Result<Engine> {
+    static ENGINE: OnceCell<Engine> = OnceCell::const_new();
+    let engine = ENGINE
+        .get_or_try_init(|| async {
+            tokio::task::spawn_blocking(|| RuleSet::embedded().map(Engine::new))
+                .await
+                .context("the thread compiling the WAF rule set failed")?
+                .context("compiling the embedded WAF rule set")
+        })
+        .await?;
+    Ok(engine.clone())
+}
+
 /// One sidecar proxy in this process, with its own identity and listeners.
 pub struct MeshProxy {
     pub service: String,
@@ -92,6 +112,9 @@ impl MeshProxy {
         app: SocketAddr,
         tracing: Option<Tracing>,
     ) -> anyhow::Result<Self> {
+        // Compiled before the SVID is issued, whose test lifetime may be shorter than the
+        // compilation.
+        let engine = waf_engine().await?;
         let identity = cp.identity(namespace, service_account).await?;
         // Bound here, on ports the system picks, and handed to the proxy: a port chosen
         // first and bound later could be taken in between by a parallel test.
@@ -112,8 +135,7 @@ impl MeshProxy {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let enforcement = Enforcement::new(cp.trust_domain(), service)
-            .context("compiling the embedded WAF rule set")?;
+        let enforcement = Enforcement::with_engine(cp.trust_domain(), service, engine);
         let state = MeshState::new();
         let mut watch_config = WatchConfig::new(service, Some(inbound.to_string()))?;
         watch_config.backoff_initial = Duration::from_millis(50);
