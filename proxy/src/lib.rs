@@ -18,6 +18,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod layers;
+pub mod logfmt;
 pub mod metrics;
 pub mod outbound;
 mod run;
