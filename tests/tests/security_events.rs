@@ -1,6 +1,7 @@
 //! Security events as a SIEM receives them: the log output of a real mesh (control
-//! plane, two proxies), formatted exactly as the binaries format it (`tracing` JSON,
-//! flattened), captured, and checked line by line: every line is one JSON object, and
+//! plane, two proxies), formatted as the proxy binary formats it (its `JsonLines`, which
+//! writes the control plane's flattened `tracing` JSON byte for byte), captured, and
+//! checked line by line: every line is one JSON object, and
 //! each event documented in docs/observability.md carries its documented fields. Secrets
 //! (join tokens, query strings) never appear.
 //!
@@ -80,7 +81,7 @@ async fn security_events_are_json_lines_with_the_documented_fields() {
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .json()
-        .flatten_event(true)
+        .event_format(palisade_proxy::logfmt::JsonLines::default())
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(move || writer.clone())
         .init();
