@@ -327,7 +327,10 @@ def palisade_binaries(bin_dir: Path) -> dict[str, Path]:
     return found
 
 
-def start_palisade(sup: Supervisor, work: Path, bin_dir: Path, app: App) -> Palisade:
+def start_palisade(sup: Supervisor, work: Path, bin_dir: Path, app: App,
+                   ready_timeout: float = 30.0) -> Palisade:
+    """The mesh; `ready_timeout` bounds each wait for a process to be ready (longer when the
+    binaries run under valgrind)."""
     bins = palisade_binaries(bin_dir)
     data = work / "control-plane"
     cp_port = free_port()
@@ -336,7 +339,8 @@ def start_palisade(sup: Supervisor, work: Path, bin_dir: Path, app: App) -> Pali
                                      "--data-dir", str(data), "--listen", f"127.0.0.1:{cp_port}"])
     bundle = data / "bundle.pem"
     wait_until("the control plane did not write bundle.pem and listen",
-               lambda: (sup.check_alive("control-plane", cp), bundle.is_file() and port_open(cp_port))[1])
+               lambda: (sup.check_alive("control-plane", cp), bundle.is_file() and port_open(cp_port))[1],
+               ready_timeout)
 
     def token(service_account: str) -> str:
         result = subprocess.run(
@@ -360,13 +364,14 @@ def start_palisade(sup: Supervisor, work: Path, bin_dir: Path, app: App) -> Pali
         sides[service] = (name, child, ports)
     for name, child, ports in sides.values():
         wait_until(f"{name} never answered 200 on /ready (log: {sup.work / (name + '.log')})",
-                   lambda: (sup.check_alive(name, child), _status(ports["admin"], "/ready") == 200)[1])
+                   lambda: (sup.check_alive(name, child), _status(ports["admin"], "/ready") == 200)[1],
+                   ready_timeout)
     server_name, server, server_ports = sides["app"]
     client_name, client, client_ports = sides["loadgen"]
     outbound = client_ports["outbound"]
     # The outbound proxy learns `app`'s endpoint from the control plane's watch; wait for it.
     wait_until("the outbound proxy never routed to service `app`",
-               lambda: _status(outbound, "/small" + QUERY, host="app") == 200)
+               lambda: _status(outbound, "/small" + QUERY, host="app") == 200, ready_timeout)
     chain = Target("palisade", f"http://127.0.0.1:{outbound}", f"http://127.0.0.1:{outbound}",
                    pids=[client.pid, server.pid], host="app")
     cert, key = _client_svid(work, cp_url, bundle, token("loadclient"))
