@@ -1149,7 +1149,7 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Op
             if *prefiltered && hit.is_none() {
                 return None;
             }
-            re.find(data).and_then(|m| span(m.start(), m.end()))
+            re.get().find(data).and_then(|m| span(m.start(), m.end()))
         }
         Op::BytesOutside(allowed) => data
             .iter()

@@ -101,13 +101,52 @@ pub(crate) struct Examples {
     pub no_match: Vec<String>,
 }
 
+/// A rule's regex: checked when its file loads, and kept compiled from then on only if
+/// paranoia 1 runs it. A compiled regex takes up to a few megabytes; the regexes of the
+/// higher levels (8 MB of the base set's) are compiled when a level that runs them is first
+/// built, so a proxy that never selects paranoia 2 does not carry them.
+pub(crate) struct RuleRegex {
+    source: String,
+    compiled: std::sync::OnceLock<regex::bytes::Regex>,
+}
+
+impl RuleRegex {
+    fn new(source: String, keep_compiled: bool) -> Result<RuleRegex, regex::Error> {
+        let re = compile_regex(&source)?;
+        let compiled = std::sync::OnceLock::new();
+        if keep_compiled {
+            let _ = compiled.set(re);
+        }
+        Ok(RuleRegex { source, compiled })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled regex, compiling it on first use.
+    pub fn get(&self) -> &regex::bytes::Regex {
+        self.compiled.get_or_init(|| {
+            compile_regex(&self.source).expect("the same source compiled when its rule file loaded")
+        })
+    }
+
+    #[cfg(test)]
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+}
+
+fn compile_regex(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(source)
+        .size_limit(4 << 20)
+        .build()
+}
+
 /// A compiled operator.
 pub(crate) enum Op {
     Literals,
-    Regex {
-        re: regex::bytes::Regex,
-        prefiltered: bool,
-    },
+    Regex { re: RuleRegex, prefiltered: bool },
     BytesOutside(Box<[bool; 256]>),
     LengthOver(usize),
     ArgCountOver(usize),
@@ -310,9 +349,7 @@ fn compile(
         literals = lits;
         Op::Literals
     } else if let Some(re) = o.regex {
-        let re = regex::bytes::RegexBuilder::new(&re)
-            .size_limit(4 << 20)
-            .build()
+        let re = RuleRegex::new(re, spec.paranoia <= 1)
             .map_err(|e| invalid("operator.regex", e.to_string()))?;
         let (field, requires) = match o.requires_words {
             Some(words) => ("operator.requires_words", Some(words)),

@@ -736,6 +736,12 @@ impl RuleSet {
     pub(crate) fn level(&self, level: u8) -> &Level {
         let level = level.clamp(1, 4);
         self.levels[usize::from(level) - 1].get_or_init(|| {
+            // Compiled with the level's automata rather than on a request's first match.
+            for rule in self.rules.iter().filter(|r| r.paranoia <= level) {
+                if let Op::Regex { re, .. } = &rule.op {
+                    re.get();
+                }
+            }
             self.build_level(level)
                 .expect("`build` built the top level, whose patterns include this level's")
         })
@@ -900,6 +906,56 @@ mod tests {
     operator:
       literals: ["gammahit"]
 "#;
+
+    #[test]
+    fn regexes_of_higher_levels_are_compiled_when_their_level_is_built() {
+        const REGEXES: &str = r#"rules:
+  - id: 1
+    message: level one
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    operator: {regex: 'alpha\d+'}
+  - id: 2
+    message: level two
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [args]
+    operator: {regex: 'beta\d+'}
+"#;
+        let set = RuleSet::from_yaml("regexes.yaml", REGEXES).expect("compiles");
+        let compiled = |set: &RuleSet| -> Vec<bool> {
+            set.rules
+                .iter()
+                .map(|r| matches!(&r.op, Op::Regex { re, .. } if re.is_compiled()))
+                .collect()
+        };
+        assert_eq!(compiled(&set), [true, false]);
+        set.level(1);
+        assert_eq!(compiled(&set), [true, false]);
+        set.level(2);
+        assert_eq!(compiled(&set), [true, true]);
+        let engine = crate::Engine::new(set);
+        let settings = crate::WafSettings::default().with_paranoia(2);
+        let req = crate::Request::new("GET", "/?q=beta42");
+        assert_eq!(engine.inspect(&req, &settings, None).matches[0].rule_id, 2);
+    }
+
+    #[test]
+    fn a_bad_regex_of_a_higher_level_is_refused_when_the_file_loads() {
+        const BAD: &str = r#"rules:
+  - id: 2
+    message: level two
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [args]
+    operator: {regex: 'beta(\d+'}
+"#;
+        let error = RuleSet::from_yaml("bad.yaml", BAD).err().expect("refused");
+        assert!(error.to_string().contains("operator.regex"), "{error}");
+    }
 
     fn rule_ids(set: &RuleSet, level: u8) -> Vec<u32> {
         let automata = set.level(level);
