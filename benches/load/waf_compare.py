@@ -454,7 +454,7 @@ def versions(ctl: Path) -> tuple[str, str]:
     crs = q("modsecurity-crs")
     return (f"{nginx}; libmodsecurity3 {q('libmodsecurity3')}; libnginx-mod-http-modsecurity "
             f"{q('libnginx-mod-http-modsecurity')}; modsecurity-crs {crs}; palisadectl "
-            f"({ctl}, debug build) at commit {commit}", crs)
+            f"({ctl}) at commit {commit}", crs)
 
 
 def main(argv: list[str]) -> int:
