@@ -4,8 +4,9 @@
 //! `cargo bench -p palisade-benches --bench waf`
 //!
 //! For load-independent instruction counts of one inspection, set `WAF_ONE` to `get`,
-//! `json` or `bad`: the bench then runs only that inspection (paranoia 1) `WAF_ONE_RUNS`
-//! times (default 5) and exits, e.g. under
+//! `json`, `bad` or `text` (the 64 KiB prose body): the bench then runs only that
+//! inspection (at paranoia 1, or `WAF_ONE_PARANOIA`) `WAF_ONE_RUNS` times (default 5) and
+//! exits, e.g. under
 //! `valgrind --tool=callgrind --toggle-collect='*Engine*inspect*' target/release/deps/waf-*`.
 //! The steady-state cost of one inspection is the difference between runs of 11 and 1
 //! inspections, divided by 10 (the first inspection also warms the regexes' caches).
@@ -101,15 +102,21 @@ fn bench_waf(c: &mut Criterion) {
             .collect();
 
     if let Ok(which) = std::env::var("WAF_ONE") {
+        let paranoia = std::env::var("WAF_ONE_PARANOIA")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
         let settings = WafSettings {
             body_limit: 1 << 20,
             ..WafSettings::default()
-        };
+        }
+        .with_paranoia(paranoia);
         let req = match which.as_str() {
             "get" => request("GET", &get, None, b""),
             "json" => request("POST", "/api/v1/orders", Some(b"application/json"), &json),
             "bad" => request("GET", attack, None, b""),
-            other => panic!("WAF_ONE={other}: expected get, json or bad"),
+            "text" => request("POST", "/notes", Some(b"text/plain"), &big_text),
+            other => panic!("WAF_ONE={other}: expected get, json, bad or text"),
         };
         let runs = std::env::var("WAF_ONE_RUNS")
             .ok()
