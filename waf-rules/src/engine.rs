@@ -1149,7 +1149,7 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Op
             if *prefiltered && hit.is_none() {
                 return None;
             }
-            re.get().find(data).and_then(|m| span(m.start(), m.end()))
+            re.find(data).and_then(|(start, end)| span(start, end))
         }
         Op::BytesOutside(allowed) => data
             .iter()

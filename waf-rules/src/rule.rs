@@ -107,7 +107,9 @@ pub(crate) struct Examples {
 /// built, so a proxy that never selects paranoia 2 does not carry them.
 pub(crate) struct RuleRegex {
     source: String,
-    compiled: std::sync::OnceLock<regex::bytes::Regex>,
+    /// `None` only if the source, which compiled when its file loaded, failed to compile
+    /// again (it cannot: compilation is deterministic); see [`RuleRegex::find`].
+    compiled: std::sync::OnceLock<Option<regex::bytes::Regex>>,
 }
 
 impl RuleRegex {
@@ -115,7 +117,7 @@ impl RuleRegex {
         let re = compile_regex(&source)?;
         let compiled = std::sync::OnceLock::new();
         if keep_compiled {
-            let _ = compiled.set(re);
+            let _ = compiled.set(Some(re));
         }
         Ok(RuleRegex { source, compiled })
     }
@@ -124,16 +126,25 @@ impl RuleRegex {
         &self.source
     }
 
-    /// The compiled regex, compiling it on first use.
-    pub fn get(&self) -> &regex::bytes::Regex {
-        self.compiled.get_or_init(|| {
-            compile_regex(&self.source).expect("the same source compiled when its rule file loaded")
-        })
+    /// The compiled regex, compiled on first use.
+    pub fn compile(&self) -> Option<&regex::bytes::Regex> {
+        self.compiled
+            .get_or_init(|| compile_regex(&self.source).ok())
+            .as_ref()
+    }
+
+    /// The first match in `data`. A regex that could not be compiled matches the whole
+    /// value: the WAF fails closed, never with a panic.
+    pub fn find(&self, data: &[u8]) -> Option<(usize, usize)> {
+        match self.compile() {
+            Some(re) => re.find(data).map(|m| (m.start(), m.end())),
+            None => Some((0, data.len())),
+        }
     }
 
     #[cfg(test)]
     pub fn is_compiled(&self) -> bool {
-        self.compiled.get().is_some()
+        matches!(self.compiled.get(), Some(Some(_)))
     }
 }
 
@@ -424,6 +435,19 @@ fn compile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_regex_that_no_longer_compiles_matches_the_whole_value() {
+        let broken = RuleRegex {
+            source: "beta(".into(),
+            compiled: std::sync::OnceLock::new(),
+        };
+        assert_eq!(broken.find(b"harmless"), Some((0, 8)));
+        let kept = RuleRegex::new(r"beta\d+".into(), false).expect("compiles");
+        assert!(!kept.is_compiled());
+        assert_eq!(kept.find(b"x beta42"), Some((2, 8)));
+        assert!(kept.is_compiled());
+    }
 
     #[test]
     fn syntax_errors_name_file_and_line() {

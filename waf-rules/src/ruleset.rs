@@ -739,7 +739,7 @@ impl RuleSet {
             // Compiled with the level's automata rather than on a request's first match.
             for rule in self.rules.iter().filter(|r| r.paranoia <= level) {
                 if let Op::Regex { re, .. } = &rule.op {
-                    re.get();
+                    re.compile();
                 }
             }
             self.build_level(level)
