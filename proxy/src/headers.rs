@@ -13,14 +13,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The fields [`strip_hop_by_hop`] removes or rewrites by name.
-static HOP_BY_HOP: [HeaderName; 6] = [
+/// The fields [`strip_hop_by_hop`] always removes (`TE` it rewrites).
+static HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-    header::TE,
 ];
 
 /// Removes the hop-by-hop fields of RFC 9110 §7.6.1: `Connection` and every field it
@@ -31,7 +30,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them (an HTTP/2 one never does, and a field named by
     // `Connection` is only removed when `Connection` is there): one pass over the few
     // names costs far less than the eight hashed lookups below (~1,900 instructions).
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers
+        .keys()
+        .any(|name| name == header::TE || HOP_BY_HOP.contains(name))
+    {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -44,7 +46,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP[..5] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     let te_trailers = headers.get_all(header::TE).iter().any(|value| {
