@@ -388,10 +388,11 @@ impl Gate {
         self.masks = kept;
     }
 
-    /// What any match of `pattern` (regex crate syntax) must hold; `always` when the
-    /// pattern cannot be analysed.
+    /// What any match of `pattern` (regex crate syntax, ASCII by default as rule regexes
+    /// are compiled) must hold; `always` when the pattern cannot be analysed.
     pub(crate) fn of_regex(pattern: &str) -> Gate {
         match regex_syntax::ParserBuilder::new()
+            .unicode(false)
             .utf8(false)
             .build()
             .parse(pattern)
@@ -665,10 +666,24 @@ pub(crate) mod tests {
 
     #[test]
     fn non_ascii_classes_admit_any_high_byte() {
-        let gate = Gate::of_regex(r"[éè]x");
+        let gate = Gate::of_regex(r"(?u:[éè])x");
         assert!(admits(&gate, "caf\u{e9}x"));
         assert!(admits(&gate, "\u{ff41}x"));
         assert!(!admits(&gate, "plain x"));
+    }
+
+    #[test]
+    fn byte_classes_admit_the_lone_high_bytes_they_match() {
+        let gate = Gate::of_regex(r"<[^>a-z]");
+        let regex = regex::bytes::RegexBuilder::new(r"<[^>a-z]")
+            .unicode(false)
+            .build()
+            .expect("compiles");
+        for byte in 0x80..=0xffu8 {
+            let value = [b'<', byte];
+            assert!(regex.is_match(&value));
+            assert!(gate.admits(of(&value)), "{byte:#x}");
+        }
     }
 
     #[test]
