@@ -2,12 +2,13 @@
 //! scanned once by that chain's automaton; rules then only check the hits (literal rules)
 //! or run their regex when their required literals were seen.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use crate::classes::Classes;
 use crate::request::{extract, Kind, Request, Value};
-use crate::rule::{Op, Rule};
+use crate::rule::{Condition, Op, Rule};
 use crate::ruleset::{
     hit_counts, BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD,
 };
@@ -168,11 +169,13 @@ impl Engine {
         let extracted = extract(req, body, &mut names);
         let set = &*self.rules;
         let automata = set.level(eff.paranoia);
+        let facts = RequestFacts::new(req);
         let inspection = Inspection {
             set,
             automata,
             paranoia: eff.paranoia,
             exclusions: &eff.exclusions,
+            facts: &facts,
             body,
             // Worth a walk of its own only when the body was parsed into values.
             body_walk: automata.body.as_ref().filter(|_| extracted.body_values > 0),
@@ -195,6 +198,7 @@ impl Engine {
             if let Op::ArgCountOver(max) = rule.op {
                 if rule.paranoia <= eff.paranoia
                     && extracted.arg_count > max
+                    && rule.when.is_none_or(|c| facts.hold(c))
                     && !excluded(rule, &eff.exclusions, None)
                     && !scratch.scored[ri]
                 {
@@ -485,6 +489,7 @@ impl Scratch {
             automata,
             paranoia,
             exclusions,
+            facts,
             ..
         } = *inspection;
         let bit = value.kind.bit();
@@ -706,6 +711,9 @@ impl Scratch {
                 let Some((start, end)) = eval(rule, data, hit, keywords) else {
                     continue;
                 };
+                if rule.when.is_some_and(|c| !facts.hold(c)) {
+                    continue;
+                }
                 let name = (!value.name.is_empty()).then_some(value.name.as_ref());
                 if excluded(rule, exclusions, name) {
                     continue;
@@ -884,9 +892,39 @@ struct Inspection<'r> {
     automata: &'r Level,
     paranoia: u8,
     exclusions: &'r [&'r Exclusion],
+    facts: &'r RequestFacts<'r>,
     /// The body (after content decoding), and its walk when the body has values.
     body: &'r [u8],
     body_walk: Option<&'r BodyWalk>,
+}
+
+/// The request-wide conditions of rules (`rule::Condition`), each worked out at most once
+/// per request and only when a rule that depends on it matched.
+struct RequestFacts<'r> {
+    req: &'r Request<'r>,
+    referer_off_site: Cell<Option<bool>>,
+}
+
+impl<'r> RequestFacts<'r> {
+    fn new(req: &'r Request<'r>) -> RequestFacts<'r> {
+        RequestFacts {
+            req,
+            referer_off_site: Cell::new(None),
+        }
+    }
+
+    fn hold(&self, condition: Condition) -> bool {
+        match condition {
+            Condition::RefererOffSite => match self.referer_off_site.get() {
+                Some(known) => known,
+                None => {
+                    let off_site = self.req.referer_off_site();
+                    self.referer_off_site.set(Some(off_site));
+                    off_site
+                }
+            },
+        }
+    }
 }
 
 impl<'r> Inspection<'r> {

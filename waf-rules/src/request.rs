@@ -20,6 +20,9 @@ pub struct Request<'a> {
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// The body as received (possibly only its first bytes, see `WafSettings::body_limit`).
     pub body: &'a [u8],
+    /// The target's authority (HTTP/2 `:authority`, an absolute-form target's), if any;
+    /// it names the site when there is no `Host` header.
+    pub authority: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -35,6 +38,7 @@ impl<'a> Request<'a> {
             query,
             headers: Vec::new(),
             body: &[],
+            authority: None,
         }
     }
 
@@ -62,6 +66,7 @@ impl<'a> Request<'a> {
                 .map(|(n, v)| (n.as_str(), v.as_bytes()))
                 .collect(),
             body,
+            authority: parts.uri.authority().map(|a| a.as_str()),
         }
     }
 
@@ -72,6 +77,62 @@ impl<'a> Request<'a> {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
     }
+
+    /// `Condition::RefererOffSite`: no `Referer`, or one whose host is neither the site's
+    /// (`Host`, else the authority) nor a subdomain of it. A relative `Referer` is on the
+    /// site; a request that names no site has nothing to be on, so any `Referer` is off.
+    pub(crate) fn referer_off_site(&self) -> bool {
+        let Some(referer) = self.header_value("referer") else {
+            return true;
+        };
+        let Some(after_scheme) = referer
+            .windows(3)
+            .position(|w| w == b"://")
+            .map(|at| &referer[at + 3..])
+        else {
+            return false;
+        };
+        let authority_end = after_scheme
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(after_scheme.len());
+        let from = host_of(&after_scheme[..authority_end]);
+        let site = match self
+            .header_value("host")
+            .or(self.authority.map(str::as_bytes))
+        {
+            Some(site) => host_of(site),
+            None => return true,
+        };
+        if site.is_empty() {
+            return true;
+        }
+        let on_site = from.eq_ignore_ascii_case(site)
+            || (from.len() > site.len()
+                && from[from.len() - site.len() - 1] == b'.'
+                && from[from.len() - site.len()..].eq_ignore_ascii_case(site));
+        !on_site
+    }
+}
+
+/// The host of an authority (`user@host:port`, `[v6]:port`), without a trailing dot.
+fn host_of(authority: &[u8]) -> &[u8] {
+    let after_user = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let host = if after_user.first() == Some(&b'[') {
+        match after_user.iter().position(|&b| b == b']') {
+            Some(end) => &after_user[..=end],
+            None => after_user,
+        }
+    } else {
+        match after_user.iter().position(|&b| b == b':') {
+            Some(colon) => &after_user[..colon],
+            None => after_user,
+        }
+    };
+    host.strip_suffix(b".").unwrap_or(host)
 }
 
 /// Where a value came from. Rules select kinds through their `targets`.
@@ -221,5 +282,62 @@ fn cookies<'a>(header: &'a [u8], out: &mut Vec<Value<'a>>) {
             name,
             data: Cow::Borrowed(value),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn off_site(host: Option<&str>, referer: Option<&str>) -> bool {
+        let mut req = Request::new("GET", "/login?jsessionid=1");
+        if let Some(host) = host {
+            req = req.header("Host", host.as_bytes());
+        }
+        if let Some(referer) = referer {
+            req = req.header("Referer", referer.as_bytes());
+        }
+        req.referer_off_site()
+    }
+
+    #[test]
+    fn referers_from_the_site_or_its_subdomains_are_on_site() {
+        let host = Some("shop.example.com");
+        assert!(!off_site(host, Some("https://shop.example.com/cart")));
+        assert!(!off_site(host, Some("HTTPS://SHOP.Example.COM.:8443?x")));
+        assert!(!off_site(
+            Some("shop.example.com:8443"),
+            Some("https://www.shop.example.com/")
+        ));
+        assert!(!off_site(host, Some("https://mallory@shop.example.com/")));
+        assert!(!off_site(host, Some("/relative/page")));
+        assert!(!off_site(Some("[::1]:8080"), Some("http://[::1]/x")));
+    }
+
+    #[test]
+    fn missing_or_foreign_referers_are_off_site() {
+        let host = Some("shop.example.com");
+        assert!(off_site(host, None));
+        assert!(off_site(host, Some("https://evilshop.example.com/")));
+        assert!(off_site(host, Some("https://shop.example.com.evil.net/")));
+        assert!(off_site(host, Some("https://shop.example.com@evil.net/")));
+        assert!(off_site(
+            Some("localhost"),
+            Some("http://localhost.attackersite.com/")
+        ));
+        assert!(off_site(None, Some("https://shop.example.com/")));
+        assert!(off_site(Some(""), Some("https://shop.example.com/")));
+    }
+
+    #[test]
+    fn the_authority_names_the_site_without_a_host_header() {
+        let (parts, ()) = http::Request::get("https://shop.example.com/login?jsessionid=1")
+            .header("referer", "https://shop.example.com/")
+            .body(())
+            .map(http::Request::into_parts)
+            .expect("valid request");
+        let req = Request::from_parts(&parts, b"");
+        assert_eq!(req.authority, Some("shop.example.com"));
+        assert!(!req.referer_off_site());
     }
 }

@@ -30,12 +30,26 @@ pub(crate) struct RuleSpec {
     #[serde(default)]
     pub transforms: Vec<Transform>,
     pub operator: OperatorSpec,
+    /// A condition on the whole request without which a match does not count.
+    #[serde(default)]
+    pub when: Option<Condition>,
     #[serde(default)]
     pub examples: Examples,
 }
 
 fn default_paranoia() -> u8 {
     1
+}
+
+/// A fact about the whole request that a rule's match may depend on: what makes a value
+/// an attack is sometimes where the request came from, not the value alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The request has no `Referer`, or its host is neither the request's `Host` nor a
+    /// subdomain of it (ports ignored): the request was not started from a page of the
+    /// site, as a session fixation link sent by mail or placed on another site is not.
+    RefererOffSite,
 }
 
 /// Severity, mapped to an anomaly score as in the OWASP CRS convention.
@@ -208,6 +222,7 @@ pub(crate) struct Rule {
     pub literals: Vec<String>,
     /// A literal's hit counts only where it stands as a word (`requires_words`).
     pub word_bounded: bool,
+    pub when: Option<Condition>,
     pub examples: Examples,
     pub file: String,
 }
@@ -430,6 +445,7 @@ fn compile(
         op,
         literals,
         word_bounded,
+        when: spec.when,
         examples: spec.examples,
         file: file.to_string(),
     })

@@ -903,3 +903,37 @@ fn chains_left_by_their_shared_first_step_share_one_scan_of_it() {
     // input's: the `&` appears only once the value is URL-decoded.
     assert_eq!(json(r#"{"q":"%26lt;x%26gt;"}"#), [6]);
 }
+
+#[test]
+fn session_ids_as_arguments_count_only_without_a_referer_from_the_site() {
+    let e = engine();
+    let s = WafSettings::default();
+    let login = |referer: Option<&'static [u8]>| {
+        let req = Request::new("GET", "/login?JSESSIONID=74B0CB414BD7&next=/home")
+            .header("host", b"shop.example.com:8443");
+        match referer {
+            Some(r) => req.header("referer", r),
+            None => req,
+        }
+    };
+    for (referer, blocked) in [
+        (None, true),
+        (Some(&b"https://evil.example.net/mail"[..]), true),
+        (Some(b"https://shop.example.com.evil.net/"), true),
+        (Some(b"https://shop.example.com/cart"), false),
+        (Some(b"https://www.shop.example.com/"), false),
+    ] {
+        let v = e.inspect(&login(referer), &s, None);
+        let fired = v.matches.iter().any(|m| m.rule_id == 1034);
+        assert_eq!(fired, blocked, "{referer:?}: {:?}", v.matches);
+        assert_eq!(v.action == Action::Block, blocked, "{referer:?}");
+    }
+    let json = Request::new("POST", "/api")
+        .header("content-type", b"application/json")
+        .body(br#"{"jsessionid": "foo"}"#);
+    assert_eq!(fired_rules(&e, &json, &s), vec![1034]);
+    let api = Request::new("POST", "/api")
+        .header("content-type", b"application/json")
+        .body(br#"{"session_id": "foo", "sid": 3}"#);
+    assert!(fired_rules(&e, &api, &s).is_empty());
+}
