@@ -142,10 +142,10 @@ where
                 tracing::info!(
                     target: ACCESS_TARGET,
                     event = "access",
-                    request_id = %facts.request_id,
+                    request_id = facts.request_id.as_str(),
                     direction = direction.as_str(),
-                    method = %facts.method,
-                    path = %facts.path,
+                    method = facts.method.as_str(),
+                    path = facts.path.as_str(),
                     status = response.status().as_u16(),
                     peer,
                     service,
