@@ -96,7 +96,10 @@ fn remove_connection_named(headers: &mut HeaderMap) {
         return;
     };
     for name in value.split(',').map(str::trim) {
-        if !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop.as_str())) {
+        if !HOP_BY_HOP
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop.as_str()))
+        {
             // Looked up by `&str`: lowercased on the stack, and no match when it is not
             // a valid field name, as `HeaderName::from_bytes` would refuse it.
             headers.remove(name);

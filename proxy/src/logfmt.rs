@@ -423,7 +423,9 @@ mod tests {
             .map(|b| char::from(b).to_string())
             .chain(["é", "✓", "😀", "\u{7f}\u{80}", ""].map(str::to_owned))
             .collect();
-        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', ' ', '\u{7f}', 'é', '!', '#', '['] {
+        for special in [
+            '"', '\\', '\n', '\u{0}', '\u{1f}', ' ', '\u{7f}', 'é', '!', '#', '[',
+        ] {
             for len in 0..20 {
                 for at in 0..len {
                     let mut value: Vec<char> = "abcdefghijklmnopqrst"[..len].chars().collect();

@@ -244,7 +244,10 @@ mod tests {
     async fn the_header_count_limit_holds_whether_or_not_it_is_hyper_s_default() {
         let default = Limits::default().max_headers;
         assert_eq!(default, HYPER_DEFAULT_MAX_HEADERS);
-        assert_eq!(status_with_headers(default, default).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            status_with_headers(default, default).await,
+            "HTTP/1.1 200 OK"
+        );
         assert_eq!(
             status_with_headers(default, default + 1).await,
             "HTTP/1.1 431 Request Header Fields Too Large"
