@@ -133,22 +133,25 @@ fn needs_escape(bytes: &[u8]) -> bool {
     // Non-zero exactly when some byte of `word` is below `n` (for n <= 0x80): a borrow
     // only starts at such a byte, and it sets that byte's high bit.
     let below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGHS != 0;
+    let escapes = |word: [u8; 8]| {
+        let word = u64::from_ne_bytes(word);
+        below(word, 0x20)
+            || below(word ^ (ONES * u64::from(b'"')), 1)
+            || below(word ^ (ONES * u64::from(b'\\')), 1)
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
-        if below(word, 0x20)
-            || below(word ^ (ONES * u64::from(b'"')), 1)
-            || below(word ^ (ONES * u64::from(b'\\')), 1)
-        {
+        if escapes(word) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last bytes as one more word, padded with a byte that needs no escape.
+    let rest = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    escapes(word)
 }
 
 /// Writes each field as `,"name":value` with serde_json, the way tracing-serde's map
