@@ -23,6 +23,12 @@ use crate::drain::Watch;
 /// hyper's smallest accepted HTTP/1.1 read buffer.
 const MIN_HEADER_BYTES: usize = 8192;
 
+/// hyper's own limit on HTTP/1.1 request headers when none is set. Setting it explicitly
+/// makes hyper allocate and fill two slot arrays per request head (~1,700 instructions);
+/// left unset, it parses into uninitialized stack arrays of this size, with the same
+/// limit.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// An HTTP/1.1 + HTTP/2 server builder with the proxy's limits:
 /// - HTTP/1.1: the request head may not exceed `max_header_bytes` nor `max_headers`
 ///   fields (hyper answers 431), and must arrive within `request_header`.
@@ -35,8 +41,10 @@ pub fn http_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<Tokio
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.request_header)
-        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -186,5 +194,68 @@ impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The status line answering a request of `count` headers to a server built with
+    /// `max_headers`.
+    async fn status_with_headers(max_headers: usize, count: usize) -> String {
+        let limits = Limits {
+            max_headers,
+            ..Limits::default()
+        };
+        let builder = http_builder(&limits, &Timeouts::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_signal, watch) = crate::drain::channel();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = |_request: Request<Incoming>| async {
+                Ok::<_, Infallible>(Response::new(crate::body::empty()))
+            };
+            serve_connection(&builder, tcp, service, watch, Duration::from_secs(5)).await;
+        });
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // `host` and `connection` are two of the `count`.
+        let extra: String = (2..count).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let request = format!("GET / HTTP/1.1\r\nhost: a\r\n{extra}connection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        server.abort();
+        String::from_utf8_lossy(&answer[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The default limit is left to hyper (see [`HYPER_DEFAULT_MAX_HEADERS`]): it must
+    /// still be exactly `max_headers`, as a limit set explicitly is.
+    #[tokio::test]
+    async fn the_header_count_limit_holds_whether_or_not_it_is_hyper_s_default() {
+        let default = Limits::default().max_headers;
+        assert_eq!(default, HYPER_DEFAULT_MAX_HEADERS);
+        assert_eq!(
+            status_with_headers(default, default).await,
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            status_with_headers(default, default + 1).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        assert_eq!(status_with_headers(7, 7).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            status_with_headers(7, 8).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
     }
 }

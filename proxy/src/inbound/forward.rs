@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::uri::{Authority, Scheme};
@@ -27,6 +28,13 @@ use crate::upgrade;
 /// Forwards requests to the local app.
 #[derive(Debug, Clone)]
 pub struct AppForwarder {
+    /// Shared: the stack is cloned for every request (and the WAF clones its inner
+    /// service once more), and a client's clone is several reference counts.
+    apps: Arc<Apps>,
+}
+
+#[derive(Debug)]
+struct Apps {
     app: SocketAddr,
     authority: Authority,
     http1: Client<HttpConnector, ProxyBody>,
@@ -51,10 +59,12 @@ impl AppForwarder {
         let authority = Authority::try_from(app.to_string())
             .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
         Self {
-            app,
-            authority,
-            http1,
-            h2c,
+            apps: Arc::new(Apps {
+                app,
+                authority,
+                http1,
+                h2c,
+            }),
         }
     }
 }
@@ -95,7 +105,7 @@ impl Service<Request<ProxyBody>> for AppForwarder {
         }
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(self.authority.clone());
+        uri.authority = Some(self.apps.authority.clone());
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
@@ -108,17 +118,18 @@ impl Service<Request<ProxyBody>> for AppForwarder {
                 })
             }
         };
-        let request = Request::from_parts(parts, body);
-        let (client, version) = if is_grpc(&request) && downstream.is_none() {
-            (self.h2c.clone(), Version::HTTP_2)
+        let mut request = Request::from_parts(parts, body);
+        // `Client::request` takes its own clone of the client into the future.
+        let response = if is_grpc(&request) && downstream.is_none() {
+            *request.version_mut() = Version::HTTP_2;
+            self.apps.h2c.request(request)
         } else {
-            (self.http1.clone(), Version::HTTP_11)
+            *request.version_mut() = Version::HTTP_11;
+            self.apps.http1.request(request)
         };
-        let mut request = request;
-        *request.version_mut() = version;
-        let app = self.app;
+        let app = self.apps.app;
         Box::pin(async move {
-            match client.request(request).await {
+            match response.await {
                 Ok(mut response) => {
                     let switched = match downstream {
                         Some(downstream) if upgrade::accepted(&response) => {

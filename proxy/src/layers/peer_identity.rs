@@ -77,15 +77,65 @@ where
     }
 
     fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
-        request.headers_mut().remove(PEER_ID);
         let verified = request
             .extensions()
             .get::<PeerIdentity>()
             .and_then(PeerIdentity::spiffe_id)
             .and_then(|id| HeaderValue::from_str(id.as_str()).ok());
-        if let Some(value) = verified {
-            request.headers_mut().insert(PEER_ID, value);
-        }
+        // `insert` drops every value the client sent, as `remove` does.
+        match verified {
+            Some(value) => request.headers_mut().insert(PEER_ID, value),
+            None => request.headers_mut().remove(PEER_ID),
+        };
         self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::{service_fn, ServiceExt};
+
+    /// The `x-palisade-peer-id` values the next service sees.
+    async fn forwarded(peer: PeerIdentity, sent: &[&'static str]) -> Vec<HeaderValue> {
+        let mut request = Request::new(crate::body::empty());
+        for value in sent {
+            request
+                .headers_mut()
+                .append(PEER_ID, HeaderValue::from_static(value));
+        }
+        request.extensions_mut().insert(peer);
+        // The app's answer echoes the request's headers.
+        let inner = service_fn(|request: Request<ProxyBody>| async move {
+            let mut response = Response::new(crate::body::empty());
+            *response.headers_mut() = request.headers().clone();
+            Ok::<_, Infallible>(response)
+        });
+        let response = PeerIdentityHeader { inner }.oneshot(request).await.unwrap();
+        response
+            .headers()
+            .get_all(PEER_ID)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every value a client sent is replaced by the verified identity, or dropped when
+    /// there is none.
+    #[tokio::test]
+    async fn client_sent_peer_ids_never_pass() {
+        let id = SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap();
+        let authenticated = PeerIdentity::Authenticated(Arc::new(id));
+        for sent in [&[][..], &["spiffe://td/ns/x/sa/y"], &["a", "b", "c"]] {
+            assert_eq!(
+                forwarded(authenticated.clone(), sent).await,
+                [HeaderValue::from_static("spiffe://td/ns/a/sa/b")],
+                "{sent:?}"
+            );
+            assert!(forwarded(PeerIdentity::Unauthenticated, sent)
+                .await
+                .is_empty());
+        }
     }
 }

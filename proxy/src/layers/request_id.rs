@@ -50,10 +50,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<ProxyBody>) -> Self::Future {
-        let id = match request.headers().get(REQUEST_ID) {
+        let mut id = match request.headers().get(REQUEST_ID) {
             Some(value) if is_sane_request_id(value) => value.clone(),
             _ => new_request_id(),
         };
+        // Each request has its own id, so HPACK gains nothing from indexing it, and
+        // indexed ids fill the HTTP/2 dynamic table: every later request walks them all
+        // looking for a match (~4,000 instructions per request on the outbound side).
+        // A sensitive value is sent as a never-indexed literal: same name and value.
+        id.set_sensitive(true);
         request.headers_mut().insert(REQUEST_ID, id.clone());
         request.extensions_mut().insert(RequestId(id.clone()));
         let response = self.inner.call(request);

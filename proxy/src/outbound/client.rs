@@ -168,7 +168,10 @@ impl MeshClient {
                 addr: endpoint.addr.clone(),
             });
         }
-        let sender = match self.connect(endpoint).await {
+        // Boxed: connecting holds a TLS handshake's state, and every request's future
+        // would otherwise be that large (and moved whole) for the rare request that
+        // connects.
+        let sender = match Box::pin(self.connect(endpoint)).await {
             Ok(sender) => sender,
             Err(error) => {
                 *last_failure = Some(Instant::now());
@@ -237,14 +240,17 @@ impl MeshClient {
     async fn connect(&self, endpoint: &Endpoint) -> Result<SendRequest<ProxyBody>, ConnectError> {
         let tls = self.secure(endpoint, &self.tls).await?;
         let addr = &endpoint.addr;
-        let (sender, connection) =
-            self.http
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(|source| ConnectError::Http {
-                    addr: addr.clone(),
-                    source,
-                })?;
+        let (sender, connection) = self
+            .http
+            // Boxed: hyper spawns a task per request whose future type also holds
+            // the connection's, TLS state included, so every such task would be
+            // allocated and moved at that size.
+            .handshake(TokioIo::new(Box::new(tls)))
+            .await
+            .map_err(|source| ConnectError::Http {
+                addr: addr.clone(),
+                source,
+            })?;
         let peer = addr.clone();
         let open = self.metrics.open_connection(Direction::Outbound);
         tokio::spawn(async move {
