@@ -94,9 +94,13 @@ pub(crate) fn json<'a>(body: &'a [u8], names: &'a mut String, out: &mut Vec<Valu
         .into_iter()
         .map(|(s, e)| names.get(s..e).unwrap_or_default())
         .collect();
+    let values = &mut out[..];
     for (index, name) in fixups {
-        if let (Some(value), Some(&name)) = (out.get_mut(index), strs.get(name)) {
-            value.name = Cow::Borrowed(name);
+        // Every value with a fixup was pushed unnamed.
+        if let (Some(Cow::Borrowed(slot)), Some(&name)) =
+            (values.get_mut(index).map(|v| &mut v.name), strs.get(name))
+        {
+            *slot = name;
         }
     }
     if ok {
@@ -210,18 +214,17 @@ impl<'a> Scan<'a> {
         base: usize,
     ) -> Option<usize> {
         match c {
-            b'"' => {
-                let end = string_end(self.b, i + 1);
-                if self.plain(end) {
-                    let b = self.b;
-                    self.emit(out, &b[i + 1..end], name);
-                    Some(end + 1)
-                } else {
+            b'"' => match self.plain_string(i + 1) {
+                Ok(data) => {
+                    self.emit(out, data, name);
+                    Some(i + data.len() + 2)
+                }
+                Err(end) => {
                     let (data, end) = self.escaped_string(i + 1, end)?;
                     self.emit_owned(out, data, name);
                     Some(end)
                 }
-            }
+            },
             b'{' => self.object(out, i, depth + 1, name, base),
             b'[' => self.array(out, i, depth + 1, name),
             b't' => self.literal(i, b"true"),
@@ -231,11 +234,38 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Whether the string whose first stop is at `end` ends there with no escape, inside
-    /// the valid UTF-8 text (see `json`).
+    /// The contents of the string starting at `start` (after its opening quote) if it
+    /// has no escape and ends inside the valid UTF-8 text (see `json`), else its first
+    /// stop (see `next_string_stop`). Most keys and strings end within their first
+    /// block, which is searched inline.
     #[inline(always)]
-    fn plain(&self, end: usize) -> bool {
-        self.at(end) == b'"' && end <= self.valid
+    fn plain_string(&self, start: usize) -> Result<&'a [u8], usize> {
+        let b = self.b;
+        if let Some(block) = b
+            .get(start..start.wrapping_add(16))
+            .and_then(<[u8]>::first_chunk::<16>)
+        {
+            // 32 if the block has no stop.
+            let k = string_stops(block).trailing_zeros() as usize;
+            if block.get(k) == Some(&b'"') && start + k <= self.valid {
+                return Ok(&block[..k]);
+            }
+            // The search goes on from the first stop, or after the block: the block is
+            // not scanned twice.
+            return self.long_plain_string(start, start + k.min(16));
+        }
+        self.long_plain_string(start, start)
+    }
+
+    /// `plain_string` from `from` on, where `start..from` holds no stop.
+    #[inline(always)]
+    fn long_plain_string(&self, start: usize, from: usize) -> Result<&'a [u8], usize> {
+        let b = self.b;
+        let p = next_string_stop(b, from);
+        match b.get(start..p) {
+            Some(s) if b.get(p) == Some(&b'"') && p <= self.valid => Ok(s),
+            _ => Err(p),
+        }
     }
 
     /// Adds a string value named `name` (a name number).
@@ -345,18 +375,16 @@ impl<'a> Scan<'a> {
             if c != b'"' {
                 return None;
             }
-            let b = self.b;
-            let end = string_end(b, i + 1);
-            let (v, j, name) = if self.plain(end) {
-                let key = &b[i + 1..end];
-                let (v, j) = self.member_value(end + 1)?;
-                let name = self.member_name(v, parent, key, Some(i + 1), slot);
-                if out.len() < MAX_BODY_VALUES {
-                    push(out, Kind::BodyArgName, key);
+            let (v, j, name) = match self.plain_string(i + 1) {
+                Ok(key) => {
+                    let (v, j) = self.member_value(i + key.len() + 2)?;
+                    let name = self.member_name(v, parent, key, Some(i + 1), slot);
+                    if out.len() < MAX_BODY_VALUES {
+                        push(out, Kind::BodyArgName, key);
+                    }
+                    (v, j, name)
                 }
-                (v, j, name)
-            } else {
-                self.escaped_key(out, i + 1, end, parent, slot)?
+                Err(end) => self.escaped_key(out, i + 1, end, parent, slot)?,
             };
             slot += 1;
             // A nested object's entries go after this one's (and after the previous
@@ -554,20 +582,6 @@ impl<'a> Scan<'a> {
         v.extend_from_slice(&b[run..p]);
         Some((v, p + 1))
     }
-}
-
-/// The first stop (see `next_string_stop`) of a string whose contents start at `start`.
-/// Most keys and strings end within their first block, which is searched inline.
-#[inline(always)]
-fn string_end(b: &[u8], start: usize) -> usize {
-    if let Some(block) = b.get(start..).and_then(<[u8]>::first_chunk::<16>) {
-        let stops = string_stops(block);
-        if stops != 0 {
-            return start + stops.trailing_zeros() as usize;
-        }
-        return next_string_stop(b, start + 16);
-    }
-    next_string_stop(b, start)
 }
 
 /// The first byte at or after `from` that ends a run of plain string content (the
