@@ -370,6 +370,9 @@ impl<'a> Scan<'a> {
         if c == b'}' {
             return Some(i + 1);
         }
+        // For the check at the end only (the release build keeps no trace of it).
+        #[cfg(debug_assertions)]
+        let previous = self.keys.len();
         let mut slot = base;
         loop {
             if c != b'"' {
@@ -394,7 +397,11 @@ impl<'a> Scan<'a> {
             self.keys.truncate(nested);
             match self.peek(j) {
                 (b',', j) => (c, i) = self.peek(j + 1),
-                (b'}', j) => return Some(j + 1),
+                (b'}', j) => {
+                    #[cfg(debug_assertions)]
+                    assert!(self.keys.len() == previous.max(slot));
+                    return Some(j + 1);
+                }
                 _ => return None,
             }
         }
