@@ -87,14 +87,7 @@ fn remove_connection_named(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::CONNECTION).iter();
     let (Some(first), None) = (values.next(), values.next()) else {
         // Several `Connection` fields: rare enough to collect their names.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
+        for name in connection_named(headers) {
             headers.remove(name);
         }
         return;
@@ -115,6 +108,17 @@ fn remove_connection_named(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// The valid field names every `Connection` field lists.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
 /// A client's request id is kept if it is short and made of safe characters (so it can
@@ -205,14 +209,7 @@ mod tests {
 
     /// What `strip_hop_by_hop` did before it looked only for the fields present.
     fn strip_hop_by_hop_reference(headers: &mut HeaderMap) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
+        for name in connection_named(headers) {
             headers.remove(name);
         }
         for name in &HOP_BY_HOP {

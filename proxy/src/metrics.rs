@@ -153,6 +153,14 @@ struct Series {
     duration: Histogram,
 }
 
+impl Series {
+    fn is(&self, direction: Direction, status_class: &str, service: &str) -> bool {
+        self.direction == direction
+            && self.status_class == status_class
+            && *self.service == *service
+    }
+}
+
 /// FxHash (rustc's): a few instructions per word, where SipHash costs about a hundred
 /// per key. The keys are peer SPIFFE IDs, from certificates the trust domain issued,
 /// so nobody can choose them to collide.
@@ -356,15 +364,43 @@ impl Metrics {
         let status_class = status_class(status);
         let seconds = elapsed.as_secs_f64();
         if let Some(series) = self.read_series().get(peer).and_then(|series| {
-            series.iter().find(|s| {
-                s.direction == direction && s.status_class == status_class && *s.service == *service
-            })
+            series
+                .iter()
+                .find(|s| s.is(direction, status_class, service))
         }) {
             series.requests.inc();
             series.duration.observe(seconds);
             return;
         }
         // The first request of its series.
+        let (requests, duration) = self.family_handles(direction, status_class, peer, service);
+        requests.inc();
+        duration.observe(seconds);
+        let mut by_peer = self.write_series();
+        let series = by_peer.entry(peer.into()).or_default();
+        // Another request of the series may have got here first.
+        if !series
+            .iter()
+            .any(|s| s.is(direction, status_class, service))
+        {
+            series.push(Series {
+                direction,
+                status_class,
+                service: service.into(),
+                requests,
+                duration,
+            });
+        }
+    }
+
+    /// A series' handles, looked up in (or added to) the families by their labels.
+    fn family_handles(
+        &self,
+        direction: Direction,
+        status_class: &'static str,
+        peer: &str,
+        service: &str,
+    ) -> (Counter, Histogram) {
         let requests = self
             .requests
             .get_or_create(&RequestLabels {
@@ -382,22 +418,7 @@ impl Metrics {
                 service: service.to_owned(),
             })
             .clone();
-        requests.inc();
-        duration.observe(seconds);
-        let mut by_peer = self.write_series();
-        let series = by_peer.entry(peer.into()).or_default();
-        // Another request of the series may have got here first.
-        if !series.iter().any(|s| {
-            s.direction == direction && s.status_class == status_class && *s.service == *service
-        }) {
-            series.push(Series {
-                direction,
-                status_class,
-                service: service.into(),
-                requests,
-                duration,
-            });
-        }
+        (requests, duration)
     }
 
     /// The series cache. Every update is one push of complete handles, so a lock
@@ -515,25 +536,10 @@ mod tests {
         service: &str,
         elapsed: Duration,
     ) {
-        let status_class = status_class(status);
-        let direction = direction.as_str();
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                direction,
-                status_class,
-                peer: peer.to_owned(),
-            })
-            .inc();
-        metrics
-            .durations
-            .get_or_create(&DurationLabels {
-                direction,
-                status_class,
-                peer: peer.to_owned(),
-                service: service.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+        let (requests, duration) =
+            metrics.family_handles(direction, status_class(status), peer, service);
+        requests.inc();
+        duration.observe(elapsed.as_secs_f64());
     }
 
     /// The cached handles count exactly what the family lookups count, series by series,
