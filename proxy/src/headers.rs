@@ -47,9 +47,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    if present & TE_PRESENT == 0 {
-        return;
+    if present & TE_PRESENT != 0 {
+        keep_only_te_trailers(headers);
     }
+}
+
+/// `TE: trailers` if any `TE` field asked for trailers, else no `TE` at all.
+fn keep_only_te_trailers(headers: &mut HeaderMap) {
     let te_trailers = headers.get_all(header::TE).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',')
@@ -215,16 +219,7 @@ mod tests {
         for name in &HOP_BY_HOP {
             headers.remove(name);
         }
-        let te_trailers = headers.get_all(header::TE).iter().any(|value| {
-            value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            })
-        });
-        headers.remove(header::TE);
-        if te_trailers {
-            headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        }
+        keep_only_te_trailers(headers);
     }
 
     #[test]
