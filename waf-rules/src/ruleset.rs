@@ -3,7 +3,7 @@
 //! chain's rules at that level or below.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -108,13 +108,20 @@ pub struct RuleSet {
     /// holds only the levels it inspects at.
     levels: [OnceLock<Level>; 4],
     /// Every automaton held, by the rules of its patterns: levels (and kinds) whose
-    /// automaton would hold the same rules share one.
-    built: Mutex<HashMap<Vec<u32>, Arc<Scan>>>,
+    /// automaton would hold the same rules share one. Ordered, not hashed: `build` drops
+    /// the top level's automata by iterating it, and with a randomly seeded hash the order
+    /// of those frees, hence the heap's layout and whether later builds' reallocations
+    /// grow in place or copy, changed from process to process (a paranoia-2 build's cost
+    /// varied by millions of instructions).
+    built: Mutex<Built>,
     /// For each rule, what a value needs for it to match.
     pub(crate) rule_gate: Vec<Gate>,
     /// The chains as bit sets, when there are at most 64 of them.
     pub(crate) chain_masks: Option<ChainMasks>,
 }
+
+/// The automata built, by the rules of their patterns (`RuleSet::built`).
+type Built = BTreeMap<Vec<u32>, Arc<Scan>>;
 
 /// Chains as bit sets (bit i: chain i), so the engine picks a value's chains in a few
 /// operations instead of testing every chain.
@@ -262,7 +269,7 @@ impl BodyWalk {
     fn new(
         set: &RuleSet,
         at_level: impl Fn(&u32) -> bool,
-        built: &mut HashMap<Vec<u32>, Arc<Scan>>,
+        built: &mut Built,
     ) -> Result<Option<BodyWalk>, RuleError> {
         let mut groups: Vec<u8> = Vec::new();
         for kind in BODY_WALK_KINDS {
@@ -701,7 +708,7 @@ impl RuleSet {
             global_rules,
             global_by_kind,
             levels: Default::default(),
-            built: Mutex::new(HashMap::new()),
+            built: Mutex::new(BTreeMap::new()),
             rule_gate: rule_gates,
         };
         // Each automaton of a level holds a subset of the patterns of one of the top
@@ -747,7 +754,7 @@ impl RuleSet {
         })
     }
 
-    fn lock_built(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u32>, Arc<Scan>>> {
+    fn lock_built(&self) -> std::sync::MutexGuard<'_, Built> {
         self.built.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
