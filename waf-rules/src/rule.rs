@@ -116,9 +116,9 @@ pub(crate) struct Examples {
 }
 
 /// A rule's regex: checked when its file loads, and kept compiled from then on only if
-/// paranoia 1 runs it. A compiled regex takes up to a few megabytes; the regexes of the
-/// higher levels (8 MB of the base set's) are compiled when a level that runs them is first
-/// built, so a proxy that never selects paranoia 2 does not carry them.
+/// paranoia 1 runs it. The regexes of the higher levels (2.2 MB of the base set's, with
+/// ASCII classes) are compiled when a level that runs them is first built, so a proxy
+/// that never selects paranoia 2 does not carry them.
 pub(crate) struct RuleRegex {
     source: String,
     /// `None` only if the source, which compiled when its file loaded, failed to compile
