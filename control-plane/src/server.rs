@@ -1097,10 +1097,7 @@ fn own_certificate_due(shared: &Shared) -> bool {
 /// serving certificate on every maintenance tick.
 fn half_life_passed(issued_at: SystemTime, not_after_unix: i64, now: SystemTime) -> bool {
     let not_after = UNIX_EPOCH + Duration::from_secs(u64::try_from(not_after_unix).unwrap_or(0));
-    let lifetime = not_after
-        .duration_since(issued_at)
-        .unwrap_or(Duration::ZERO);
-    now >= issued_at + lifetime / 2
+    now >= palisade_spiffe::svid::renewal_due(issued_at, not_after, 0.5)
 }
 
 fn reload_ca(shared: &Shared) {

@@ -238,6 +238,21 @@ pub fn pem_block(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// When a certificate obtained at `obtained_at` and expiring at `not_after` is due for
+/// renewal: after `fraction` (clamped to 0..=1) of its life. The life counts from when
+/// it was obtained, not from `notBefore`, which issuers backdate for clock skew (the CA
+/// by 60 s: counted from there, a one-minute certificate is due as soon as it is issued).
+pub fn renewal_due(
+    obtained_at: std::time::SystemTime,
+    not_after: std::time::SystemTime,
+    fraction: f64,
+) -> std::time::SystemTime {
+    let lifetime = not_after
+        .duration_since(obtained_at)
+        .unwrap_or(std::time::Duration::ZERO);
+    obtained_at + lifetime.mul_f64(fraction.clamp(0.0, 1.0))
+}
+
 /// A shared, atomically replaceable bundle: a CA rotation swaps it in without touching
 /// live connections.
 pub type SharedBundle = Arc<arc_swap::ArcSwap<TrustBundle>>;

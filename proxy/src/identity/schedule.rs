@@ -28,11 +28,9 @@ pub fn renewal_delay(
     now: SystemTime,
     fraction: f64,
 ) -> Duration {
-    let lifetime = not_after
-        .duration_since(installed_at)
-        .unwrap_or(Duration::ZERO);
-    let due = installed_at + lifetime.mul_f64(fraction.clamp(0.0, 1.0));
-    due.duration_since(now).unwrap_or(Duration::ZERO)
+    palisade_spiffe::svid::renewal_due(installed_at, not_after, fraction)
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO)
 }
 
 /// How long to wait before retrying a failed renewal: the backoff's delay, but never
