@@ -439,8 +439,8 @@ mod tests {
         }
         for value in values {
             let mut ours = Vec::new();
-            push_str(&mut ours, &value).unwrap();
-            let expected = serde_json::to_vec(&value).unwrap();
+            push_str(&mut ours, &value).expect("writing to a Vec cannot fail");
+            let expected = serde_json::to_vec(&value).expect("a string serializes");
             assert_eq!(ours, expected, "{value:?}");
             let escaped = value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
             assert_eq!(needs_escape(value.as_bytes()), escaped, "{value:?}");

@@ -557,7 +557,8 @@ mod tests {
             } else {
                 Direction::Inbound
             };
-            let status = http::StatusCode::from_u16(statuses[i % statuses.len()]).unwrap();
+            let status = http::StatusCode::from_u16(statuses[i % statuses.len()])
+                .expect("valid status codes");
             let peer = peers[i % peers.len()];
             let service = services[(i / 7) % services.len()];
             let elapsed = Duration::from_micros((i as u64 * 7919) % 20_000_000);

@@ -210,26 +210,34 @@ mod tests {
             ..Limits::default()
         };
         let builder = http_builder(&limits, &Timeouts::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let (_signal, watch) = crate::drain::channel();
         let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
+            let (tcp, _) = listener.accept().await.expect("the test client connects");
             let service = |_request: Request<Incoming>| async {
                 Ok::<_, Infallible>(Response::new(crate::body::empty()))
             };
             serve_connection(&builder, tcp, service, watch, Duration::from_secs(5)).await;
         });
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("the server listens");
         // `host` and `connection` are two of the `count`.
         let extra: String = (2..count).map(|i| format!("x-h{i}: v\r\n")).collect();
         let request = format!("GET / HTTP/1.1\r\nhost: a\r\n{extra}connection: close\r\n\r\n");
-        tcp.write_all(request.as_bytes()).await.unwrap();
+        tcp.write_all(request.as_bytes())
+            .await
+            .expect("the request is sent");
         let mut answer = vec![0u8; 1024];
         let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("an answer within 5 s")
+            .expect("the answer is read");
         server.abort();
         String::from_utf8_lossy(&answer[..n])
             .lines()

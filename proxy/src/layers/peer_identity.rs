@@ -112,7 +112,10 @@ mod tests {
             *response.headers_mut() = request.headers().clone();
             Ok::<_, Infallible>(response)
         });
-        let response = PeerIdentityHeader { inner }.oneshot(request).await.unwrap();
+        let response = PeerIdentityHeader { inner }
+            .oneshot(request)
+            .await
+            .expect("the echo service never fails");
         response
             .headers()
             .get_all(PEER_ID)
@@ -125,7 +128,7 @@ mod tests {
     /// there is none.
     #[tokio::test]
     async fn client_sent_peer_ids_never_pass() {
-        let id = SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap();
+        let id = SpiffeId::parse("spiffe://td/ns/a/sa/b").expect("a valid SPIFFE ID");
         let authenticated = PeerIdentity::Authenticated(Arc::new(id));
         for sent in [&[][..], &["spiffe://td/ns/x/sa/y"], &["a", "b", "c"]] {
             assert_eq!(
