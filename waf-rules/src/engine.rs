@@ -923,6 +923,13 @@ impl<'r> RequestFacts<'r> {
                     off_site
                 }
             },
+            Condition::HasBody => self.req.has_body(),
+            Condition::BodyTypedNotJson => {
+                self.req.has_body()
+                    && (self.req.header_value("transfer-encoding").is_some()
+                        || (self.req.header_value("content-type").is_some()
+                            && !self.req.json_content()))
+            }
         }
     }
 }

@@ -78,6 +78,36 @@ impl<'a> Request<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// `Condition::HasBody`. The `Content-Length` decides when there is one: a body the
+    /// framing does not announce is not the request's (HTTP/1 would read it as the next
+    /// request).
+    pub(crate) fn has_body(&self) -> bool {
+        if self.header_value("transfer-encoding").is_some() {
+            return true;
+        }
+        match self.header_value("content-length") {
+            Some(length) => length.iter().any(|b| matches!(b, b'1'..=b'9')),
+            None => !self.body.is_empty(),
+        }
+    }
+
+    /// Whether the `Content-Type` is JSON: `*/json`, `*/*+json` or `application/x-ndjson`
+    /// (parameters ignored).
+    pub(crate) fn json_content(&self) -> bool {
+        let Some(value) = self.header_value("content-type") else {
+            return false;
+        };
+        let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+        let media = value[..end].trim_ascii();
+        let subtype = match media.iter().position(|&b| b == b'/') {
+            Some(slash) => &media[slash + 1..],
+            None => return false,
+        };
+        subtype.eq_ignore_ascii_case(b"json")
+            || subtype.eq_ignore_ascii_case(b"x-ndjson")
+            || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
+    }
+
     /// `Condition::RefererOffSite`: no `Referer`, or one whose host is neither the site's
     /// (`Host`, else the authority) nor a subdomain of it. A relative `Referer` is on the
     /// site; a request that names no site has nothing to be on, so any `Referer` is off.
@@ -327,6 +357,50 @@ mod tests {
         ));
         assert!(off_site(None, Some("https://shop.example.com/")));
         assert!(off_site(Some(""), Some("https://shop.example.com/")));
+    }
+
+    #[test]
+    fn a_body_is_what_the_framing_announces() {
+        let bare = Request::new("GET", "/");
+        assert!(!bare.has_body());
+        assert!(bare.clone().body(b"x").has_body());
+        assert!(bare.clone().header("Content-Length", b"12").has_body());
+        assert!(bare
+            .clone()
+            .header("Transfer-Encoding", b"chunked")
+            .has_body());
+        assert!(!bare
+            .clone()
+            .header("Content-Length", b"0")
+            .body(b"x")
+            .has_body());
+        assert!(!bare.clone().header("Content-Length", b"000").has_body());
+    }
+
+    #[test]
+    fn json_content_types_are_json_with_any_parameters() {
+        let typed =
+            |ct: &'static str| Request::new("GET", "/").header("Content-Type", ct.as_bytes());
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.elasticsearch+json; compatible-with=8",
+            "application/x-ndjson",
+            "text/json",
+        ] {
+            assert!(typed(ct).json_content(), "{ct}");
+        }
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "+json",
+            "json",
+            "application/jsonp",
+            "a/+json",
+        ] {
+            assert!(!typed(ct).json_content(), "{ct}");
+        }
+        assert!(!Request::new("GET", "/").json_content());
     }
 
     #[test]

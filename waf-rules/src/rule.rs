@@ -50,6 +50,13 @@ pub enum Condition {
     /// subdomain of it (ports ignored): the request was not started from a page of the
     /// site, as a session fixation link sent by mail or placed on another site is not.
     RefererOffSite,
+    /// The request carries content: a `Transfer-Encoding`, a `Content-Length` above 0,
+    /// or, with neither (HTTP/2), a non-empty body.
+    HasBody,
+    /// `HasBody`, and sent chunked or with a `Content-Type` that is not JSON (`*/json`,
+    /// `*+json`, `application/x-ndjson`): the search APIs that take a GET with a body
+    /// take JSON, declared or not.
+    BodyTypedNotJson,
 }
 
 /// Severity, mapped to an anomaly score as in the OWASP CRS convention.

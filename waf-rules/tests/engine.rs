@@ -937,3 +937,43 @@ fn session_ids_as_arguments_count_only_without_a_referer_from_the_site() {
         .body(br#"{"session_id": "foo", "sid": 3}"#);
     assert!(fired_rules(&e, &api, &s).is_empty());
 }
+
+#[test]
+fn bodies_on_head_and_non_json_bodies_on_get_are_refused() {
+    let e = engine();
+    let s = WafSettings::default();
+    let fired =
+        |method: &'static str, headers: &[(&'static str, &'static [u8])], body: &'static [u8]| {
+            let mut req = Request::new(method, "/search").body(body);
+            for (n, v) in headers {
+                req = req.header(n, v);
+            }
+            fired_rules(&e, &req, &s)
+        };
+    let form: &[(&str, &[u8])] = &[("content-type", b"application/x-www-form-urlencoded")];
+    assert_eq!(fired("HEAD", form, b"a=1"), vec![1039]);
+    assert_eq!(fired("HEAD", &[], b"x"), vec![1039]);
+    assert!(fired("HEAD", &[], b"").is_empty());
+    assert_eq!(fired("GET", form, b"a=1"), vec![1040]);
+    assert_eq!(
+        fired("GET", &[("content-type", b"text/plain")], b"hello"),
+        vec![1040]
+    );
+    assert_eq!(
+        fired("GET", &[("transfer-encoding", b"chunked")], b"hello"),
+        vec![1040]
+    );
+    // Elasticsearch-style searches: JSON, declared or not.
+    let query: &[u8] = br#"{"query": {"match": {"title": "palisade"}}}"#;
+    assert!(fired("GET", &[("content-type", b"application/json")], query).is_empty());
+    assert!(fired("GET", &[], query).is_empty());
+    // What the framing does not announce is not the request's body.
+    assert!(fired(
+        "GET",
+        &[("content-length", b"0"), ("content-type", b"text/plain")],
+        b"x"
+    )
+    .is_empty());
+    assert!(fired("GET", form, b"").is_empty());
+    assert!(fired("POST", form, b"a=1").is_empty());
+}
