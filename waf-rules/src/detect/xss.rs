@@ -103,12 +103,12 @@ pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
     if let Some(end) = script_url(v) {
         return Some((0, end));
     }
+    // Without a `<` (or `0xBC`) there is no tag, and without an `=` no attribute that runs
+    // script: prose (a colon, apostrophes) costs one search.
+    memchr::memchr3(b'<', b'=', 0xbc, v)?;
     if let Some(span) = high_bit_tag(v) {
         return Some(span);
     }
-    // Without a `<` there is no tag, and without an `=` no attribute that runs script:
-    // prose (a colon, apostrophes) costs one search.
-    memchr::memchr2(b'<', b'=', v)?;
     if let Some(span) = handler_assignment(v) {
         return Some(span);
     }
@@ -170,17 +170,13 @@ fn script_url(v: &[u8]) -> Option<usize> {
     None
 }
 
-/// Media types a browser renders as a document that runs script.
-const MARKUP_TYPES: &[&[u8]] = &[
-    b"text/html",
-    b"image/svg+xml",
-    b"application/xhtml+xml",
-    b"text/xml",
-    b"application/xml",
-];
+/// Media types of `data:` URIs that a browser navigates to as a page running script.
+/// SVG and XML are left out: icons and uploads travel as `data:image/svg+xml` and
+/// `data:application/xml`, and their script shows as markup the tag scan judges.
+const MARKUP_TYPES: &[&[u8]] = &[b"text/html", b"application/xhtml+xml"];
 
-/// After `data:`: a document type that runs script, or any payload holding a tag
-/// (`data:,<svg onload=...>`); images and plain text without tags pass.
+/// After `data:`: a page type, or no type at all (`data:,<x>`, left to sniffing) with a
+/// tag in the payload; images and text pass.
 fn data_is_markup(rest: &[u8]) -> bool {
     let rest = rest.trim_ascii_start();
     if MARKUP_TYPES
@@ -188,6 +184,9 @@ fn data_is_markup(rest: &[u8]) -> bool {
         .any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t))
     {
         return true;
+    }
+    if !matches!(rest.first(), Some(b',' | b';')) {
+        return false;
     }
     let Some(comma) = memchr::memchr(b',', rest) else {
         return false;
@@ -514,6 +513,7 @@ mod tests {
             " data: , <x>",
             "data:image/svg+xml,<svg onload=alert(1)>",
             "data:application/xhtml+xml;base64,PGh0bWw+",
+            "data:;charset=utf-8,<b>x</b>",
         ] {
             assert!(xss(attack.as_bytes()).is_some(), "missed {attack:?}");
         }
@@ -568,6 +568,9 @@ mod tests {
             "f(onSuccess={() => done()})",
             "data:,Hello%2C%20World",
             "data:image/png;base64,iVBORw0KGgo=",
+            "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
+            "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'><path d='M0 0h24'/></svg>",
+            "data:application/xml;base64,PD94bWwgdmVyc2lvbj0iMS4wIj8+",
             "size 5 = 2 + 3",
             "Use `onload=init()` in the body tag",
             "  onthisisaverylongwordthathasmorethanfiftycharactersss= ",
