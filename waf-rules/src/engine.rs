@@ -1217,6 +1217,9 @@ fn eval(rule: &Rule, data: &[u8], hit: Option<(u32, u32)>, keywords: bool) -> Op
         Op::Sqli => hit
             .and_then(|_| detect::sqli(data, keywords))
             .and_then(|(s, e)| span(s, e)),
+        Op::SqlTautology => hit
+            .and_then(|_| detect::sql_tautology(data))
+            .and_then(|(s, e)| span(s, e)),
         Op::Xss => detect::xss(data).and_then(|(s, e)| span(s, e)),
     }
 }

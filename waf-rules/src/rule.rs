@@ -108,6 +108,9 @@ pub(crate) struct OperatorSpec {
     pub invalid_url_encoding: Option<bool>,
     /// The value tokenizes as a meaningful SQL fragment (see `detect::sqli`).
     pub sqli: Option<bool>,
+    /// The value compares two literals so that the comparison holds (see
+    /// `detect::sql_tautology`).
+    pub sql_tautology: Option<bool>,
     /// The value holds meaningful HTML/JS markup (see `detect::xss`).
     pub xss: Option<bool>,
 }
@@ -187,6 +190,7 @@ pub(crate) enum Op {
     ArgCountOver(usize),
     InvalidUrlEncoding,
     Sqli,
+    SqlTautology,
     Xss,
 }
 
@@ -344,6 +348,7 @@ fn compile(
         o.arg_count_over.is_some(),
         o.invalid_url_encoding == Some(true),
         o.sqli == Some(true),
+        o.sql_tautology == Some(true),
         o.xss == Some(true),
     ]
     .iter()
@@ -354,7 +359,7 @@ fn compile(
             "operator",
             format!(
                 "set exactly one of literals, regex, bytes_outside, length_over, \
-                 arg_count_over, invalid_url_encoding, sqli, xss (found {set})"
+                 arg_count_over, invalid_url_encoding, sqli, sql_tautology, xss (found {set})"
             ),
         ));
     }
@@ -432,6 +437,12 @@ fn compile(
             .map(|l| l.to_string())
             .collect();
         Op::Sqli
+    } else if o.sql_tautology == Some(true) {
+        literals = crate::detect::TAUTOLOGY_REQUIRED
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        Op::SqlTautology
     } else {
         Op::Xss
     };

@@ -387,7 +387,7 @@ impl Scan {
 fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
     let literal_gate = || Gate::any_of(literals.iter().map(|l| classes::of_literal(l)));
     match &rule.op {
-        Op::Literals | Op::Sqli => literal_gate(),
+        Op::Literals | Op::Sqli | Op::SqlTautology => literal_gate(),
         Op::Regex { re, .. } => {
             let gate = Gate::of_regex(re.as_str());
             if literals.is_empty() {
@@ -661,8 +661,10 @@ impl RuleSet {
             });
             let chain = &mut chains[c as usize];
             chain.rules.push(i as u32);
-            let conditional = matches!(r.op, Op::Literals | Op::Sqli | Op::Regex { .. })
-                && !literals[i].is_empty();
+            let conditional = matches!(
+                r.op,
+                Op::Literals | Op::Sqli | Op::SqlTautology | Op::Regex { .. }
+            ) && !literals[i].is_empty();
             if !conditional && !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.unconditional.push(i as u32);
                 for p in usize::from(r.paranoia)..=4 {

@@ -5,5 +5,8 @@
 mod sqli;
 mod xss;
 
-pub(crate) use sqli::{keyword_is_whole_word_only, keyword_stands_alone, sqli, SQLI_REQUIRED};
+pub(crate) use sqli::{
+    keyword_is_whole_word_only, keyword_stands_alone, sql_tautology, sqli, SQLI_REQUIRED,
+    TAUTOLOGY_REQUIRED,
+};
 pub(crate) use xss::{xss, XSS_NEEDS};

@@ -682,6 +682,193 @@ fn string_end(v: &[u8], mut i: usize, q: u8) -> usize {
     v.len()
 }
 
+/// Literals of which one must occur for `sql_tautology` to find a comparison: its
+/// operators (`<=>`, `==` and `!=` hold `=`), the word operators with the start of their
+/// right operand (prose says "like" and "is not" often, rarely before a number or a
+/// quote; values reach the rule with their whitespace compressed).
+pub(crate) const TAUTOLOGY_REQUIRED: &[&str] = &[
+    "=",
+    "<>",
+    "regexp",
+    "like'",
+    "like\"",
+    "like '",
+    "like \"",
+    "like -",
+    "like 0",
+    "like 1",
+    "like 2",
+    "like 3",
+    "like 4",
+    "like 5",
+    "like 6",
+    "like 7",
+    "like 8",
+    "like 9",
+    "is not '",
+    "is not \"",
+    "is not -",
+    "is not 0",
+    "is not 1",
+    "is not 2",
+    "is not 3",
+    "is not 4",
+    "is not 5",
+    "is not 6",
+    "is not 7",
+    "is not 8",
+    "is not 9",
+];
+
+/// Returns the span of a comparison of two literals that holds (`1=1`, `'a'<>'b'`,
+/// `42 LIKE 42`, `1 IS NOT 2`), or whose right side is a string left open for the
+/// application's closing quote to end (`'x'!='y`), at the value's start or after a `,`
+/// or `(` (a list item, a parenthesised condition). A comparison that fails (`11=1`) is
+/// how data reads as often as an injection does; one that holds is a tautology probe.
+pub(crate) fn sql_tautology(v: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    loop {
+        if let Some(span) = holding_comparison(v, at) {
+            return Some(span);
+        }
+        at += memchr::memchr2(b',', b'(', v.get(at..)?)? + 1;
+    }
+}
+
+/// A literal operand: a number, or a quoted string (`open` when the value ends inside it).
+#[derive(Clone, Copy)]
+struct Literal<'v> {
+    text: &'v [u8],
+    open: bool,
+}
+
+impl Literal<'_> {
+    fn number(&self) -> Option<f64> {
+        std::str::from_utf8(self.text).ok()?.parse().ok()
+    }
+
+    /// SQL compares a number with a string as numbers, and strings case-insensitively
+    /// under the usual collations.
+    fn equals(&self, other: &Literal) -> bool {
+        match (self.number(), other.number()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.text.eq_ignore_ascii_case(other.text),
+        }
+    }
+}
+
+/// `literal op literal` from `at` (after spaces and opening parentheses), ending the value
+/// or followed by `)`, `;`, `,` or a comment; its span if it holds.
+fn holding_comparison(v: &[u8], at: usize) -> Option<(usize, usize)> {
+    let start = skip(v, at, |b| b.is_ascii_whitespace() || b == b'(');
+    let (left, i) = literal(v, start)?;
+    if left.open {
+        return None;
+    }
+    let (equal, i) = comparison_operator(v, skip(v, i, |b| b.is_ascii_whitespace()))?;
+    let (right, end) = literal(v, skip(v, i, |b| b.is_ascii_whitespace()))?;
+    let rest = &v[skip(v, end, |b| b.is_ascii_whitespace())..];
+    let closed =
+        rest.is_empty() || matches!(rest[0], b')' | b';' | b',' | b'#') || rest.starts_with(b"--");
+    (closed && (right.open || left.equals(&right) == equal)).then_some((start, end))
+}
+
+fn skip(v: &[u8], mut i: usize, what: impl Fn(u8) -> bool) -> usize {
+    while i < v.len() && what(v[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// A number (`-1`, `4.2`) not glued to a word, or a string in `'` or `"`; with the index
+/// after it.
+fn literal(v: &[u8], i: usize) -> Option<(Literal<'_>, usize)> {
+    match *v.get(i)? {
+        q @ (b'\'' | b'"') => {
+            let body = i + 1;
+            Some(match memchr::memchr(q, &v[body..]) {
+                Some(p) => (
+                    Literal {
+                        text: &v[body..body + p],
+                        open: false,
+                    },
+                    body + p + 1,
+                ),
+                None => (
+                    Literal {
+                        text: &v[body..],
+                        open: true,
+                    },
+                    v.len(),
+                ),
+            })
+        }
+        b'-' | b'0'..=b'9' => {
+            let digits = |from: usize| skip(v, from, |b| b.is_ascii_digit());
+            let first = usize::from(v[i] == b'-') + i;
+            let mut end = digits(first);
+            if end == first {
+                return None;
+            }
+            if v.get(end) == Some(&b'.') && v.get(end + 1).is_some_and(u8::is_ascii_digit) {
+                end = digits(end + 1);
+            }
+            if v.get(end).is_some_and(|&b| is_word(b)) {
+                return None;
+            }
+            Some((
+                Literal {
+                    text: &v[i..end],
+                    open: false,
+                },
+                end,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// An operator that compares for equality (`true`) or inequality (`false`), with the index
+/// after it. Words must end there (`likes` is none).
+fn comparison_operator(v: &[u8], i: usize) -> Option<(bool, usize)> {
+    let rest = &v[i..];
+    for (symbol, equal) in [
+        (&b"<=>"[..], true),
+        (b"==", true),
+        (b"!=", false),
+        (b"<>", false),
+        (b"=", true),
+    ] {
+        if rest.starts_with(symbol) {
+            return Some((equal, i + symbol.len()));
+        }
+    }
+    let word = |at: usize| {
+        let end = skip(v, at, |b| b.is_ascii_alphabetic());
+        (&v[at..end], end)
+    };
+    let matching = |w: &[u8]| {
+        [&b"like"[..], b"rlike", b"regexp"]
+            .iter()
+            .any(|m| w.eq_ignore_ascii_case(m))
+    };
+    let (first, end) = word(i);
+    if matching(first) {
+        return Some((true, end));
+    }
+    let negated = first.eq_ignore_ascii_case(b"not") || first.eq_ignore_ascii_case(b"is");
+    if !negated || end == v.len() || !v[end].is_ascii_whitespace() {
+        return None;
+    }
+    let (second, end) = word(skip(v, end, |b| b.is_ascii_whitespace()));
+    let holds = if first.eq_ignore_ascii_case(b"is") {
+        second.eq_ignore_ascii_case(b"not")
+    } else {
+        matching(second)
+    };
+    holds.then_some((false, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{sqli, PREFIX_SHAPES};
@@ -747,6 +934,56 @@ mod tests {
         ] {
             assert!(
                 sqli(benign.as_bytes(), true).is_none(),
+                "flagged {benign:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tautologies_hold_and_failed_comparisons_pass() {
+        use super::sql_tautology;
+        for attack in [
+            "1=1",
+            "b,1=1",
+            "42 like 42",
+            "42<=>42",
+            "11!=1",
+            "1 is not 2",
+            "'1' not regexp '2'",
+            "'admin', '1'='1'",
+            "'x'!='y",
+            "(1=1)",
+            "'1'=1--",
+            "'A' = 'a';",
+            "-1.5 == -1.50",
+        ] {
+            assert!(
+                sql_tautology(attack.as_bytes()).is_some(),
+                "missed {attack:?}"
+            );
+        }
+        for benign in [
+            "11=1",
+            "1=11",
+            "11!=11",
+            "1 is not 1",
+            "'1' not regexp '1'",
+            "price=10",
+            "1 = one",
+            "2+2=4",
+            "1=1 apple",
+            "I like 42 of them",
+            "10 likes 10",
+            "1 is 1",
+            "'open",
+            "1abc=1abc",
+            "=1",
+            "",
+            "(",
+            "a,b,(c",
+        ] {
+            assert!(
+                sql_tautology(benign.as_bytes()).is_none(),
                 "flagged {benign:?}"
             );
         }
