@@ -887,9 +887,9 @@ mod tests {
         println!(
             "literal scanners of the embedded rule set: {ours} bytes (the crate's DFA: {crates})"
         );
-        // Measured at paranoia 1 (the level built up front): 4.5 MB (0.8 MB of it the body
-        // walk) against 17.7 MB.
-        assert!(ours < 5_000_000, "{ours} bytes");
+        // Measured at paranoia 1 (the level built up front): 5.07 MB against 19.7 MB
+        // (session 12's rules for the attacks ModSecurity blocked and we passed: +0.37 MB).
+        assert!(ours < 5_500_000, "{ours} bytes");
         assert!(ours * 3 < crates, "{ours} bytes against {crates}");
     }
 
