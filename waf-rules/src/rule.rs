@@ -287,6 +287,11 @@ fn line_of_id(text: &str, id: u32) -> usize {
         .map_or(0, |n| n + 1)
 }
 
+/// A detector's required literals, as the rule's own.
+fn owned(literals: &[&str]) -> Vec<String> {
+    literals.iter().map(|l| l.to_string()).collect()
+}
+
 /// Parses one rule file. `file` names it in errors.
 pub(crate) fn parse_file(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
     let parsed: RuleFile = serde_yaml::from_str(text).map_err(|e| {
@@ -432,16 +437,10 @@ fn compile(
     } else if o.invalid_url_encoding == Some(true) {
         Op::InvalidUrlEncoding
     } else if o.sqli == Some(true) {
-        literals = crate::detect::SQLI_REQUIRED
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
+        literals = owned(crate::detect::SQLI_REQUIRED);
         Op::Sqli
     } else if o.sql_tautology == Some(true) {
-        literals = crate::detect::TAUTOLOGY_REQUIRED
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
+        literals = owned(crate::detect::TAUTOLOGY_REQUIRED);
         Op::SqlTautology
     } else {
         Op::Xss
