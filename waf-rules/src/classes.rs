@@ -338,6 +338,13 @@ impl Gate {
         self.always
     }
 
+    /// The alternatives: a gate admits at least what another does when it admits each of
+    /// the other's masks taken as a value's classes.
+    #[cfg(test)]
+    pub(crate) fn masks(&self) -> &[Classes] {
+        &self.masks
+    }
+
     /// Either condition.
     pub(crate) fn or(&self, other: &Gate) -> Gate {
         Gate::any_of(self.masks.iter().chain(&other.masks).copied())

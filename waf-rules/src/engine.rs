@@ -536,8 +536,9 @@ impl Scratch {
                 triggered = masks.triggered(features);
             }
             let untriggered = reached & !triggered;
-            let mut unconditional = untriggered & masks.unconditional_at[level];
-            if untriggered & !masks.unconditional_at[level] != 0 {
+            let unconditional_at = masks.unconditional_at[value.kind as usize][level];
+            let mut unconditional = untriggered & unconditional_at;
+            if untriggered & !unconditional_at != 0 {
                 let stamp;
                 (stamp, raw_chains) = self.scan_raw(inspection, value.kind, raw, classes);
                 raw_stamp = Some(stamp);
@@ -574,7 +575,7 @@ impl Scratch {
             // it lacks: if no rule of the chain can match with the value's classes, the
             // transformed copy and its scan would find nothing.
             if transforms && chain.creating & features == 0 {
-                if !chain.gate_at[level].admits_lazy(&mut classes) {
+                if !chain.gate(level, value.kind).admits_lazy(&mut classes) {
                     continue;
                 }
                 // When every rule waits for a literal, and the chain only drops bytes,
@@ -582,11 +583,13 @@ impl Scratch {
                 // literal: the chain's automaton walks the value as if the dropped bytes
                 // were gone (a fraction of the cost of a pair summary), or, for a
                 // compression, no literal has all its byte pairs in the value.
-                if !chain.unconditional_at[level] && chain.pair_breaking & features == 0 {
+                if !chain.unconditional_for(level, value.kind)
+                    && chain.pair_breaking & features == 0
+                {
                     let may_hit = if chain.compressing & features != 0 {
                         let pairs = *value_pairs.get_or_insert_with(|| classes::pairs(raw));
                         chain
-                            .literal_pairs
+                            .literal_pairs(level, value.kind)
                             .iter()
                             .any(|p| classes::pairs_within(p, &pairs))
                     } else {

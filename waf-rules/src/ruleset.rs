@@ -48,10 +48,14 @@ pub(crate) struct Chain {
     /// value that it did not hold (decoders); without them, transforming only removes or
     /// folds bytes and the value's classes bound those of the result.
     pub creating: u16,
-    /// What a value needs for any rule of the chain of paranoia <= index + 1 to match.
-    pub gate_at: [Gate; 4],
-    /// Whether `unconditional` holds a rule of paranoia <= index + 1.
-    pub unconditional_at: [bool; 4],
+    /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), what a value
+    /// needs for a rule of the chain of that level or below targeting the kind to match:
+    /// a rule looking only at argument names does not open the gate for every value.
+    /// Headers are one kind here, whatever header a rule names.
+    pub gate_at: Vec<Gate>,
+    /// The kinds (`Kind` bits) targeted by a rule of `unconditional` of paranoia
+    /// <= index + 1.
+    pub unconditional_at: [u32; 4],
     /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), what a value needs
     /// for one of `unconditional`'s rules of that level or below targeting the kind to
     /// match. A value the chain leaves as it is, in which the raw scan saw none of the
@@ -65,10 +69,11 @@ pub(crate) struct Chain {
     /// The trigger of the chain's whitespace compression, if it has one: a compressed
     /// run leaves a space that the walk without whitespace would not see.
     pub compressing: u16,
-    /// For chains that compress whitespace, the pair summaries (`classes::pairs`) of the
-    /// chain's literals: a value whose summary covers none of them cannot hit one after
-    /// whitespace is compressed.
-    pub literal_pairs: Vec<classes::Pairs>,
+    /// For chains that compress whitespace, per paranoia level and value kind (as
+    /// `gate_at`), the pair summaries (`classes::pairs`) of the literals of the chain's
+    /// rules of that level or below targeting the kind: a value whose summary covers none
+    /// of them cannot hit one after whitespace is compressed.
+    pub literal_pairs: Vec<Vec<classes::Pairs>>,
     /// Triggers of the chain's transformations that join bytes which were apart in ways
     /// neither the walk without `dropped` nor pair summaries follow (SQL comment removal,
     /// path normalisation).
@@ -76,6 +81,28 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
+    /// What a value of `kind` needs for a rule of the chain of paranoia <= `level` + 1
+    /// that targets the kind to match (`gate_at`).
+    #[inline]
+    pub(crate) fn gate(&self, level: usize, kind: Kind) -> &Gate {
+        &self.gate_at[level * KIND_COUNT + kind as usize]
+    }
+
+    /// Whether a rule of `unconditional` of paranoia <= `level` + 1 targets `kind`.
+    #[inline]
+    pub(crate) fn unconditional_for(&self, level: usize, kind: Kind) -> bool {
+        self.unconditional_at[level] & kind.bit() != 0
+    }
+
+    /// The pair summaries of the literals of the chain's rules of paranoia <= `level` + 1
+    /// that target `kind` (`literal_pairs`).
+    #[inline]
+    pub(crate) fn literal_pairs(&self, level: usize, kind: Kind) -> &[classes::Pairs] {
+        self.literal_pairs
+            .get(level * KIND_COUNT + kind as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Whether one of the chain's unconditional rules of paranoia <= `level` + 1 that
     /// target `kind` may match a value with `classes` (`unconditional_gate`).
     #[inline]
@@ -132,8 +159,9 @@ pub(crate) struct ChainMasks {
     /// slice, the chains with a transformation one of those bits triggers: three lookups
     /// for a value's features in place of one per feature.
     triggered_by: [[u64; 64]; 3],
-    /// Per paranoia level, the chains with a rule that needs no literal.
-    pub unconditional_at: [u64; 4],
+    /// Per value kind and paranoia level, the chains with a rule that needs no literal
+    /// and targets the kind.
+    pub unconditional_at: [[u64; 4]; KIND_COUNT],
     /// The chains a feature other than `classes::BYTE_FEATURES` triggers: a long value
     /// reaching none of them and holding none of those bytes is left as it is by every
     /// chain it reaches.
@@ -153,7 +181,7 @@ impl ChainMasks {
         let mut masks = ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [[0; 64]; 3],
-            unconditional_at: [0; 4],
+            unconditional_at: [[0; 4]; KIND_COUNT],
             triggered_by_text: 0,
             every_header_at: [0; 4],
             named_headers: Vec::new(),
@@ -166,8 +194,10 @@ impl ChainMasks {
                         at[level] |= bit;
                     }
                 }
-                if chain.unconditional_at[level] {
-                    masks.unconditional_at[level] |= bit;
+                for (kind, at) in masks.unconditional_at.iter_mut().enumerate() {
+                    if chain.unconditional_at[level] & (1 << kind) != 0 {
+                        at[level] |= bit;
+                    }
                 }
             }
             for (slice, by_value) in masks.triggered_by.iter_mut().enumerate() {
@@ -637,8 +667,8 @@ impl RuleSet {
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
                     kinds_at: [0; 4],
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
-                    gate_at: std::array::from_fn(|_| Gate::never()),
-                    unconditional_at: [false; 4],
+                    gate_at: vec![Gate::never(); 4 * KIND_COUNT],
+                    unconditional_at: [0; 4],
                     unconditional_gate: vec![Gate::never(); 4 * KIND_COUNT],
                     dropped: (0..=255u8)
                         .filter(|&b| r.chain.iter().any(|t| t.removes(b)))
@@ -668,7 +698,7 @@ impl RuleSet {
             if !conditional && !matches!(r.op, Op::ArgCountOver(_)) {
                 chain.unconditional.push(i as u32);
                 for p in usize::from(r.paranoia)..=4 {
-                    chain.unconditional_at[p - 1] = true;
+                    chain.unconditional_at[p - 1] |= r.targets.kind_mask();
                     for kind in (0..KIND_COUNT).filter(|k| r.targets.kind_mask() & 1 << k != 0) {
                         let gate = &mut chain.unconditional_gate[(p - 1) * KIND_COUNT + kind];
                         *gate = gate.or(&rule_gates[i]);
@@ -679,19 +709,33 @@ impl RuleSet {
                 chain.kinds |= r.targets.kind_mask();
                 for p in usize::from(r.paranoia)..=4 {
                     chain.kinds_at[p - 1] |= r.targets.kind_mask();
-                    chain.gate_at[p - 1] = chain.gate_at[p - 1].or(&rule_gates[i]);
+                    for kind in (0..KIND_COUNT).filter(|k| r.targets.kind_mask() & 1 << k != 0) {
+                        let gate = &mut chain.gate_at[(p - 1) * KIND_COUNT + kind];
+                        *gate = gate.or(&rule_gates[i]);
+                    }
                 }
             }
             rule_chain.push(c);
         }
         for chain in chains.iter_mut().filter(|c| c.compressing != 0) {
-            chain.literal_pairs = chain
-                .rules
-                .iter()
-                .flat_map(|&r| literals[r as usize].iter().map(|l| classes::pairs(l)))
+            chain.literal_pairs = (0..4 * KIND_COUNT)
+                .map(|at| {
+                    let (level, kind) = (at / KIND_COUNT, at % KIND_COUNT);
+                    let mut pairs: Vec<classes::Pairs> = chain
+                        .rules
+                        .iter()
+                        .map(|&r| r as usize)
+                        .filter(|&r| {
+                            usize::from(rules[r].paranoia) <= level + 1
+                                && rules[r].targets.kind_mask() & 1 << kind != 0
+                        })
+                        .flat_map(|r| literals[r].iter().map(|l| classes::pairs(l)))
+                        .collect();
+                    pairs.sort_unstable();
+                    pairs.dedup();
+                    pairs
+                })
                 .collect();
-            chain.literal_pairs.sort_unstable();
-            chain.literal_pairs.dedup();
         }
         let by_kind: Vec<Vec<u32>> = (0..KIND_COUNT)
             .map(|k| {
@@ -931,6 +975,133 @@ mod tests {
     targets: [args]
     operator: {regex: 'beta\d+'}
 "#;
+
+    /// Per chain, level and kind, the summaries the engine skips a chain by must let
+    /// through every value a rule of the chain of that level and kind may match: the
+    /// chain's gate admits each alternative of the rule's gate, a rule needing no literal
+    /// marks the kind unconditional, and a literal's pairs are among the kind's.
+    fn assert_chain_summaries_cover_their_rules(set: &RuleSet) {
+        const KINDS: [Kind; KIND_COUNT] = [
+            Kind::Method,
+            Kind::Path,
+            Kind::QueryRaw,
+            Kind::QueryArgName,
+            Kind::QueryArg,
+            Kind::BodyArgName,
+            Kind::BodyArg,
+            Kind::FileName,
+            Kind::CookieName,
+            Kind::Cookie,
+            Kind::HeaderName,
+            Kind::Header,
+            Kind::BodyRaw,
+        ];
+        assert!(KINDS.iter().enumerate().all(|(i, &k)| k as usize == i));
+        for chain in &set.chains {
+            for level in 0..4 {
+                for kind in KINDS {
+                    let rules = chain.rules.iter().map(|&r| r as usize).filter(|&r| {
+                        let rule = &set.rules[r];
+                        usize::from(rule.paranoia) <= level + 1
+                            && rule.targets.kind_mask() & kind.bit() != 0
+                            && !matches!(rule.op, Op::ArgCountOver(_))
+                    });
+                    for r in rules {
+                        let id = set.rules[r].id;
+                        for &mask in set.rule_gate[r].masks() {
+                            assert!(
+                                chain.gate(level, kind).admits(mask),
+                                "rule {id}, level {level}, {kind:?}: mask {mask:#x}"
+                            );
+                        }
+                        if chain.unconditional.contains(&(r as u32)) {
+                            assert!(chain.unconditional_for(level, kind), "rule {id}");
+                        } else if chain.compressing != 0 {
+                            for literal in &set.literals[r] {
+                                let pairs = crate::classes::pairs(literal);
+                                assert!(
+                                    chain.literal_pairs(level, kind).contains(&pairs),
+                                    "rule {id}, level {level}, {kind:?}: {literal:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chain_summaries_per_level_and_kind_cover_every_embedded_rule() {
+        assert_chain_summaries_cover_their_rules(&RuleSet::embedded().unwrap());
+    }
+
+    /// Rule 1 reads argument values, rule 2 (same chain) only argument names, with a
+    /// literal of letters alone that prose holds; rule 3 a value rule at paranoia 2.
+    const NAMES_ONLY: &str = r#"rules:
+  - id: 1
+    message: values
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    transforms: [lowercase, compress_whitespace]
+    operator:
+      literals: ["<scrip"]
+  - id: 2
+    message: names
+    tags: [probe]
+    severity: critical
+    targets: [arg_names]
+    transforms: [lowercase, compress_whitespace]
+    operator:
+      literals: ["window"]
+  - id: 3
+    message: values at two
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [args]
+    transforms: [lowercase, compress_whitespace]
+    operator:
+      literals: ["sleep"]
+"#;
+
+    #[test]
+    fn a_rule_on_argument_names_opens_its_chains_gate_for_names_only() {
+        let set = RuleSet::from_yaml("names.yaml", NAMES_ONLY).unwrap();
+        assert_chain_summaries_cover_their_rules(&set);
+        assert_eq!(set.chains.len(), 1);
+        let chain = &set.chains[0];
+        let prose = crate::classes::of(b"Sleep in, open  the Window");
+        assert!(chain.gate(0, Kind::QueryArgName).admits(prose));
+        assert!(!chain.gate(0, Kind::QueryArg).admits(prose));
+        assert!(!chain.gate(0, Kind::Header).admits(prose));
+        // Rule 3's letters open the values' gate from its level on.
+        assert!(chain.gate(1, Kind::QueryArg).admits(prose));
+        let pairs = crate::classes::pairs(b"window");
+        assert!(chain.literal_pairs(0, Kind::QueryArgName).contains(&pairs));
+        assert!(!chain.literal_pairs(0, Kind::QueryArg).contains(&pairs));
+        assert!(!chain
+            .literal_pairs(0, Kind::QueryArg)
+            .contains(&crate::classes::pairs(b"sleep")));
+        assert!(chain
+            .literal_pairs(1, Kind::QueryArg)
+            .contains(&crate::classes::pairs(b"sleep")));
+
+        // Skipped on values, the chain still finds what each rule looks for.
+        let engine = Engine::new(set);
+        let ids = |uri: &str| -> Vec<u32> {
+            let request = Request::new("GET", uri);
+            let verdict = engine.inspect(&request, &WafSettings::default(), None);
+            let mut ids: Vec<u32> = verdict.matches.iter().map(|m| m.rule_id).collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(ids("/?q=Open%20%20the%20Window"), Vec::<u32>::new());
+        assert_eq!(ids("/?Open%20%20the%20WINDOW=1"), vec![2]);
+        assert_eq!(ids("/?q=a%20%3CSCRIP%20%20t"), vec![1]);
+        assert_eq!(ids("/?q=zz%20%20SLEEP"), Vec::<u32>::new());
+    }
 
     #[test]
     fn regexes_of_higher_levels_are_compiled_when_their_level_is_built() {
