@@ -17,13 +17,11 @@ pub(crate) fn parse<'a>(
     out: &mut Vec<Value<'a>>,
 ) -> usize {
     let ct = content_type.trim_ascii();
-    let essence = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    let essence = media_essence(ct);
     let is = |t: &[u8]| essence.eq_ignore_ascii_case(t);
     if essence.is_empty() || is(b"application/x-www-form-urlencoded") {
         urlencoded(body, Kind::BodyArgName, Kind::BodyArg, out)
-    } else if is(b"application/json")
-        || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
-    {
+    } else if is(b"application/json") || has_json_suffix(essence) {
         crate::json::json(body, names, out)
     } else if is(b"multipart/form-data") {
         multipart(ct, body, out)
@@ -46,6 +44,22 @@ pub(crate) fn parse<'a>(
     } else {
         0
     }
+}
+
+/// A media type without its parameters and blanks (`application/json; charset=utf-8` ->
+/// `application/json`).
+pub(crate) fn media_essence(content_type: &[u8]) -> &[u8] {
+    content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii()
+}
+
+/// Whether a media type's essence ends in the `+json` structured-syntax suffix
+/// (`application/vnd.api+json`).
+pub(crate) fn has_json_suffix(essence: &[u8]) -> bool {
+    essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
 }
 
 /// Whether a body reads as text: valid UTF-8 without NUL bytes.

@@ -97,15 +97,14 @@ impl<'a> Request<'a> {
         let Some(value) = self.header_value("content-type") else {
             return false;
         };
-        let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
-        let media = value[..end].trim_ascii();
+        let media = crate::body::media_essence(value);
         let subtype = match media.iter().position(|&b| b == b'/') {
             Some(slash) => &media[slash + 1..],
             None => return false,
         };
         subtype.eq_ignore_ascii_case(b"json")
             || subtype.eq_ignore_ascii_case(b"x-ndjson")
-            || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
+            || crate::body::has_json_suffix(subtype)
     }
 
     /// `Condition::RefererOffSite`: no `Referer`, or one whose host is neither the site's
