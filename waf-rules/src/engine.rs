@@ -394,6 +394,9 @@ pub(crate) struct Scratch {
     body_hits_later: Vec<(u32, u32, u32)>,
     body_walked: bool,
     body_walk_full: bool,
+    /// The kinds (`Kind::bit`) of the body walk's hits: a JSON body's hits are all of
+    /// argument patterns, and the raw body, which spans every hit, then skips its pass.
+    body_hit_kinds: u32,
     /// Where the last value's hits began in `body_hits` (see `first_ending_after`).
     body_cursor: usize,
     /// The seed of those hashes, random per scratch (per thread).
@@ -431,6 +434,7 @@ impl Scratch {
             body_hits_later: Vec::new(),
             body_walked: false,
             body_walk_full: false,
+            body_hit_kinds: 0,
             body_cursor: 0,
             seen_seed: RandomState::new().hash_one(0u64),
         }
@@ -453,8 +457,11 @@ impl Scratch {
         match self.seen.find_or_insert(key, index as u32) {
             Some(earlier) => {
                 let earlier = &values[earlier as usize];
+                // The body parser gives values of one key path one name: equal
+                // pointers and lengths settle most names without reading them.
                 earlier.kind == value.kind
-                    && same_bytes(earlier.name.as_bytes(), value.name.as_bytes())
+                    && (std::ptr::eq(earlier.name.as_ref(), value.name.as_ref())
+                        || same_bytes(earlier.name.as_bytes(), value.name.as_bytes()))
                     && same_bytes(&earlier.data, &value.data)
             }
             None => false,
@@ -545,13 +552,10 @@ impl Scratch {
                 // Of the chains left as they are, those the scan saw nothing of can only
                 // run their unconditional rules: drop them here when those reject the
                 // value, as the loop would after a few more steps each.
-                let mut idle = unconditional & !raw_chains;
-                while idle != 0 {
-                    let ci = idle.trailing_zeros() as usize;
-                    idle &= idle - 1;
-                    if !set.chains[ci].unconditional_admits(level, value.kind, &mut classes) {
-                        unconditional &= !(1 << ci);
-                    }
+                let idle = unconditional & !raw_chains;
+                if idle != 0 {
+                    unconditional &=
+                        !idle | masks.unconditional_admitted(level, value.kind, &mut classes);
                 }
             }
             visit = reached & (triggered | (untriggered & (raw_chains | unconditional)));
@@ -692,7 +696,9 @@ impl Scratch {
             };
             let own_scan = transformed == Transformed::ByChain;
             let chain_index = set.rule_chain[chain.rules[0] as usize];
-            let candidates = chain.unconditional.iter().chain(
+            // The rules a value of its kind can reach; as the check below, for paranoia
+            // levels past 4 (none) or below 1 (the check rejects every rule).
+            let candidates = chain.unconditional_by(level, value.kind).iter().chain(
                 hits.iter()
                     .filter(|&&r| own_scan || set.rule_chain[r as usize] == chain_index),
             );
@@ -798,6 +804,9 @@ impl Scratch {
             if self.body_walk_full {
                 self.body_hits.clear();
             }
+            self.body_hit_kinds = self.body_hits.iter().fold(0, |kinds, &(p, _, _)| {
+                kinds | walk.patterns[p as usize].kinds
+            });
         }
         !self.body_walk_full
     }
@@ -814,29 +823,33 @@ impl Scratch {
         stamp: u32,
     ) -> bool {
         self.raw_hits.clear();
+        if self.body_hit_kinds & kind.bit() == 0 {
+            return false;
+        }
         let mut keywords = false;
         let end_of_value = offset + raw.len();
         let first = first_ending_after(&self.body_hits, self.body_cursor, offset);
         self.body_cursor = first;
+        let bit = kind.bit();
         for &(p, start, end) in &self.body_hits[first..] {
-            let (p, start, end) = (p as usize, start as usize, end as usize);
+            let (start, end) = (start as usize, end as usize);
             if end > end_of_value {
                 break;
             }
-            if start < offset || walk.kinds[p] & kind.bit() == 0 {
+            let pattern = walk.patterns[p as usize];
+            if start < offset || pattern.kinds & bit == 0 {
                 continue;
             }
             let (start, end) = (start - offset, end - offset);
-            let flags = walk.scan.pattern_flags[p];
-            if !hit_counts(flags, raw, start, end) {
+            if !hit_counts(pattern.flags, raw, start, end) {
                 continue;
             }
-            keywords |= flags & SQL_KEYWORD != 0;
+            keywords |= pattern.flags & SQL_KEYWORD != 0;
             mark(
                 &mut self.hit,
                 &mut self.span,
                 &mut self.raw_hits,
-                walk.scan.pattern_rule[p],
+                pattern.rule,
                 stamp,
                 start,
                 end,
@@ -1246,6 +1259,100 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A body value's hits taken from the one body walk (skipped when the walk hit no
+    /// pattern of its kind, read through the walk's pattern table) are those a scan of the
+    /// value alone with its kind's automaton finds: the same rules, each with the same
+    /// first span, and the same keyword flag.
+    #[test]
+    fn body_values_take_from_the_walk_the_hits_of_their_own_scan() {
+        use super::{next_stamp, scan_hits, Inspection, RequestFacts, Scratch};
+        use crate::classes::Lazy;
+        use crate::request::{extract, Request};
+        use std::collections::BTreeMap;
+        let set = crate::ruleset::RuleSet::embedded().expect("rules compile");
+        let documents = include_str!("../tests/benign/documents.jsonl");
+        let mut bodies: Vec<(&str, Vec<u8>)> = documents
+            .lines()
+            .map(|line| ("application/json", line.as_bytes().to_vec()))
+            .collect();
+        for prose in [
+            include_str!("../tests/benign/prose.txt"),
+            include_str!("../tests/benign/technical.txt"),
+        ] {
+            for line in prose.lines().filter(|l| !l.is_empty()) {
+                let escaped = line.replace('\\', "\\\\").replace('"', "\\\"");
+                let json = format!(r#"{{"text":"{escaped}","n":["{escaped}",1]}}"#);
+                bodies.push(("application/json", json.into_bytes()));
+                bodies.push(("text/plain", line.as_bytes().to_vec()));
+                let form = format!("a={}&b=or 1=1", line.replace(['&', '='], " "));
+                bodies.push(("application/x-www-form-urlencoded", form.into_bytes()));
+            }
+        }
+        for attack in [
+            r#"{"q":"1' union select password from users--","x":"<script>alert(1)</script>"}"#,
+            r#"{"cmd":"; cat /etc/passwd","path":"../../etc/shadow","t":"${jndi:ldap://x}"}"#,
+            r#"{"a":"select","or":"not","w":"ping -c 1 sh","<svg onload=x>":"id"}"#,
+            r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>"#,
+        ] {
+            bodies.push(("application/json", attack.as_bytes().to_vec()));
+            bodies.push(("text/plain", attack.as_bytes().to_vec()));
+        }
+        let mut compared = 0;
+        for paranoia in 1..=2u8 {
+            let automata = set.level(paranoia);
+            for (content_type, body) in &bodies {
+                let req = Request::new("POST", "/")
+                    .header("content-type", content_type.as_bytes())
+                    .body(body);
+                let mut names = String::new();
+                let extracted = extract(&req, body, &mut names);
+                let facts = RequestFacts::new(&req);
+                let inspection = Inspection {
+                    set: &set,
+                    automata,
+                    paranoia,
+                    exclusions: &[],
+                    facts: &facts,
+                    body,
+                    body_walk: automata.body.as_ref().filter(|_| extracted.body_values > 0),
+                };
+                let mut scratch = Scratch::new(&set);
+                for value in &extracted.values {
+                    let raw: &[u8] = &value.data;
+                    let Some((walk, offset)) =
+                        inspection.body_offset(value.kind, raw, Lazy::new(raw))
+                    else {
+                        continue;
+                    };
+                    if !scratch.walk_body(walk, body) {
+                        continue;
+                    }
+                    let stamp = next_stamp(&mut scratch.stamp, &mut scratch.hit);
+                    let keywords =
+                        scratch.hits_from_body_walk(walk, value.kind, raw, offset, stamp);
+                    let walked: BTreeMap<u32, (u32, u32)> = scratch
+                        .raw_hits
+                        .iter()
+                        .map(|&r| (r, scratch.span[r as usize]))
+                        .collect();
+                    let scan =
+                        &automata.global[usize::from(set.global_by_kind[value.kind as usize])];
+                    let (mut hit, mut span) =
+                        (vec![0; set.rules.len()], vec![(0, 0); set.rules.len()]);
+                    let mut hits = Vec::new();
+                    let own_keywords = scan_hits(scan, raw, 1, &mut hit, &mut span, &mut hits);
+                    let own: BTreeMap<u32, (u32, u32)> =
+                        hits.iter().map(|&r| (r, span[r as usize])).collect();
+                    let what = String::from_utf8_lossy(raw);
+                    assert_eq!(walked, own, "{:?} {what:?}", value.kind);
+                    assert_eq!(keywords, own_keywords, "{:?} {what:?}", value.kind);
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared} values compared");
     }
 
     /// A long value found untransformable (`inspect_value_with`) takes features 0 and
