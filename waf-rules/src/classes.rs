@@ -410,6 +410,57 @@ impl Gate {
     }
 }
 
+/// The gates of several chains (bit i: chain i), tested at once: a value the raw scan
+/// found none of their literals in asks each chain's gate of unconditional rules in turn,
+/// and most reject it by their `any_bit` alone.
+pub(crate) struct GateSet {
+    /// The chains whose gate admits every value.
+    always: u64,
+    /// The `any_bit` of every gate: a value holding none of them is admitted by none but
+    /// `always`.
+    any_bit: Classes,
+    /// Every mask of every gate, with its chain's bit.
+    masks: Vec<(Classes, u64)>,
+}
+
+impl GateSet {
+    /// The set of `gates`, each given with its chain's bit.
+    pub(crate) fn new<'g>(gates: impl IntoIterator<Item = (u64, &'g Gate)>) -> GateSet {
+        let mut set = GateSet {
+            always: 0,
+            any_bit: 0,
+            masks: Vec::new(),
+        };
+        for (chain, gate) in gates {
+            if gate.always {
+                set.always |= chain;
+            } else {
+                set.any_bit |= gate.any_bit;
+                set.masks.extend(gate.masks.iter().map(|&m| (m, chain)));
+            }
+        }
+        set
+    }
+
+    /// The chains whose gate admits a value with `classes`, as `Gate::admits_lazy` would
+    /// say of each.
+    #[inline]
+    pub(crate) fn admitted(&self, classes: &mut Lazy<'_>) -> u64 {
+        if self.any_bit == 0 {
+            return self.always;
+        }
+        let classes = classes.get();
+        if self.any_bit & classes == 0 {
+            return self.always;
+        }
+        self.masks
+            .iter()
+            .fold(self.always, |admitted, &(m, chain)| {
+                admitted | chain & u64::from(m & !classes == 0).wrapping_neg()
+            })
+    }
+}
+
 /// Gate of a syntax tree: a concatenation needs all its parts, an alternation one of its
 /// branches, a class one of its members; anything that can match empty needs nothing.
 fn of_hir(hir: &Hir) -> Gate {
@@ -639,6 +690,56 @@ pub(crate) mod tests {
             }
             assert_eq!(lazy.get(), eager);
             assert_eq!(Lazy::new(&body).now(), eager);
+        }
+    }
+
+    /// A gate set says of each of its chains what the chain's gate says, for lazy and
+    /// known classes alike, whatever mix of always, never and masked gates it holds.
+    #[test]
+    fn a_gate_set_admits_the_chains_whose_gates_admit() {
+        use crate::test_rng::Rng;
+        let mut rng = Rng(0x6a7e_5e70_0bad_cafe);
+        let mut gates = vec![Gate::always(), Gate::never()];
+        for pattern in [
+            r"<script",
+            r"(?i)union\s+select",
+            r"[\x00\x01\x1f]|\s",
+            "a*",
+        ] {
+            gates.push(Gate::of_regex(pattern));
+        }
+        for _ in 0..300 {
+            let masks: Vec<Classes> = (0..rng.below(5))
+                .map(|_| rng.next() & rng.next() & rng.next() & !UPPER)
+                .collect();
+            gates.push(Gate::any_of(masks));
+        }
+        let bodies = sample_bodies();
+        for _ in 0..200 {
+            let mut chosen: Vec<(u64, &Gate)> = Vec::new();
+            for ci in 0..64 {
+                if rng.below(3) == 0 {
+                    chosen.push((1 << ci, &gates[rng.below(gates.len())]));
+                }
+            }
+            let set = GateSet::new(chosen.iter().copied());
+            for body in bodies.iter().step_by(7) {
+                let eager = of(body);
+                let expected = chosen
+                    .iter()
+                    .filter(|(_, gate)| gate.admits(eager))
+                    .fold(0, |acc, (chain, _)| acc | chain);
+                assert_eq!(set.admitted(&mut Lazy::new(body)), expected);
+                assert_eq!(set.admitted(&mut Lazy::known(eager)), expected);
+            }
+            for _ in 0..200 {
+                let classes = rng.next() & !UPPER;
+                let expected = chosen
+                    .iter()
+                    .filter(|(_, gate)| gate.admits(classes))
+                    .fold(0, |acc, (chain, _)| acc | chain);
+                assert_eq!(set.admitted(&mut Lazy::known(classes)), expected);
+            }
         }
     }
 

@@ -273,42 +273,64 @@ const SEEN_VALUES_MAX: usize = 1024;
 
 /// A seeded hash of a value's kind, name and bytes, eight bytes per step.
 fn value_hash(seed: u64, value: &Value<'_>) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h =
+    let h =
         seed ^ value.kind as u64 ^ (value.name.len() as u64) << 8 ^ (value.data.len() as u64) << 32;
-    let mut step = |word: u64| h = (h.rotate_left(23) ^ word).wrapping_mul(K);
-    for part in [value.name.as_bytes(), &value.data[..]] {
-        // The last word overlaps the one before it, and a short part is read as two
-        // overlapping halves (or its first, middle and last byte): every byte is in some
-        // word, and the lengths are in the seed, so equal hashes still mean nothing until
-        // the bytes are compared, and no byte is read one at a time.
-        let n = part.len();
-        if n >= 8 {
-            let mut chunks = part.chunks_exact(8);
-            for chunk in &mut chunks {
-                step(word(chunk));
-            }
-            if !chunks.remainder().is_empty() {
-                step(word(&part[n - 8..]));
-            }
-        } else if n >= 4 {
-            step(u64::from(half(&part[..4])) | u64::from(half(&part[n - 4..])) << 32);
-        } else if n > 0 {
-            step(u64::from(part[0]) | u64::from(part[n / 2]) << 8 | u64::from(part[n - 1]) << 16);
-        }
-    }
+    let h = hash_part(h, value.name.as_bytes());
+    let h = hash_part(h, &value.data);
     h ^ h >> 31
 }
 
-/// The hashes of the values remembered in one request, in an open-addressing table
-/// that a new request empties by bumping a generation instead of clearing it: the table
-/// is looked up for most body values, so a probe costs a few instructions.
+/// The bytes of a part of at most eight bytes as one word, read as `hash_part` reads a
+/// short part: different parts of one length give different words.
+fn short_word(part: &[u8]) -> u64 {
+    let n = part.len();
+    if n >= 4 {
+        u64::from(half(part)) | u64::from(half(&part[n - 4..])) << 32
+    } else if n > 0 {
+        u64::from(part[0]) | u64::from(part[n / 2]) << 8 | u64::from(part[n - 1]) << 16
+    } else {
+        0
+    }
+}
+
+/// `h` with the bytes of `part` mixed in. The last word overlaps the one before it, and a
+/// short part is read as two overlapping halves (or its first, middle and last byte):
+/// every byte is in some word, and the lengths are in the seed, so equal hashes still mean
+/// nothing until the bytes are compared, and no byte is read one at a time. A plain loop:
+/// the parts are a word or a few, which an unrolled one spent more on setting up.
+#[inline(always)]
+fn hash_part(mut h: u64, part: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let step = |h: u64, word: u64| (h.rotate_left(23) ^ word).wrapping_mul(K);
+    let n = part.len();
+    if n >= 8 {
+        let mut at = 8;
+        while at < n {
+            h = step(h, word(&part[at - 8..]));
+            at += 8;
+        }
+        step(h, word(&part[n - 8..]))
+    } else if n > 0 {
+        step(h, short_word(part))
+    } else {
+        h
+    }
+}
+
+/// The values remembered in one request, in an open-addressing table that a new request
+/// empties by bumping a generation instead of clearing it: the table is looked up for
+/// most body values, so a probe costs a few instructions.
 struct SeenValues {
-    /// (hash, index of the value, generation that wrote the slot).
+    /// (key, tag, generation that wrote the slot): a value's hash and index, or, for a
+    /// short value without a name, the value itself (`EXACT`).
     slots: Vec<(u64, u32, u32)>,
     generation: u32,
     len: usize,
 }
+
+/// Tags at or above it hold a short value without a name whole: `EXACT`, its kind and its
+/// length, with its bytes as the key; below it, a value's index, with its hash as the key.
+const EXACT: u32 = 1 << 31;
 
 impl SeenValues {
     /// Twice `SEEN_VALUES_MAX` slots, so probes stay short when it is full.
@@ -332,22 +354,25 @@ impl SeenValues {
         self.len = 0;
     }
 
-    /// The index remembered under `hash`, or `None` after remembering `index` under it
-    /// (while fewer than `SEEN_VALUES_MAX` values are remembered).
-    fn find_or_insert(&mut self, hash: u64, index: u32) -> Option<u32> {
+    /// The tag remembered under `key` from the slot `hash` picks on: for an `EXACT` tag,
+    /// the slot holding this key and tag; for an index, the first holding this key and an
+    /// index. `None` after remembering `key` and `tag` (while fewer than
+    /// `SEEN_VALUES_MAX` values are remembered).
+    #[inline]
+    fn find_or_insert(&mut self, hash: u64, key: u64, tag: u32) -> Option<u32> {
         let mask = Self::SLOTS - 1;
         // The top bits: a multiplicative hash mixes its input best there.
         let mut at = (hash >> (64 - Self::SLOTS.trailing_zeros())) as usize;
         loop {
-            let (key, earlier, generation) = self.slots[at];
+            let (found, earlier, generation) = self.slots[at];
             if generation != self.generation {
                 if self.len < SEEN_VALUES_MAX {
-                    self.slots[at] = (hash, index, self.generation);
+                    self.slots[at] = (key, tag, self.generation);
                     self.len += 1;
                 }
                 return None;
             }
-            if key == hash {
+            if found == key && (earlier == tag || earlier < EXACT && tag < EXACT) {
                 return Some(earlier);
             }
             at = (at + 1) & mask;
@@ -394,6 +419,9 @@ pub(crate) struct Scratch {
     body_hits_later: Vec<(u32, u32, u32)>,
     body_walked: bool,
     body_walk_full: bool,
+    /// The kinds (`Kind::bit`) of the body walk's hits: a JSON body's hits are all of
+    /// argument patterns, and the raw body, which spans every hit, then skips its pass.
+    body_hit_kinds: u32,
     /// Where the last value's hits began in `body_hits` (see `first_ending_after`).
     body_cursor: usize,
     /// The seed of those hashes, random per scratch (per thread).
@@ -431,6 +459,7 @@ impl Scratch {
             body_hits_later: Vec::new(),
             body_walked: false,
             body_walk_full: false,
+            body_hit_kinds: 0,
             body_cursor: 0,
             seen_seed: RandomState::new().hash_one(0u64),
         }
@@ -442,19 +471,31 @@ impl Scratch {
     /// array, tags, enumerations); hashing the long or one-off ones would cost more than
     /// it saves. A hash only finds the earlier value; the bytes are compared, so a crafted
     /// collision gets a value inspected, never skipped.
+    ///
+    /// A value of at most eight bytes without a name (a JSON key) is its own key, found
+    /// without hashing it nor comparing it with the earlier one.
     fn seen_before(&mut self, values: &[Value<'_>], index: usize) -> bool {
         let value = &values[index];
-        if !matches!(value.kind, Kind::BodyArgName | Kind::BodyArg)
-            || value.data.len() > SEEN_VALUE_MAX
-        {
+        let n = value.data.len();
+        if !matches!(value.kind, Kind::BodyArgName | Kind::BodyArg) || n > SEEN_VALUE_MAX {
             return false;
         }
+        if n <= 8 && value.name.is_empty() {
+            let tag = EXACT | (value.kind as u32) << 8 | n as u32;
+            let bytes = short_word(&value.data);
+            let hash =
+                (bytes ^ self.seen_seed ^ u64::from(tag) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            return self.seen.find_or_insert(hash, bytes, tag).is_some();
+        }
         let key = value_hash(self.seen_seed, value);
-        match self.seen.find_or_insert(key, index as u32) {
+        match self.seen.find_or_insert(key, key, index as u32) {
             Some(earlier) => {
                 let earlier = &values[earlier as usize];
+                // The body parser gives values of one key path one name: equal
+                // pointers and lengths settle most names without reading them.
                 earlier.kind == value.kind
-                    && same_bytes(earlier.name.as_bytes(), value.name.as_bytes())
+                    && (std::ptr::eq(earlier.name.as_ref(), value.name.as_ref())
+                        || same_bytes(earlier.name.as_bytes(), value.name.as_bytes()))
                     && same_bytes(&earlier.data, &value.data)
             }
             None => false,
@@ -545,13 +586,10 @@ impl Scratch {
                 // Of the chains left as they are, those the scan saw nothing of can only
                 // run their unconditional rules: drop them here when those reject the
                 // value, as the loop would after a few more steps each.
-                let mut idle = unconditional & !raw_chains;
-                while idle != 0 {
-                    let ci = idle.trailing_zeros() as usize;
-                    idle &= idle - 1;
-                    if !set.chains[ci].unconditional_admits(level, value.kind, &mut classes) {
-                        unconditional &= !(1 << ci);
-                    }
+                let idle = unconditional & !raw_chains;
+                if idle != 0 {
+                    unconditional &=
+                        !idle | masks.unconditional_admitted(level, value.kind, &mut classes);
                 }
             }
             visit = reached & (triggered | (untriggered & (raw_chains | unconditional)));
@@ -692,7 +730,9 @@ impl Scratch {
             };
             let own_scan = transformed == Transformed::ByChain;
             let chain_index = set.rule_chain[chain.rules[0] as usize];
-            let candidates = chain.unconditional.iter().chain(
+            // The rules a value of its kind can reach; as the check below, for paranoia
+            // levels past 4 (none) or below 1 (the check rejects every rule).
+            let candidates = chain.unconditional_by(level, value.kind).iter().chain(
                 hits.iter()
                     .filter(|&&r| own_scan || set.rule_chain[r as usize] == chain_index),
             );
@@ -798,6 +838,9 @@ impl Scratch {
             if self.body_walk_full {
                 self.body_hits.clear();
             }
+            self.body_hit_kinds = self.body_hits.iter().fold(0, |kinds, &(p, _, _)| {
+                kinds | walk.patterns[p as usize].kinds
+            });
         }
         !self.body_walk_full
     }
@@ -814,29 +857,33 @@ impl Scratch {
         stamp: u32,
     ) -> bool {
         self.raw_hits.clear();
+        if self.body_hit_kinds & kind.bit() == 0 {
+            return false;
+        }
         let mut keywords = false;
         let end_of_value = offset + raw.len();
         let first = first_ending_after(&self.body_hits, self.body_cursor, offset);
         self.body_cursor = first;
+        let bit = kind.bit();
         for &(p, start, end) in &self.body_hits[first..] {
-            let (p, start, end) = (p as usize, start as usize, end as usize);
+            let (start, end) = (start as usize, end as usize);
             if end > end_of_value {
                 break;
             }
-            if start < offset || walk.kinds[p] & kind.bit() == 0 {
+            let pattern = walk.patterns[p as usize];
+            if start < offset || pattern.kinds & bit == 0 {
                 continue;
             }
             let (start, end) = (start - offset, end - offset);
-            let flags = walk.scan.pattern_flags[p];
-            if !hit_counts(flags, raw, start, end) {
+            if !hit_counts(pattern.flags, raw, start, end) {
                 continue;
             }
-            keywords |= flags & SQL_KEYWORD != 0;
+            keywords |= pattern.flags & SQL_KEYWORD != 0;
             mark(
                 &mut self.hit,
                 &mut self.span,
                 &mut self.raw_hits,
-                walk.scan.pattern_rule[p],
+                pattern.rule,
                 stamp,
                 start,
                 end,
@@ -1248,6 +1295,100 @@ mod tests {
         }
     }
 
+    /// A body value's hits taken from the one body walk (skipped when the walk hit no
+    /// pattern of its kind, read through the walk's pattern table) are those a scan of the
+    /// value alone with its kind's automaton finds: the same rules, each with the same
+    /// first span, and the same keyword flag.
+    #[test]
+    fn body_values_take_from_the_walk_the_hits_of_their_own_scan() {
+        use super::{next_stamp, scan_hits, Inspection, RequestFacts, Scratch};
+        use crate::classes::Lazy;
+        use crate::request::{extract, Request};
+        use std::collections::BTreeMap;
+        let set = crate::ruleset::RuleSet::embedded().expect("rules compile");
+        let documents = include_str!("../tests/benign/documents.jsonl");
+        let mut bodies: Vec<(&str, Vec<u8>)> = documents
+            .lines()
+            .map(|line| ("application/json", line.as_bytes().to_vec()))
+            .collect();
+        for prose in [
+            include_str!("../tests/benign/prose.txt"),
+            include_str!("../tests/benign/technical.txt"),
+        ] {
+            for line in prose.lines().filter(|l| !l.is_empty()) {
+                let escaped = line.replace('\\', "\\\\").replace('"', "\\\"");
+                let json = format!(r#"{{"text":"{escaped}","n":["{escaped}",1]}}"#);
+                bodies.push(("application/json", json.into_bytes()));
+                bodies.push(("text/plain", line.as_bytes().to_vec()));
+                let form = format!("a={}&b=or 1=1", line.replace(['&', '='], " "));
+                bodies.push(("application/x-www-form-urlencoded", form.into_bytes()));
+            }
+        }
+        for attack in [
+            r#"{"q":"1' union select password from users--","x":"<script>alert(1)</script>"}"#,
+            r#"{"cmd":"; cat /etc/passwd","path":"../../etc/shadow","t":"${jndi:ldap://x}"}"#,
+            r#"{"a":"select","or":"not","w":"ping -c 1 sh","<svg onload=x>":"id"}"#,
+            r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>"#,
+        ] {
+            bodies.push(("application/json", attack.as_bytes().to_vec()));
+            bodies.push(("text/plain", attack.as_bytes().to_vec()));
+        }
+        let mut compared = 0;
+        for paranoia in 1..=2u8 {
+            let automata = set.level(paranoia);
+            for (content_type, body) in &bodies {
+                let req = Request::new("POST", "/")
+                    .header("content-type", content_type.as_bytes())
+                    .body(body);
+                let mut names = String::new();
+                let extracted = extract(&req, body, &mut names);
+                let facts = RequestFacts::new(&req);
+                let inspection = Inspection {
+                    set: &set,
+                    automata,
+                    paranoia,
+                    exclusions: &[],
+                    facts: &facts,
+                    body,
+                    body_walk: automata.body.as_ref().filter(|_| extracted.body_values > 0),
+                };
+                let mut scratch = Scratch::new(&set);
+                for value in &extracted.values {
+                    let raw: &[u8] = &value.data;
+                    let Some((walk, offset)) =
+                        inspection.body_offset(value.kind, raw, Lazy::new(raw))
+                    else {
+                        continue;
+                    };
+                    if !scratch.walk_body(walk, body) {
+                        continue;
+                    }
+                    let stamp = next_stamp(&mut scratch.stamp, &mut scratch.hit);
+                    let keywords =
+                        scratch.hits_from_body_walk(walk, value.kind, raw, offset, stamp);
+                    let walked: BTreeMap<u32, (u32, u32)> = scratch
+                        .raw_hits
+                        .iter()
+                        .map(|&r| (r, scratch.span[r as usize]))
+                        .collect();
+                    let scan =
+                        &automata.global[usize::from(set.global_by_kind[value.kind as usize])];
+                    let (mut hit, mut span) =
+                        (vec![0; set.rules.len()], vec![(0, 0); set.rules.len()]);
+                    let mut hits = Vec::new();
+                    let own_keywords = scan_hits(scan, raw, 1, &mut hit, &mut span, &mut hits);
+                    let own: BTreeMap<u32, (u32, u32)> =
+                        hits.iter().map(|&r| (r, span[r as usize])).collect();
+                    let what = String::from_utf8_lossy(raw);
+                    assert_eq!(walked, own, "{:?} {what:?}", value.kind);
+                    assert_eq!(keywords, own_keywords, "{:?} {what:?}", value.kind);
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared} values compared");
+    }
+
     /// A long value found untransformable (`inspect_value_with`) takes features 0 and
     /// lazy classes: with its true features, the chains it reaches would not be
     /// triggered nor transform it either, at every level.
@@ -1310,6 +1451,112 @@ mod tests {
         assert_ne!(hash(b"ab", b"c"), hash(b"a", b"bc"));
     }
 
+    /// A value is skipped exactly when an identical one (kind, name, bytes) was
+    /// remembered earlier in the request, and the first `SEEN_VALUES_MAX` distinct short
+    /// body values are remembered, whether found by hash or, short and without a name,
+    /// whole: names without a value's bytes, lengths, kinds and byte orders that the short
+    /// words could confuse do not, and repeats in any order do.
+    #[test]
+    fn repeats_are_skipped_exactly_as_a_list_of_remembered_values_says() {
+        use super::{Kind, Scratch, Value, SEEN_VALUE_MAX};
+        use std::borrow::Cow;
+        let set = crate::ruleset::RuleSet::embedded().expect("rules compile");
+        let mut scratch = Scratch::new(&set);
+        let mut rng = crate::test_rng::Rng(0x5ee7_0b5e_55ed);
+        let names = ["", "", "a", "order.items.tags", "order.items.tagz", "b"];
+        let kinds = [
+            Kind::BodyArgName,
+            Kind::BodyArg,
+            Kind::QueryArg,
+            Kind::Header,
+        ];
+        let copy = |v: &Value<'static>| Value {
+            kind: v.kind,
+            name: v.name.clone(),
+            data: v.data.clone(),
+        };
+        let alphabet = b"ab\0\xff";
+        for round in 0..200 {
+            // A pool of values and near misses of them (one byte changed, one more byte,
+            // another kind or name), drawn from with repeats; every tenth round holds more
+            // distinct values than are remembered, then draws repeats of them all.
+            let capped = round % 10 == 9;
+            let size = if capped {
+                3 * SEEN_VALUES_MAX
+            } else {
+                1 + rng.below(40)
+            };
+            let mut pool: Vec<Value<'_>> = Vec::new();
+            while pool.len() < size {
+                let value = match pool.len().checked_sub(1).map(|last| (last, rng.below(5))) {
+                    Some((last, 0)) if !pool[last].data.is_empty() => {
+                        let mut data = pool[last].data.to_vec();
+                        let at = rng.below(data.len());
+                        data[at] = data[at].wrapping_add(1);
+                        Value {
+                            data: Cow::Owned(data),
+                            ..copy(&pool[last])
+                        }
+                    }
+                    Some((last, 1)) => {
+                        let mut data = pool[last].data.to_vec();
+                        data.push(alphabet[rng.below(alphabet.len())]);
+                        Value {
+                            data: Cow::Owned(data),
+                            ..copy(&pool[last])
+                        }
+                    }
+                    Some((last, 2)) => Value {
+                        kind: kinds[rng.below(kinds.len())],
+                        name: Cow::Borrowed(names[rng.below(names.len())]),
+                        ..copy(&pool[last])
+                    },
+                    _ => {
+                        let len = match rng.below(3) {
+                            0 => rng.below(SEEN_VALUE_MAX + 8),
+                            _ => rng.below(10),
+                        };
+                        let data = if capped {
+                            format!("{}", pool.len()).into_bytes()
+                        } else {
+                            (0..len)
+                                .map(|_| alphabet[rng.below(alphabet.len())])
+                                .collect()
+                        };
+                        Value {
+                            kind: kinds[rng.below(kinds.len())],
+                            name: Cow::Borrowed(names[rng.below(names.len())]),
+                            data: Cow::Owned(data),
+                        }
+                    }
+                };
+                pool.push(value);
+            }
+            let mut values: Vec<Value<'_>> = if capped {
+                pool.iter().map(copy).collect()
+            } else {
+                Vec::new()
+            };
+            for _ in 0..rng.below(300) + if capped { 1000 } else { 0 } {
+                values.push(copy(&pool[rng.below(pool.len())]));
+            }
+            scratch.seen.start_request();
+            let mut remembered: Vec<&Value<'_>> = Vec::new();
+            for (index, value) in values.iter().enumerate() {
+                let same = |v: &&Value<'_>| {
+                    v.kind == value.kind && v.name == value.name && v.data == value.data
+                };
+                let expected = remembered.iter().any(same);
+                assert_eq!(scratch.seen_before(&values, index), expected, "{value:?}");
+                let eligible = matches!(value.kind, Kind::BodyArgName | Kind::BodyArg)
+                    && value.data.len() <= SEEN_VALUE_MAX;
+                if eligible && !expected && remembered.len() < SEEN_VALUES_MAX {
+                    remembered.push(value);
+                }
+            }
+        }
+    }
+
     #[test]
     fn seen_values_find_colliding_slots_forget_per_request_and_stay_bounded() {
         let mut seen = SeenValues::new();
@@ -1317,29 +1564,38 @@ mod tests {
         // Three hashes with the same top bits: one slot, probed in turn.
         let (a, b, c) = (7u64, 8u64, 9u64);
         for (i, hash) in [a, b, c].into_iter().enumerate() {
-            assert_eq!(seen.find_or_insert(hash, i as u32), None);
+            assert_eq!(seen.find_or_insert(hash, hash, i as u32), None);
         }
-        assert_eq!(seen.find_or_insert(b, 9), Some(1));
-        assert_eq!(seen.find_or_insert(c, 9), Some(2));
+        assert_eq!(seen.find_or_insert(b, b, 9), Some(1));
+        assert_eq!(seen.find_or_insert(c, c, 9), Some(2));
         seen.start_request();
-        assert_eq!(seen.find_or_insert(b, 5), None);
-        assert_eq!(seen.find_or_insert(b, 6), Some(5));
+        assert_eq!(seen.find_or_insert(b, b, 5), None);
+        assert_eq!(seen.find_or_insert(b, b, 6), Some(5));
         // Past the cap nothing more is remembered, and lookups still end.
         seen.start_request();
         let spread = |n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for n in 0..(SEEN_VALUES_MAX as u64 + 10) {
-            assert_eq!(seen.find_or_insert(spread(n), n as u32), None);
+            assert_eq!(seen.find_or_insert(spread(n), spread(n), n as u32), None);
         }
-        assert_eq!(seen.find_or_insert(spread(1), 0), Some(1));
+        assert_eq!(seen.find_or_insert(spread(1), spread(1), 0), Some(1));
         let late = spread(SEEN_VALUES_MAX as u64 + 1);
-        assert_eq!(seen.find_or_insert(late, 0), None);
-        assert_eq!(seen.find_or_insert(late, 0), None);
+        assert_eq!(seen.find_or_insert(late, late, 0), None);
+        assert_eq!(seen.find_or_insert(late, late, 0), None);
         // When the generation wraps, slots written long ago must not come back.
         seen.generation = u32::MAX - 1;
         seen.start_request();
-        assert_eq!(seen.find_or_insert(11, 1), None);
+        assert_eq!(seen.find_or_insert(11, 11, 1), None);
         seen.start_request();
         assert_eq!(seen.generation, 1);
-        assert_eq!(seen.find_or_insert(11, 2), None);
+        assert_eq!(seen.find_or_insert(11, 11, 2), None);
+        // A whole short value and a hash with the same key and slot stay apart.
+        seen.start_request();
+        let exact = super::EXACT | 3;
+        assert_eq!(seen.find_or_insert(a, a, exact), None);
+        assert_eq!(seen.find_or_insert(a, a, 4), None);
+        assert_eq!(seen.find_or_insert(a, a, 5), Some(4));
+        assert_eq!(seen.find_or_insert(a, a, exact), Some(exact));
+        assert_eq!(seen.find_or_insert(a, a, exact + 1), None);
+        assert_eq!(seen.find_or_insert(a, a, exact + 1), Some(exact + 1));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::classes::{self, Gate};
+use crate::classes::{self, Gate, GateSet};
 use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
 use crate::rule::{parse_file, Op, Rule};
@@ -38,6 +38,11 @@ pub(crate) struct Chain {
     /// The chain's rules that must be evaluated on every value they target (operators
     /// without literals); the others run only when the prefilter saw one of their literals.
     pub unconditional: Vec<u32>,
+    /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), those of
+    /// `unconditional`, in order, of that level or below that target the kind: an
+    /// argument name would otherwise walk every unconditional rule of the chain to reject
+    /// most by their targets.
+    pub unconditional_by: Vec<Vec<u32>>,
     /// Union of the `Kind` bits the chain's rules target (skip values no rule looks at).
     pub kinds: u32,
     /// Union of the chain's transformation triggers (see `transform::feature`).
@@ -86,6 +91,13 @@ impl Chain {
     #[inline]
     pub(crate) fn gate(&self, level: usize, kind: Kind) -> &Gate {
         &self.gate_at[level * KIND_COUNT + kind as usize]
+    }
+
+    /// The rules of `unconditional` of paranoia <= `level` + 1 that target `kind`
+    /// (`unconditional_by`).
+    #[inline]
+    pub(crate) fn unconditional_by(&self, level: usize, kind: Kind) -> &[u32] {
+        &self.unconditional_by[level * KIND_COUNT + kind as usize]
     }
 
     /// Whether a rule of `unconditional` of paranoia <= `level` + 1 targets `kind`.
@@ -162,6 +174,9 @@ pub(crate) struct ChainMasks {
     /// Per value kind and paranoia level, the chains with a rule that needs no literal
     /// and targets the kind.
     pub unconditional_at: [[u64; 4]; KIND_COUNT],
+    /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), every chain's
+    /// `unconditional_gate`, to test them all at once.
+    unconditional_gates: Vec<GateSet>,
     /// The chains a feature other than `classes::BYTE_FEATURES` triggers: a long value
     /// reaching none of them and holding none of those bytes is left as it is by every
     /// chain it reaches.
@@ -182,6 +197,16 @@ impl ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [[0; 64]; 3],
             unconditional_at: [[0; 4]; KIND_COUNT],
+            unconditional_gates: (0..4 * KIND_COUNT)
+                .map(|at| {
+                    GateSet::new(
+                        chains
+                            .iter()
+                            .enumerate()
+                            .map(|(ci, chain)| (1 << ci, &chain.unconditional_gate[at])),
+                    )
+                })
+                .collect(),
             triggered_by_text: 0,
             every_header_at: [0; 4],
             named_headers: Vec::new(),
@@ -247,6 +272,18 @@ impl ChainMasks {
             .fold(self.every_header_at[level], |acc, (_, at)| acc | at[level])
     }
 
+    /// The chains whose `Chain::unconditional_admits` admits a value of `kind` with
+    /// `classes` at paranoia <= `level` + 1.
+    #[inline]
+    pub(crate) fn unconditional_admitted(
+        &self,
+        level: usize,
+        kind: Kind,
+        classes: &mut classes::Lazy<'_>,
+    ) -> u64 {
+        self.unconditional_gates[level * KIND_COUNT + kind as usize].admitted(classes)
+    }
+
     /// The chains a value with transformation `features` makes run.
     pub(crate) fn triggered(&self, features: u16) -> u64 {
         let f = usize::from(features);
@@ -282,9 +319,21 @@ pub(crate) const BODY_WALK_KINDS: [Kind; 3] = [Kind::BodyRaw, Kind::BodyArg, Kin
 /// own, with every literal.
 pub(crate) struct BodyWalk {
     pub scan: Arc<Scan>,
-    /// Per pattern: the kinds (`Kind::bit`) whose global automaton holds it, so that a
-    /// value's hits are exactly those a walk of the value with its kind's automaton finds.
-    pub kinds: Vec<u32>,
+    /// Per pattern of `scan`, what the engine reads of a hit, in one place: a hit costs
+    /// one bounds check and one load instead of three (a JSON body has hundreds).
+    pub patterns: Vec<WalkPattern>,
+}
+
+/// A body walk pattern as the engine maps its hits to values.
+#[derive(Clone, Copy)]
+pub(crate) struct WalkPattern {
+    /// The kinds (`Kind::bit`) whose global automaton holds the pattern, so that a value's
+    /// hits are exactly those a walk of the value with its kind's automaton finds.
+    pub kinds: u32,
+    /// `Scan::pattern_rule`.
+    pub rule: u32,
+    /// `Scan::pattern_flags`.
+    pub flags: u8,
 }
 
 impl BodyWalk {
@@ -349,7 +398,15 @@ impl BodyWalk {
                 scan
             }
         };
-        Ok(scan.automaton.is_some().then_some(BodyWalk { scan, kinds }))
+        let patterns = kinds
+            .iter()
+            .zip(scan.pattern_rule.iter().zip(&scan.pattern_flags))
+            .map(|(&kinds, (&rule, &flags))| WalkPattern { kinds, rule, flags })
+            .collect();
+        Ok(scan
+            .automaton
+            .is_some()
+            .then_some(BodyWalk { scan, patterns }))
     }
 }
 
@@ -663,6 +720,7 @@ impl RuleSet {
                     transforms: r.chain.clone(),
                     rules: Vec::new(),
                     unconditional: Vec::new(),
+                    unconditional_by: vec![Vec::new(); 4 * KIND_COUNT],
                     kinds: 0,
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
                     kinds_at: [0; 4],
@@ -700,6 +758,7 @@ impl RuleSet {
                 for p in usize::from(r.paranoia)..=4 {
                     chain.unconditional_at[p - 1] |= r.targets.kind_mask();
                     for kind in (0..KIND_COUNT).filter(|k| r.targets.kind_mask() & 1 << k != 0) {
+                        chain.unconditional_by[(p - 1) * KIND_COUNT + kind].push(i as u32);
                         let gate = &mut chain.unconditional_gate[(p - 1) * KIND_COUNT + kind];
                         *gate = gate.or(&rule_gates[i]);
                     }
@@ -976,30 +1035,61 @@ mod tests {
     operator: {regex: 'beta\d+'}
 "#;
 
+    /// Every kind, in `Kind as usize` order.
+    const KINDS: [Kind; KIND_COUNT] = [
+        Kind::Method,
+        Kind::Path,
+        Kind::QueryRaw,
+        Kind::QueryArgName,
+        Kind::QueryArg,
+        Kind::BodyArgName,
+        Kind::BodyArg,
+        Kind::FileName,
+        Kind::CookieName,
+        Kind::Cookie,
+        Kind::HeaderName,
+        Kind::Header,
+        Kind::BodyRaw,
+    ];
+
     /// Per chain, level and kind, the summaries the engine skips a chain by must let
     /// through every value a rule of the chain of that level and kind may match: the
     /// chain's gate admits each alternative of the rule's gate, a rule needing no literal
     /// marks the kind unconditional, and a literal's pairs are among the kind's.
     fn assert_chain_summaries_cover_their_rules(set: &RuleSet) {
-        const KINDS: [Kind; KIND_COUNT] = [
-            Kind::Method,
-            Kind::Path,
-            Kind::QueryRaw,
-            Kind::QueryArgName,
-            Kind::QueryArg,
-            Kind::BodyArgName,
-            Kind::BodyArg,
-            Kind::FileName,
-            Kind::CookieName,
-            Kind::Cookie,
-            Kind::HeaderName,
-            Kind::Header,
-            Kind::BodyRaw,
-        ];
         assert!(KINDS.iter().enumerate().all(|(i, &k)| k as usize == i));
         for chain in &set.chains {
             for level in 0..4 {
                 for kind in KINDS {
+                    // The engine walks these in place of `unconditional`: a rule left out
+                    // is one its paranoia or target check would reject for every name.
+                    let reachable: Vec<u32> = chain
+                        .unconditional
+                        .iter()
+                        .copied()
+                        .filter(|&r| {
+                            let rule = &set.rules[r as usize];
+                            usize::from(rule.paranoia) <= level + 1
+                                && rule.targets.kind_mask() & kind.bit() != 0
+                        })
+                        .collect();
+                    assert_eq!(chain.unconditional_by(level, kind), reachable);
+                    for &r in chain
+                        .unconditional
+                        .iter()
+                        .filter(|r| !reachable.contains(r))
+                    {
+                        let rule = &set.rules[r as usize];
+                        let names = rule.targets.headers.iter().map(String::as_str);
+                        for name in names.chain(["", "x", "Referer"]) {
+                            assert!(
+                                usize::from(rule.paranoia) > level + 1
+                                    || !rule.targets.covers(kind, name),
+                                "rule {}, level {level}, {kind:?}, {name}",
+                                rule.id
+                            );
+                        }
+                    }
                     let rules = chain.rules.iter().map(|&r| r as usize).filter(|&r| {
                         let rule = &set.rules[r];
                         usize::from(rule.paranoia) <= level + 1
@@ -1026,6 +1116,29 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The chains whose gates of unconditional rules admit a value, asked all at once,
+    /// are those asked one by one.
+    #[test]
+    fn unconditional_gates_at_once_agree_with_each_chains() {
+        use crate::classes::{self, Lazy};
+        let set = RuleSet::embedded().unwrap();
+        let masks = set.chain_masks.as_ref().expect("at most 64 chains");
+        let bodies = classes::tests::sample_bodies();
+        for level in 0..4 {
+            for kind in KINDS {
+                for body in bodies.iter().step_by(3) {
+                    let expected = (0..set.chains.len())
+                        .filter(|&ci| {
+                            set.chains[ci].unconditional_admits(level, kind, &mut Lazy::new(body))
+                        })
+                        .fold(0u64, |acc, ci| acc | 1 << ci);
+                    let got = masks.unconditional_admitted(level, kind, &mut Lazy::new(body));
+                    assert_eq!(got, expected, "level {level}, {kind:?}, {body:?}");
                 }
             }
         }
