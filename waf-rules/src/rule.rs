@@ -98,6 +98,13 @@ pub(crate) struct OperatorSpec {
     /// as in `python3`). For regexes whose every match holds such a word, as a command
     /// name after a shell separator: prose holds separators, rarely the command as a word.
     pub requires_words: Option<Vec<String>>,
+    /// With `regex`, alone or beside `requires`: words of which at least one must occur
+    /// as a command name for the regex to be run: as a word (see `requires_words`), at
+    /// the start of the value or after a shell separator (`;`, `&`, `|`, a line break, a
+    /// backtick, `(`), with only blanks between, directly or behind a `/bin/`, `/sbin/`,
+    /// `/usr/bin/` or `/usr/local/bin/` path. For regexes whose every match begins a
+    /// command line there: prose holds `for`, `cat` and `who` as words, rarely first.
+    pub requires_commands: Option<Vec<String>>,
     /// Some byte lies outside every listed inclusive range.
     pub bytes_outside: Option<Vec<[u8; 2]>>,
     /// The value is longer than this many bytes.
@@ -181,6 +188,17 @@ fn compile_regex(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
         .build()
 }
 
+/// Where a prefilter literal's hit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Anywhere: `literals`, `requires` and the detectors' literals.
+    Anywhere,
+    /// As a word of its own (`requires_words`).
+    Word,
+    /// As a command name (`requires_commands`).
+    Command,
+}
+
 /// A compiled operator.
 pub(crate) enum Op {
     Literals,
@@ -229,10 +247,9 @@ pub(crate) struct Rule {
     pub targets: Targets,
     pub chain: Vec<Transform>,
     pub op: Op,
-    /// Literals fed to the prefilter automaton of this rule's chain.
-    pub literals: Vec<String>,
-    /// A literal's hit counts only where it stands as a word (`requires_words`).
-    pub word_bounded: bool,
+    /// Literals fed to the prefilter automaton of this rule's chain, with where their
+    /// hits count.
+    pub literals: Vec<(String, Placement)>,
     pub when: Option<Condition>,
     pub examples: Examples,
     pub file: String,
@@ -288,8 +305,11 @@ fn line_of_id(text: &str, id: u32) -> usize {
 }
 
 /// A detector's required literals, as the rule's own.
-fn owned(literals: &[&str]) -> Vec<String> {
-    literals.iter().map(|l| l.to_string()).collect()
+fn owned(literals: &[&str]) -> Vec<(String, Placement)> {
+    literals
+        .iter()
+        .map(|l| (l.to_string(), Placement::Anywhere))
+        .collect()
 }
 
 /// Parses one rule file. `file` names it in errors.
@@ -380,7 +400,12 @@ fn compile(
             "only valid with `regex`, and instead of `requires`".into(),
         ));
     }
-    let word_bounded = o.requires_words.is_some();
+    if o.requires_commands.is_some() && (o.regex.is_none() || o.requires_words.is_some()) {
+        return Err(invalid(
+            "operator.requires_commands",
+            "only valid with `regex`, and not with `requires_words`".into(),
+        ));
+    }
     if targets.kind_mask() == 0 && o.arg_count_over.is_none() {
         return Err(invalid("targets", "at least one target is required".into()));
     }
@@ -392,29 +417,42 @@ fn compile(
                 "needs at least one literal and no empty literal".into(),
             ));
         }
-        literals = lits;
+        literals = lits.into_iter().map(|l| (l, Placement::Anywhere)).collect();
         Op::Literals
     } else if let Some(re) = o.regex {
         let re = RuleRegex::new(re, spec.paranoia <= 1)
             .map_err(|e| invalid("operator.regex", e.to_string()))?;
-        let (field, requires) = match o.requires_words {
-            Some(words) => ("operator.requires_words", Some(words)),
-            None => ("operator.requires", o.requires),
-        };
-        let prefiltered = match requires {
-            Some(req) if req.is_empty() || req.iter().any(String::is_empty) => {
+        let lists = [
+            ("operator.requires", o.requires, Placement::Anywhere),
+            ("operator.requires_words", o.requires_words, Placement::Word),
+            (
+                "operator.requires_commands",
+                o.requires_commands,
+                Placement::Command,
+            ),
+        ];
+        let mut prefiltered = false;
+        for (field, list, placement) in lists {
+            let Some(list) = list else { continue };
+            if list.is_empty() || list.iter().any(String::is_empty) {
                 return Err(invalid(
                     field,
                     "needs at least one literal and no empty literal; omit it to always run the regex"
                         .into(),
-                ))
+                ));
             }
-            Some(req) => {
-                literals = req;
-                true
+            for literal in list {
+                // One placement per literal: its hits are judged once, by its pattern.
+                if literals
+                    .iter()
+                    .any(|(l, _): &(String, Placement)| l.eq_ignore_ascii_case(&literal))
+                {
+                    return Err(invalid(field, format!("`{literal}` is listed twice")));
+                }
+                literals.push((literal, placement));
             }
-            None => false,
-        };
+            prefiltered = true;
+        }
         Op::Regex { re, prefiltered }
     } else if let Some(ranges) = o.bytes_outside {
         let mut allowed = Box::new([false; 256]);
@@ -461,7 +499,6 @@ fn compile(
         chain: spec.transforms,
         op,
         literals,
-        word_bounded,
         when: spec.when,
         examples: spec.examples,
         file: file.to_string(),
@@ -558,5 +595,30 @@ mod tests {
                 "{operator}: {err}"
             );
         }
+        for operator in [
+            "{regex: b, requires_words: [a], requires_commands: [c]}",
+            "{literals: [a], requires_commands: [c]}",
+            "{regex: b, requires_commands: []}",
+            "{regex: b, requires: [a], requires_commands: [A]}",
+        ] {
+            let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
+            let err = parse_file("w.yaml", &text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("field `operator.requires_commands`"),
+                "{operator}: {err}"
+            );
+        }
+        let text = "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: b, requires: ['%x%'], requires_commands: [for]}\n";
+        let rules = parse_file("w.yaml", text).unwrap_or_default();
+        assert_eq!(
+            rules[0].literals,
+            [
+                ("%x%".to_string(), Placement::Anywhere),
+                ("for".to_string(), Placement::Command)
+            ]
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::classes::{self, Gate, GateSet};
 use crate::error::RuleError;
 use crate::request::{Kind, KIND_COUNT};
-use crate::rule::{parse_file, Op, Rule};
+use crate::rule::{parse_file, Op, Placement, Rule};
 use crate::scan::Literals;
 use crate::settings::WafSettings;
 use crate::transform::Transform;
@@ -421,7 +421,7 @@ const FOREIGN_SHARE_MAX: usize = 20;
 pub(crate) struct Scan {
     pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
-    /// Per pattern: `WHOLE_WORD`, `SQL_KEYWORD` and `WORD_BOUNDED` bits.
+    /// Per pattern: `WHOLE_WORD`, `SQL_KEYWORD`, `WORD_BOUNDED` and `COMMAND` bits.
     pub pattern_flags: Vec<u8>,
 }
 
@@ -432,18 +432,51 @@ pub(crate) const WHOLE_WORD: u8 = 1;
 pub(crate) const SQL_KEYWORD: u8 = 2;
 /// A pattern that counts only as a word of its own (`requires_words`): a digit may follow.
 pub(crate) const WORD_BOUNDED: u8 = 4;
+/// A pattern that counts only where a command name stands (`requires_commands`); always
+/// with `WORD_BOUNDED`.
+pub(crate) const COMMAND: u8 = 8;
 
 /// Whether a hit at `start..end` of `data` of a pattern with `flags` counts. Flagged
 /// patterns are few and rarely hit, so the checks cost nothing on most hits.
 #[inline]
 pub(crate) fn hit_counts(flags: u8, data: &[u8], start: usize, end: usize) -> bool {
     (flags & WHOLE_WORD == 0 || crate::detect::keyword_stands_alone(data, start, end))
-        && (flags & WORD_BOUNDED == 0 || stands_as_word(data, start, end))
+        && (flags & WORD_BOUNDED == 0 || stands_as_word(flags, data, start, end))
+}
+
+/// Whether a name starting at `start` of `data` begins a command line: it stands at the
+/// start of the value or after `;`, `&`, `|`, a line break, a backtick or `(` (as in
+/// `$(`, `<(`), with only blanks (the regexes' ASCII `\s`) between, directly or behind
+/// `(?:/usr)?(?:/local)?/s?bin/`. Stripping the longest such path loses no position the
+/// regexes see: the byte before a shorter one (`r`, `l`) is neither blank nor separator.
+/// Out of line: only a word's hits get here, and the scans' inlined hit path stays short.
+#[inline(never)]
+fn at_command_position(data: &[u8], start: usize) -> bool {
+    let mut before = &data[..start];
+    let strip = |before: &mut &[u8], suffix: &[u8]| match before.len().checked_sub(suffix.len()) {
+        Some(cut) if before[cut..].eq_ignore_ascii_case(suffix) => {
+            *before = &before[..cut];
+            true
+        }
+        _ => false,
+    };
+    if strip(&mut before, b"/bin/") || strip(&mut before, b"/sbin/") {
+        strip(&mut before, b"/local");
+        strip(&mut before, b"/usr");
+    }
+    for &b in before.iter().rev() {
+        match b {
+            b';' | b'&' | b'|' | b'\n' | b'`' | b'(' => return true,
+            b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c' => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether `start..end` of `data` is not glued to an ASCII letter, digit or `_` before it,
-/// nor to an ASCII letter or `_` after it.
-fn stands_as_word(data: &[u8], start: usize, end: usize) -> bool {
+/// nor to an ASCII letter or `_` after it, and with `COMMAND` in `flags` begins a command.
+fn stands_as_word(flags: u8, data: &[u8], start: usize, end: usize) -> bool {
     let glued_before = start > 0 && {
         let b = data[start - 1];
         b.is_ascii_alphanumeric() || b == b'_'
@@ -451,7 +484,7 @@ fn stands_as_word(data: &[u8], start: usize, end: usize) -> bool {
     let glued_after = data
         .get(end)
         .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_');
-    !glued_before && !glued_after
+    !glued_before && !glued_after && (flags & COMMAND == 0 || at_command_position(data, start))
 }
 
 impl Scan {
@@ -560,7 +593,7 @@ fn prefilter_literals(rule: &Rule) -> Vec<Vec<u8>> {
         _ => rule
             .literals
             .iter()
-            .map(|l| l.as_bytes().to_vec())
+            .map(|(l, _)| l.as_bytes().to_vec())
             .collect(),
     }
 }
@@ -583,10 +616,12 @@ fn creating_trigger(t: Transform) -> u16 {
 }
 
 /// The flags of pattern `literal` of `rule`: only the SQL detector's prefilter literals
-/// and the words of `requires_words` have any.
+/// and the words of `requires_words` and `requires_commands` have any.
 fn pattern_flags(rule: &Rule, literal: &[u8]) -> u8 {
-    if rule.word_bounded {
-        return WORD_BOUNDED;
+    match rule.literals.iter().find(|(l, _)| l.as_bytes() == literal) {
+        Some((_, Placement::Word)) => return WORD_BOUNDED,
+        Some((_, Placement::Command)) => return WORD_BOUNDED | COMMAND,
+        _ => {}
     }
     if !matches!(rule.op, Op::Sqli) {
         return 0;
@@ -1142,6 +1177,177 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_command_position_is_the_start_or_a_separator_then_blanks_and_a_bin_path() {
+        let at = |value: &str, name: &str| {
+            let start = value.rfind(name).expect("name in value");
+            super::at_command_position(value.as_bytes(), start)
+        };
+        for (value, name) in [
+            ("cat", "cat"),
+            (" \t\x0b\x0ccat", "cat"),
+            ("x;cat", "cat"),
+            ("x & \r cat", "cat"),
+            ("x|cat", "cat"),
+            ("x\ncat", "cat"),
+            ("x\n \tcat", "cat"),
+            ("x`cat", "cat"),
+            ("$(cat", "cat"),
+            ("<( cat", "cat"),
+            ("/bin/cat", "cat"),
+            ("x; /sbin/cat", "cat"),
+            ("x;/usr/bin/cat", "cat"),
+            ("x;/USR/LOCAL/BIN/cat", "cat"),
+            ("x;/local/sbin/cat", "cat"),
+        ] {
+            assert!(at(value, name), "{value:?}");
+        }
+        for (value, name) in [
+            ("a cat", "cat"),
+            ("a; b cat", "cat"),
+            ("x;/usr/cat", "cat"),
+            ("x;/opt/bin/cat", "cat"),
+            ("x;usr/bin/cat", "cat"),
+            ("x;/usr/bin//cat", "cat"),
+            ("x;./bin/cat", "cat"),
+            ("x,cat", "cat"),
+            ("x)cat", "cat"),
+        ] {
+            assert!(!at(value, name), "{value:?}");
+        }
+    }
+
+    /// Every match of a regex woken by `requires_commands` holds one of the words where
+    /// its hit counts: the regex run on every value agrees with the prefiltered rule on
+    /// values built from separators, blanks, paths, wrappers, command words and arguments.
+    #[test]
+    fn command_words_wake_every_match_of_their_regexes() {
+        let set = RuleSet::embedded().unwrap();
+        let mut scratch = crate::engine::Scratch::new(&set);
+        let mut rng = crate::test_rng::Rng(0x5eed_c0de_2026_1206);
+        let pieces: Vec<String> = [
+            ";",
+            "&",
+            "|",
+            "\n",
+            "`",
+            "$(",
+            "<(",
+            ">(",
+            "(",
+            ")",
+            "||",
+            "&&",
+            " ",
+            "  ",
+            "\t",
+            "\x0b",
+            "\x0c",
+            "\r",
+            "/bin/",
+            "/sbin/",
+            "/usr/bin/",
+            "/usr/local/bin/",
+            "/local/sbin/",
+            "/usr/",
+            "x/bin/",
+            "-la",
+            "-c",
+            "--version",
+            "/etc/passwd",
+            "/f",
+            "/d",
+            "$x",
+            "'x'",
+            "\"x\"",
+            "x=1",
+            "=",
+            "==",
+            "%i",
+            "%%a",
+            "in",
+            "do",
+            "echo",
+            "exist",
+            "not",
+            "defined",
+            "/i",
+            "user",
+            "query",
+            "add",
+            "5",
+            "-l 50",
+            "-u",
+            "g",
+            "_",
+            "3",
+            ".11",
+            "%windir%",
+            "%temp%",
+            "a",
+            "the",
+            "<",
+            ">",
+            "<<<",
+            "\\",
+            "~",
+            "!",
+            "+",
+            "-",
+        ]
+        .iter()
+        .map(|p| p.to_string())
+        .chain(
+            set.rules
+                .iter()
+                .flat_map(|r| r.literals.iter().map(|(l, _)| l.clone())),
+        )
+        .collect();
+        let commands: Vec<usize> = (0..set.rules.len())
+            .filter(|&r| {
+                set.rules[r]
+                    .literals
+                    .iter()
+                    .any(|(_, p)| *p == crate::rule::Placement::Command)
+            })
+            .collect();
+        assert!(commands.len() >= 5);
+        let mut transformed = (Vec::new(), Vec::new());
+        let mut matches = 0;
+        for _ in 0..60_000 {
+            let mut value = String::new();
+            for _ in 0..1 + rng.below(7) {
+                let piece = &pieces[rng.below(pieces.len())];
+                if rng.below(4) == 0 {
+                    value.push_str(&piece.to_ascii_uppercase());
+                } else {
+                    value.push_str(piece);
+                }
+                if rng.below(3) == 0 {
+                    value.push(' ');
+                }
+            }
+            for &r in &commands {
+                let rule = &set.rules[r];
+                let Op::Regex { re, .. } = &rule.op else {
+                    unreachable!("command words are a regex's")
+                };
+                transformed.0.clear();
+                transformed.0.extend_from_slice(value.as_bytes());
+                for t in &rule.chain {
+                    if t.apply(&transformed.0, &mut transformed.1) {
+                        std::mem::swap(&mut transformed.0, &mut transformed.1);
+                    }
+                }
+                let slow = re.find(&transformed.0).is_some();
+                let fast = scratch.eval_single(&set, r, value.as_bytes()).is_some();
+                assert_eq!(slow, fast, "rule {}: {value:?}", rule.id);
+                matches += usize::from(slow);
+            }
+        }
+        assert!(matches > 2_000, "{matches} matches");
     }
 
     #[test]
