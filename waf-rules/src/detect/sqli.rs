@@ -10,7 +10,7 @@
 /// Literals of which one must occur for any judged shape to form: every shape starts with
 /// a string (a quote), or needs a logic operator or a statement keyword. The engine uses
 /// them as the detector's prefilter; the set operations are listed too so that every word
-/// `has_keywords` looks for is a literal, and a value whose scan saw none of them as a
+/// `find_keywords` looks for is a literal, and a value whose scan saw none of them as a
 /// word skips that search.
 pub(crate) const SQLI_REQUIRED: &[&str] = &[
     "'",
@@ -97,7 +97,18 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
     // Without a logic operator, set operation or statement keyword only the prefix shapes
     // that open with a string can form, and they are judged on the first few tokens: prose
     // with apostrophes costs a handful of tokens, not a full tokenization per context.
-    let keywords = keywords_seen && has_keywords(value);
+    // With logic operators alone (prose: `and`, `or`, `not`), the context without a quote
+    // is judged too, but still on its first tokens only: the shapes searched anywhere all
+    // need a set operation or statement keyword.
+    let found = if keywords_seen {
+        find_keywords(value)
+    } else {
+        Keywords {
+            logic: false,
+            statement: false,
+        }
+    };
+    let anywhere = found.logic && found.statement;
     let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
     for quote in [None, Some(b'\''), Some(b'"')] {
         // In a quoted context the value first closes the string it was put in.
@@ -106,14 +117,14 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
                 Some(end) => Some(end),
                 None => continue,
             },
-            None if !keywords && !starts_quoted => continue,
+            None if !found.logic && !starts_quoted => continue,
             None => None,
         };
-        // Without keywords only the prefix shapes can match, and every one of them has at
-        // least two tokens: two tokens that start none of them settle the context (prose
-        // such as `don't ring`: a string, then a plain word) without the rest. A value
-        // that ends within those two tokens is judged on them.
-        if !keywords {
+        // Without the shapes searched anywhere only the prefix shapes can match, and every
+        // one of them has at least two tokens: two tokens that start none of them settle
+        // the context (prose such as `don't ring`: a string, then a plain word) without the
+        // rest. A value that ends within those two tokens is judged on them.
+        if !anywhere {
             let mut buf = [Token::EMPTY; 2];
             let mut two = Tokens::new(&mut buf);
             let complete = tokenize(value, opening, &mut two);
@@ -129,11 +140,11 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
             }
         }
         let mut buf = [Token::EMPTY; MAX_TOKENS];
-        let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
+        let limit = if anywhere { MAX_TOKENS } else { PREFIX_TOKENS };
         let mut tokens = Tokens::new(&mut buf[..limit]);
         let complete = tokenize(value, opening, &mut tokens);
         let len = tokens.len;
-        if let Some(span) = judge(&buf[..len], complete, keywords) {
+        if let Some(span) = judge(&buf[..len], complete, anywhere) {
             return Some(span);
         }
     }
@@ -141,8 +152,8 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
 }
 
 /// Judges the tokens of one context: a prefix shape from the first token, then (with
-/// `keywords`) the shapes searched anywhere. `complete` adds the end mark.
-fn judge(tokens: &[Token], complete: bool, keywords: bool) -> Option<(usize, usize)> {
+/// `anywhere`) the shapes searched anywhere. `complete` adds the end mark.
+fn judge(tokens: &[Token], complete: bool, anywhere: bool) -> Option<(usize, usize)> {
     let mut print = [0u8; MAX_TOKENS + 1];
     for (p, t) in print.iter_mut().zip(tokens) {
         *p = t.class;
@@ -166,7 +177,7 @@ fn judge(tokens: &[Token], complete: bool, keywords: bool) -> Option<(usize, usi
             }
         }
     }
-    if keywords {
+    if anywhere {
         // The first shape of the list found anywhere wins, at its first position: one pass
         // over the positions, trying at each the shapes before the best found so far.
         let mut best: Option<(usize, usize)> = None;
@@ -226,33 +237,116 @@ fn starts_a_prefix_shape(first: u8, second: u8) -> bool {
             .is_some_and(|followers| (followers >> second) & 1 != 0)
 }
 
-/// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
-/// operation or a statement keyword (the engine's literal prefilter also fires on
-/// substrings such as `or` in `outdoor`).
-fn has_keywords(v: &[u8]) -> bool {
+/// What the search for keywords found in a value.
+#[derive(Clone, Copy)]
+struct Keywords {
+    /// `&&`, `||` or a whole word that is a logic operator, a set operation or a statement
+    /// keyword (the engine's literal prefilter also fires on substrings such as `or` in
+    /// `outdoor`). Without one, only the prefix shapes that open with a string can form.
+    logic: bool,
+    /// A word that the tokenizer may read as a set operation or a statement keyword, in
+    /// any context. Every shape searched anywhere holds one (`UE?`, `;E$`, ...): without
+    /// one, only the prefix shapes can form, and they are judged on the first tokens.
+    statement: bool,
+}
+
+/// Reads the words of `v` (a word starts at a word-start
+/// byte the scan reaches outside a word), and also the one place inside such a word where
+/// the tokenizer may start a word of its own: the letters that end it, after a digit, `.`
+/// or no-break space (`/*!50000select`, `\xa0select`). The tokenizer starts a word only
+/// after a byte that no word continues through, or that it skips: nowhere else.
+fn find_keywords(v: &[u8]) -> Keywords {
     let doubled = |b: u8| memchr::memchr_iter(b, v).any(|i| v.get(i + 1) == Some(&b));
-    if doubled(b'|') || doubled(b'&') {
-        return true;
-    }
+    let mut found = Keywords {
+        logic: doubled(b'|') || doubled(b'&'),
+        statement: false,
+    };
     let mut i = 0;
     while i < v.len() {
-        if is_word_start(v[i]) {
-            let start = i;
+        if !is_word_start(v[i]) {
             i += 1;
-            while i < v.len() && is_word(v[i]) {
-                i += 1;
-            }
-            // Logic operators, set operations and statements have 2 to 9 letters.
-            if (2..=9).contains(&(i - start))
-                && matches!(token_class(&v[start..i]), b'&' | b'U' | b'E')
-            {
-                return true;
-            }
+            continue;
+        }
+        let start = i;
+        // Where the letters that end the word start.
+        let mut letters = if BYTE_CLASS[usize::from(v[i])] & LETTER == 0 {
+            i + 1
         } else {
+            i
+        };
+        i += 1;
+        while i < v.len() && is_word(v[i]) {
+            if BYTE_CLASS[usize::from(v[i])] & LETTER == 0 {
+                letters = i + 1;
+            }
             i += 1;
         }
+        found.note(&v[start..i]);
+        if letters > start && letters < i && tokenizer_word_may_follow(v[letters - 1]) {
+            found.statement |= matches!(wakes(&v[letters..i]), b'U' | b'E');
+        }
+        if found.logic && found.statement {
+            break;
+        }
     }
-    false
+    found
+}
+
+impl Keywords {
+    fn note(&mut self, word: &[u8]) {
+        match wakes(word) {
+            b'&' => self.logic = true,
+            b'U' | b'E' => {
+                self.logic = true;
+                self.statement = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether the tokenizer may start a word right after byte `b`: `b` ends the word it is
+/// in (no word continues through it), or is skipped (the no-break space is both).
+fn tokenizer_word_may_follow(b: u8) -> bool {
+    let class = BYTE_CLASS[usize::from(b)];
+    class & WORD_START == 0 || class & SKIP != 0
+}
+
+/// The class of `word` if it is a logic operator (`&`), set operation (`U`) or statement
+/// (`E`), anything else otherwise. Most words have a first letter and length that no such
+/// keyword has, and are told apart without the hash probe.
+fn wakes(word: &[u8]) -> u8 {
+    let Some(&first) = word.first() else {
+        return 0;
+    };
+    let lengths = WAKING_LENGTHS[usize::from(first & 31)];
+    if word.len() >= 16 || (lengths >> word.len()) & 1 == 0 {
+        return 0;
+    }
+    token_class(word)
+}
+
+/// For each first letter (its low five bits), the lengths of the logic operators, set
+/// operations and statements that start with it (bit `n` for `n` letters).
+static WAKING_LENGTHS: [u16; 32] = waking_lengths();
+
+const fn waking_lengths() -> [u16; 32] {
+    let mut table = [0u16; 32];
+    let mut b = 0;
+    while b < KEYWORDS.len() {
+        let bucket = KEYWORDS[b];
+        let mut k = 0;
+        while k < bucket.len() {
+            let (word, class) = bucket[k];
+            if matches!(class, b'&' | b'U' | b'E') {
+                assert!(word.len() < 16 && word[0].is_ascii_uppercase());
+                table[(word[0] & 31) as usize] |= 1 << word.len();
+            }
+            k += 1;
+        }
+        b += 1;
+    }
+    table
 }
 
 /// The tokens of one tokenization, in a buffer on the stack whose length is the number of
@@ -871,7 +965,11 @@ fn comparison_operator(v: &[u8], i: usize) -> Option<(bool, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{sqli, PREFIX_SHAPES};
+    use super::{
+        find_keywords, is_word, is_word_start, judge, opening_string_end, sqli, token_class,
+        tokenize, Token, Tokens, MAX_TOKENS, PREFIX_SHAPES,
+    };
+    use crate::test_rng::Rng;
 
     #[test]
     fn every_prefix_shape_has_two_tokens_or_more() {
@@ -900,6 +998,271 @@ mod tests {
             assert!(sqli(attack.as_bytes(), true).is_some(), "missed {attack:?}");
         }
     }
+
+    /// Pieces of prose and SQL, and bytes the tokenizer reads apart, joined at random.
+    const PIECES: &[&[u8]] = &[
+        b"select",
+        b"SELECT",
+        b"union",
+        b"UnIoN",
+        b"all",
+        b"distinct",
+        b"insert",
+        b"update",
+        b"delete",
+        b"drop",
+        b"exec",
+        b"execute",
+        b"declare",
+        b"shutdown",
+        b"waitfor",
+        b"intersect",
+        b"except",
+        b"create",
+        b"alter",
+        b"truncate",
+        b"and",
+        b"or",
+        b"not",
+        b"xor",
+        b"&&",
+        b"||",
+        b"&",
+        b"|",
+        b"from",
+        b"where",
+        b"into",
+        b"null",
+        b"true",
+        b"like",
+        b"in",
+        b"is",
+        b"between",
+        b"as",
+        b"information_schema",
+        b"1",
+        b"42",
+        b"3.5",
+        b".5",
+        b"0x1f",
+        b"'",
+        b"\"",
+        b"`",
+        b"(",
+        b")",
+        b",",
+        b";",
+        b"=",
+        b"<>",
+        b"!=",
+        b"-",
+        b"--",
+        b"#",
+        b"/*",
+        b"*/",
+        b"/*!",
+        b"/*!50000",
+        b"@@version",
+        b"@x",
+        b"sleep",
+        b"version",
+        b"a",
+        b"the",
+        b"shoe",
+        b"for",
+        b"door",
+        b"order",
+        b"women's",
+        b"don't",
+        b"O'Neil",
+        b"\\",
+        b"\\'",
+        b"''",
+        b"\n",
+        b"\t",
+        b" ",
+        b"\xc2\xa0",
+        b"\xa0",
+        b"\0",
+        b"\x0b",
+        b"\xc3\xa9",
+        b"_",
+        b"$",
+        b".",
+        b"5",
+        b"x5",
+        b"select5",
+        b"5select",
+        b"s.e",
+        b"a.select",
+        b"_select",
+        b"$union",
+        b"\xe9drop",
+        b"\xa0.",
+    ];
+
+    /// A value for the differential tests: pieces of prose and SQL, or random bytes, with
+    /// a mutation now and then.
+    fn generated(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        match rng.below(4) {
+            0 => {
+                let alphabet = b"ab'\" ;()=-*/!#@.0 \xa0\xc3\n&|`sx\\";
+                for _ in 0..rng.below(40) {
+                    v.push(alphabet[rng.below(alphabet.len())]);
+                }
+            }
+            1 => {
+                for _ in 0..rng.below(24) {
+                    v.push(rng.next() as u8);
+                }
+            }
+            _ => {
+                for _ in 0..1 + rng.below(14) {
+                    v.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+                    match rng.below(6) {
+                        0 => {}
+                        1 => v.push(rng.next() as u8),
+                        2 => v.extend_from_slice(b"  "),
+                        _ => v.push(b' '),
+                    }
+                }
+            }
+        }
+        if !v.is_empty() && rng.below(4) == 0 {
+            let at = rng.below(v.len());
+            v[at] = rng.next() as u8;
+        }
+        v
+    }
+
+    /// What `find_keywords` must find as `logic`: `&&`, `||`, or a word that starts at a
+    /// word-start byte reached outside a word, has 2 to 9 bytes and a waking class.
+    fn logic_words(v: &[u8]) -> bool {
+        if v.windows(2).any(|w| w == b"&&" || w == b"||") {
+            return true;
+        }
+        let mut i = 0;
+        while i < v.len() {
+            if !is_word_start(v[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            i += 1;
+            while i < v.len() && is_word(v[i]) {
+                i += 1;
+            }
+            if (2..=9).contains(&(i - start))
+                && matches!(token_class(&v[start..i]), b'&' | b'U' | b'E')
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The detector without its early exits: every context tokenized as far as the shapes
+    /// searched anywhere look, and judged with them whenever the value holds a logic
+    /// operator, set operation or statement keyword.
+    fn unhurried(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> {
+        if value.len() < 2 {
+            return None;
+        }
+        let keywords = keywords_seen && logic_words(value);
+        let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
+        for quote in [None, Some(b'\''), Some(b'"')] {
+            let opening = match quote {
+                Some(q) => match opening_string_end(value, q) {
+                    Some(end) => Some(end),
+                    None => continue,
+                },
+                None if !keywords && !starts_quoted => continue,
+                None => None,
+            };
+            let mut buf = [Token::EMPTY; MAX_TOKENS];
+            let mut tokens = Tokens::new(&mut buf);
+            let complete = tokenize(value, opening, &mut tokens);
+            let len = tokens.len;
+            if let Some(span) = judge(&buf[..len], complete, keywords) {
+                return Some(span);
+            }
+        }
+        None
+    }
+
+    /// Checks the early exits of `sqli` and the keyword search on one value: the same span
+    /// as `unhurried`, and a statement seen wherever a tokenization of any context holds
+    /// one.
+    fn check(v: &[u8]) {
+        for seen in [true, false] {
+            assert_eq!(
+                sqli(v, seen),
+                unhurried(v, seen),
+                "{:?} {seen}",
+                v.escape_ascii().to_string()
+            );
+        }
+        let found = find_keywords(v);
+        assert_eq!(
+            found.logic,
+            logic_words(v),
+            "{:?}",
+            v.escape_ascii().to_string()
+        );
+        for opening in [
+            None,
+            opening_string_end(v, b'\''),
+            opening_string_end(v, b'"'),
+        ] {
+            let mut buf = [Token::EMPTY; 512];
+            let mut tokens = Tokens::new(&mut buf);
+            tokenize(v, opening, &mut tokens);
+            let len = tokens.len;
+            if buf[..len].iter().any(|t| matches!(t.class, b'U' | b'E')) {
+                assert!(found.statement, "{:?}", v.escape_ascii().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn early_exits_answer_as_the_full_tokenization() {
+        let mut rng = Rng(0x5eed_4201);
+        let mut values: Vec<Vec<u8>> = (0..6000).map(|_| generated(&mut rng)).collect();
+        values.extend(EXAMPLES.iter().map(|e| e.as_bytes().to_vec()));
+        for v in &values {
+            for end in 0..=v.len() {
+                check(&v[..end]);
+                check(&v[end..]);
+            }
+        }
+    }
+
+    /// Prose and SQL from the other tests and the benchmarks.
+    const EXAMPLES: &[&str] = &[
+        "Lightweight trail shoe for long runs on rocky ground and wet grass.",
+        "Select your size and colour, then add the item to your basket to continue.",
+        "Not suitable for road running or for use in snow and ice.",
+        "Please note that sizes run small, so order one size up if you are between sizes.",
+        "Union was a great select of workers; I'd select the blue ones from the list.",
+        "Delivery 3: please don't ring the bell; leave it at the door if we're out.",
+        "Trail runner model 3, women's edition",
+        "1' or '1'='1",
+        "' OR 1=1--",
+        "1 union select null,version()",
+        "-1 UNION ALL SELECT username, password FROM users",
+        "1; drop table users",
+        "1' and sleep(5)#",
+        "x' union select password from users where 'a'='a",
+        "1' union select @@version -- ",
+        "1 uNiOn/**/sElEcT 1,2",
+        "1 /*!50000union*/ /*!50000select*/ 1",
+        "1;\u{a0}drop table users",
+        "a\u{a0}union\u{a0}select 1",
+        "x5union select 1",
+        "1 or 1\u{a0}.union\u{a0}.select 1",
+        "select 1 from t where a=1 and b=2 or c=3 and d=4 and e=5 or f=6 and g=7 union select 2",
+    ];
 
     #[test]
     fn keywords_inside_other_keywords_are_not_whole_word_only() {
