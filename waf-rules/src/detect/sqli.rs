@@ -97,18 +97,17 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
     // Without a logic operator, set operation or statement keyword only the prefix shapes
     // that open with a string can form, and they are judged on the first few tokens: prose
     // with apostrophes costs a handful of tokens, not a full tokenization per context.
-    // With logic operators alone (prose: `and`, `or`, `not`), the context without a quote
-    // is judged too, but still on its first tokens only: the shapes searched anywhere all
-    // need a set operation or statement keyword.
+    // With logic operators (prose: `and`, `or`, `not`) the context without a quote is
+    // judged too, but on its first tokens only unless a shape searched anywhere may form.
     let found = if keywords_seen {
         find_keywords(value)
     } else {
         Keywords {
             logic: false,
-            statement: false,
+            anywhere: false,
         }
     };
-    let anywhere = found.logic && found.statement;
+    let anywhere = found.logic && found.anywhere;
     let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
     for quote in [None, Some(b'\''), Some(b'"')] {
         // In a quoted context the value first closes the string it was put in.
@@ -244,22 +243,24 @@ struct Keywords {
     /// keyword (the engine's literal prefilter also fires on substrings such as `or` in
     /// `outdoor`). Without one, only the prefix shapes that open with a string can form.
     logic: bool,
-    /// A word that the tokenizer may read as a set operation or a statement keyword, in
-    /// any context. Every shape searched anywhere holds one (`UE?`, `;E$`, ...): without
-    /// one, only the prefix shapes can form, and they are judged on the first tokens.
-    statement: bool,
+    /// Whether a shape searched anywhere may form in some context. Each holds a set
+    /// operation (`UE?`, `U(E`) or a statement keyword right after a `;` (`;E$`) or right
+    /// before an operator (`Eok`); the tokenizer reads such keywords only from words this
+    /// search examines. Without one, only the prefix shapes can form, and they are judged
+    /// on the first tokens.
+    anywhere: bool,
 }
 
-/// Reads the words of `v` (a word starts at a word-start
-/// byte the scan reaches outside a word), and also the one place inside such a word where
-/// the tokenizer may start a word of its own: the letters that end it, after a digit, `.`
-/// or no-break space (`/*!50000select`, `\xa0select`). The tokenizer starts a word only
-/// after a byte that no word continues through, or that it skips: nowhere else.
+/// Reads the words of `v` (a word starts at a word-start byte the scan reaches outside a
+/// word), and also the one place inside such a word where the tokenizer may start a word
+/// of its own: the letters that end it, after a digit, `.` or no-break space
+/// (`\xa0select`). The tokenizer starts a word only after a byte that no word continues
+/// through, or that it skips: nowhere else.
 fn find_keywords(v: &[u8]) -> Keywords {
     let doubled = |b: u8| memchr::memchr_iter(b, v).any(|i| v.get(i + 1) == Some(&b));
     let mut found = Keywords {
         logic: doubled(b'|') || doubled(b'&'),
-        statement: false,
+        anywhere: false,
     };
     let mut i = 0;
     while i < v.len() {
@@ -275,34 +276,85 @@ fn find_keywords(v: &[u8]) -> Keywords {
             i
         };
         i += 1;
-        while i < v.len() && is_word(v[i]) {
-            if BYTE_CLASS[usize::from(v[i])] & LETTER == 0 {
-                letters = i + 1;
+        loop {
+            i += ascii_letters(&v[i..]);
+            match v.get(i) {
+                Some(&b) if is_word(b) => {
+                    letters = i + 1;
+                    i += 1;
+                }
+                _ => break,
             }
-            i += 1;
         }
-        found.note(&v[start..i]);
+        match wakes(&v[start..i], found.logic) {
+            b'&' => found.logic = true,
+            class @ (b'U' | b'E') => {
+                found.logic = true;
+                found.anywhere |= may_form_anywhere(v, class, i);
+            }
+            _ => {}
+        }
         if letters > start && letters < i && tokenizer_word_may_follow(v[letters - 1]) {
-            found.statement |= matches!(wakes(&v[letters..i]), b'U' | b'E');
+            let class = wakes(&v[letters..i], true);
+            found.anywhere |= matches!(class, b'U' | b'E') && may_form_anywhere(v, class, i);
         }
-        if found.logic && found.statement {
+        if found.logic && found.anywhere {
             break;
         }
     }
     found
 }
 
-impl Keywords {
-    fn note(&mut self, word: &[u8]) {
-        match wakes(word) {
-            b'&' => self.logic = true,
-            b'U' | b'E' => {
-                self.logic = true;
-                self.statement = true;
-            }
-            _ => {}
+/// How many ASCII letters `v` starts with. Eight bytes at a time: prose is mostly words
+/// of letters, and the keyword search reads every one.
+fn ascii_letters(v: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    let mut n = 0;
+    while let Some(chunk) = v.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        // Lowercased, without the high bit: adding to each byte then carries into no other.
+        let low = (x | (ONES * 0x20)) & !HIGH;
+        let from_a = low + ONES * u64::from(0x80 - b'a');
+        let past_z = low + ONES * u64::from(0x80 - b'z' - 1);
+        let others = !(from_a & !past_z & !x) & HIGH;
+        if others != 0 {
+            return n + (others.trailing_zeros() / 8) as usize;
         }
+        n += 8;
     }
+    n + v[n..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count()
+}
+
+/// Whether a set operation (`class` `U`) or statement keyword (`E`) ending at `end` may
+/// take part in a shape searched anywhere, if the tokenizer reads it as a token of its own.
+fn may_form_anywhere(v: &[u8], class: u8, end: usize) -> bool {
+    class == b'U' || memchr::memchr(b';', v).is_some() || may_be_followed_by_operator(v, end)
+}
+
+/// Whether the token after a word ending at `end` may be an operator. After the bytes it
+/// skips, the tokenizer reads a word if one starts there (an operator only if it is an
+/// operator word, and ALL or DISTINCT are dropped: the token after them counts); anything
+/// else may be an operator, or skipped up to one.
+fn may_be_followed_by_operator(v: &[u8], end: usize) -> bool {
+    let mut i = end;
+    while i < v.len() && BYTE_CLASS[usize::from(v[i])] & SKIP != 0 {
+        i += 1;
+    }
+    let Some(&b) = v.get(i) else {
+        return false;
+    };
+    if !is_word_start(b) {
+        return true;
+    }
+    let start = i;
+    while i < v.len() && is_word(v[i]) {
+        i += 1;
+    }
+    matches!(token_class(&v[start..i]), b'o' | b'\0')
 }
 
 /// Whether the tokenizer may start a word right after byte `b`: `b` ends the word it is
@@ -312,14 +364,15 @@ fn tokenizer_word_may_follow(b: u8) -> bool {
     class & WORD_START == 0 || class & SKIP != 0
 }
 
-/// The class of `word` if it is a logic operator (`&`), set operation (`U`) or statement
-/// (`E`), anything else otherwise. Most words have a first letter and length that no such
-/// keyword has, and are told apart without the hash probe.
-fn wakes(word: &[u8]) -> u8 {
+/// The class of `word` (see `token_class`) if it may be a set operation (`U`), a statement
+/// (`E`) or, unless `statements_only`, a logic operator (`&`); 0 when it is none of them.
+/// Most words have a first letter and length that no such keyword has, and are told apart
+/// without the hash probe.
+fn wakes(word: &[u8], statements_only: bool) -> u8 {
     let Some(&first) = word.first() else {
         return 0;
     };
-    let lengths = WAKING_LENGTHS[usize::from(first & 31)];
+    let lengths = WAKING_LENGTHS[usize::from(first & 31)] >> if statements_only { 16 } else { 0 };
     if word.len() >= 16 || (lengths >> word.len()) & 1 == 0 {
         return 0;
     }
@@ -327,20 +380,25 @@ fn wakes(word: &[u8]) -> u8 {
 }
 
 /// For each first letter (its low five bits), the lengths of the logic operators, set
-/// operations and statements that start with it (bit `n` for `n` letters).
-static WAKING_LENGTHS: [u16; 32] = waking_lengths();
+/// operations and statements that start with it (bit `n` for `n` letters), and above
+/// bit 16 those of the set operations and statements alone.
+static WAKING_LENGTHS: [u32; 32] = waking_lengths();
 
-const fn waking_lengths() -> [u16; 32] {
-    let mut table = [0u16; 32];
+const fn waking_lengths() -> [u32; 32] {
+    let mut table = [0u32; 32];
     let mut b = 0;
     while b < KEYWORDS.len() {
         let bucket = KEYWORDS[b];
         let mut k = 0;
         while k < bucket.len() {
             let (word, class) = bucket[k];
+            let slot = (word[0] & 31) as usize;
             if matches!(class, b'&' | b'U' | b'E') {
                 assert!(word.len() < 16 && word[0].is_ascii_uppercase());
-                table[(word[0] & 31) as usize] |= 1 << word.len();
+                table[slot] |= 1 << word.len();
+            }
+            if matches!(class, b'U' | b'E') {
+                table[slot] |= 1 << (16 + word.len());
             }
             k += 1;
         }
@@ -966,8 +1024,8 @@ fn comparison_operator(v: &[u8], i: usize) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::{
-        find_keywords, is_word, is_word_start, judge, opening_string_end, sqli, token_class,
-        tokenize, Token, Tokens, MAX_TOKENS, PREFIX_SHAPES,
+        ascii_letters, find_keywords, is_word, is_word_start, judge, opening_string_end, shape_at,
+        sqli, token_class, tokenize, Token, Tokens, ANYWHERE_SHAPES, MAX_TOKENS, PREFIX_SHAPES,
     };
     use crate::test_rng::Rng;
 
@@ -1192,24 +1250,15 @@ mod tests {
     }
 
     /// Checks the early exits of `sqli` and the keyword search on one value: the same span
-    /// as `unhurried`, and a statement seen wherever a tokenization of any context holds
-    /// one.
+    /// as `unhurried`, and `anywhere` found wherever a tokenization of any context, however
+    /// long, holds a shape searched anywhere.
     fn check(v: &[u8]) {
+        let text = v.escape_ascii().to_string();
         for seen in [true, false] {
-            assert_eq!(
-                sqli(v, seen),
-                unhurried(v, seen),
-                "{:?} {seen}",
-                v.escape_ascii().to_string()
-            );
+            assert_eq!(sqli(v, seen), unhurried(v, seen), "{text:?} {seen}");
         }
         let found = find_keywords(v);
-        assert_eq!(
-            found.logic,
-            logic_words(v),
-            "{:?}",
-            v.escape_ascii().to_string()
-        );
+        assert_eq!(found.logic, logic_words(v), "{text:?}");
         for opening in [
             None,
             opening_string_end(v, b'\''),
@@ -1217,11 +1266,51 @@ mod tests {
         ] {
             let mut buf = [Token::EMPTY; 512];
             let mut tokens = Tokens::new(&mut buf);
-            tokenize(v, opening, &mut tokens);
+            let complete = tokenize(v, opening, &mut tokens);
             let len = tokens.len;
-            if buf[..len].iter().any(|t| matches!(t.class, b'U' | b'E')) {
-                assert!(found.statement, "{:?}", v.escape_ascii().to_string());
+            let mut print: Vec<u8> = buf[..len].iter().map(|t| t.class).collect();
+            if complete {
+                print.push(b'$');
             }
+            let formed = (0..print.len()).any(|at| {
+                ANYWHERE_SHAPES
+                    .iter()
+                    .any(|s| shape_at(&print, at, s.as_bytes()))
+            });
+            assert!(!formed || found.anywhere, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_letters_counts_as_bytewise() {
+        let mut rng = Rng(0xa5c1_1e77);
+        for _ in 0..20_000 {
+            let v: Vec<u8> = (0..rng.below(20))
+                .map(|_| match rng.below(3) {
+                    0 => rng.next() as u8,
+                    _ => b"azAZ@[`{\xc1\xe1\xfa\xdb "[rng.below(12)],
+                })
+                .collect();
+            let bytewise = v.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            assert_eq!(ascii_letters(&v), bytewise, "{v:?}");
+        }
+        for b in 0..=255u8 {
+            let v = [b'a', b'b', b'c', b'd', b'e', b'f', b'g', b, b'h'];
+            assert_eq!(
+                ascii_letters(&v),
+                if b.is_ascii_alphabetic() { 9 } else { 7 }
+            );
+        }
+    }
+
+    #[test]
+    fn every_anywhere_shape_holds_what_find_keywords_looks_for() {
+        for shape in ANYWHERE_SHAPES {
+            let shape = shape.as_bytes();
+            assert!(
+                shape.contains(&b'U') || shape.windows(2).any(|w| w == b";E" || w == b"Eo"),
+                "{shape:?}"
+            );
         }
     }
 
@@ -1261,6 +1350,8 @@ mod tests {
         "a\u{a0}union\u{a0}select 1",
         "x5union select 1",
         "1 or 1\u{a0}.union\u{a0}.select 1",
+        "x or select all like table",
+        "x or select distinct\u{a0}in set",
         "select 1 from t where a=1 and b=2 or c=3 and d=4 and e=5 or f=6 and g=7 union select 2",
     ];
 
