@@ -10,7 +10,7 @@
 /// Literals of which one must occur for any judged shape to form: every shape starts with
 /// a string (a quote), or needs a logic operator or a statement keyword. The engine uses
 /// them as the detector's prefilter; the set operations are listed too so that every word
-/// `has_keywords` looks for is a literal, and a value whose scan saw none of them as a
+/// `find_keywords` looks for is a literal, and a value whose scan saw none of them as a
 /// word skips that search.
 pub(crate) const SQLI_REQUIRED: &[&str] = &[
     "'",
@@ -97,7 +97,17 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
     // Without a logic operator, set operation or statement keyword only the prefix shapes
     // that open with a string can form, and they are judged on the first few tokens: prose
     // with apostrophes costs a handful of tokens, not a full tokenization per context.
-    let keywords = keywords_seen && has_keywords(value);
+    // With logic operators (prose: `and`, `or`, `not`) the context without a quote is
+    // judged too, but on its first tokens only unless a shape searched anywhere may form.
+    let found = if keywords_seen {
+        find_keywords(value)
+    } else {
+        Keywords {
+            logic: false,
+            anywhere: false,
+        }
+    };
+    let anywhere = found.logic && found.anywhere;
     let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
     for quote in [None, Some(b'\''), Some(b'"')] {
         // In a quoted context the value first closes the string it was put in.
@@ -106,14 +116,14 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
                 Some(end) => Some(end),
                 None => continue,
             },
-            None if !keywords && !starts_quoted => continue,
+            None if !found.logic && !starts_quoted => continue,
             None => None,
         };
-        // Without keywords only the prefix shapes can match, and every one of them has at
-        // least two tokens: two tokens that start none of them settle the context (prose
-        // such as `don't ring`: a string, then a plain word) without the rest. A value
-        // that ends within those two tokens is judged on them.
-        if !keywords {
+        // Without the shapes searched anywhere only the prefix shapes can match, and every
+        // one of them has at least two tokens: two tokens that start none of them settle
+        // the context (prose such as `don't ring`: a string, then a plain word) without the
+        // rest. A value that ends within those two tokens is judged on them.
+        if !anywhere {
             let mut buf = [Token::EMPTY; 2];
             let mut two = Tokens::new(&mut buf);
             let complete = tokenize(value, opening, &mut two);
@@ -129,11 +139,11 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
             }
         }
         let mut buf = [Token::EMPTY; MAX_TOKENS];
-        let limit = if keywords { MAX_TOKENS } else { PREFIX_TOKENS };
+        let limit = if anywhere { MAX_TOKENS } else { PREFIX_TOKENS };
         let mut tokens = Tokens::new(&mut buf[..limit]);
         let complete = tokenize(value, opening, &mut tokens);
         let len = tokens.len;
-        if let Some(span) = judge(&buf[..len], complete, keywords) {
+        if let Some(span) = judge(&buf[..len], complete, anywhere) {
             return Some(span);
         }
     }
@@ -141,8 +151,8 @@ pub(crate) fn sqli(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> 
 }
 
 /// Judges the tokens of one context: a prefix shape from the first token, then (with
-/// `keywords`) the shapes searched anywhere. `complete` adds the end mark.
-fn judge(tokens: &[Token], complete: bool, keywords: bool) -> Option<(usize, usize)> {
+/// `anywhere`) the shapes searched anywhere. `complete` adds the end mark.
+fn judge(tokens: &[Token], complete: bool, anywhere: bool) -> Option<(usize, usize)> {
     let mut print = [0u8; MAX_TOKENS + 1];
     for (p, t) in print.iter_mut().zip(tokens) {
         *p = t.class;
@@ -166,7 +176,7 @@ fn judge(tokens: &[Token], complete: bool, keywords: bool) -> Option<(usize, usi
             }
         }
     }
-    if keywords {
+    if anywhere {
         // The first shape of the list found anywhere wins, at its first position: one pass
         // over the positions, trying at each the shapes before the best found so far.
         let mut best: Option<(usize, usize)> = None;
@@ -226,33 +236,175 @@ fn starts_a_prefix_shape(first: u8, second: u8) -> bool {
             .is_some_and(|followers| (followers >> second) & 1 != 0)
 }
 
-/// Whether the value holds `&&`, `||` or a whole word that is a logic operator, a set
-/// operation or a statement keyword (the engine's literal prefilter also fires on
-/// substrings such as `or` in `outdoor`).
-fn has_keywords(v: &[u8]) -> bool {
+/// What the search for keywords found in a value.
+#[derive(Clone, Copy)]
+struct Keywords {
+    /// `&&`, `||` or a whole word that is a logic operator, a set operation or a statement
+    /// keyword (the engine's literal prefilter also fires on substrings such as `or` in
+    /// `outdoor`). Without one, only the prefix shapes that open with a string can form.
+    logic: bool,
+    /// Whether a shape searched anywhere may form in some context. Each holds a set
+    /// operation (`UE?`, `U(E`) or a statement keyword right after a `;` (`;E$`) or right
+    /// before an operator (`Eok`); the tokenizer reads such keywords only from words this
+    /// search examines. Without one, only the prefix shapes can form, and they are judged
+    /// on the first tokens.
+    anywhere: bool,
+}
+
+/// Reads the words of `v` (a word starts at a word-start byte the scan reaches outside a
+/// word), and also the one place inside such a word where the tokenizer may start a word
+/// of its own: the letters that end it, after a digit, `.` or no-break space
+/// (`\xa0select`). The tokenizer starts a word only after a byte that no word continues
+/// through, or that it skips: nowhere else.
+fn find_keywords(v: &[u8]) -> Keywords {
     let doubled = |b: u8| memchr::memchr_iter(b, v).any(|i| v.get(i + 1) == Some(&b));
-    if doubled(b'|') || doubled(b'&') {
-        return true;
-    }
+    let mut found = Keywords {
+        logic: doubled(b'|') || doubled(b'&'),
+        anywhere: false,
+    };
     let mut i = 0;
     while i < v.len() {
-        if is_word_start(v[i]) {
-            let start = i;
+        if !is_word_start(v[i]) {
             i += 1;
-            while i < v.len() && is_word(v[i]) {
-                i += 1;
-            }
-            // Logic operators, set operations and statements have 2 to 9 letters.
-            if (2..=9).contains(&(i - start))
-                && matches!(token_class(&v[start..i]), b'&' | b'U' | b'E')
-            {
-                return true;
-            }
+            continue;
+        }
+        let start = i;
+        // Where the letters that end the word start.
+        let mut letters = if BYTE_CLASS[usize::from(v[i])] & LETTER == 0 {
+            i + 1
         } else {
-            i += 1;
+            i
+        };
+        i += 1;
+        loop {
+            i += ascii_letters(&v[i..]);
+            match v.get(i) {
+                Some(&b) if is_word(b) => {
+                    letters = i + 1;
+                    i += 1;
+                }
+                _ => break,
+            }
+        }
+        match wakes(&v[start..i], found.logic) {
+            b'&' => found.logic = true,
+            class @ (b'U' | b'E') => {
+                found.logic = true;
+                found.anywhere |= may_form_anywhere(v, class, i);
+            }
+            _ => {}
+        }
+        if letters > start && letters < i && tokenizer_word_may_follow(v[letters - 1]) {
+            let class = wakes(&v[letters..i], true);
+            found.anywhere |= matches!(class, b'U' | b'E') && may_form_anywhere(v, class, i);
+        }
+        if found.logic && found.anywhere {
+            break;
         }
     }
-    false
+    found
+}
+
+/// How many ASCII letters `v` starts with. Eight bytes at a time: prose is mostly words
+/// of letters, and the keyword search reads every one.
+fn ascii_letters(v: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    let mut n = 0;
+    while let Some(chunk) = v.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        // Lowercased, without the high bit: adding to each byte then carries into no other.
+        let low = (x | (ONES * 0x20)) & !HIGH;
+        let from_a = low + ONES * u64::from(0x80 - b'a');
+        let past_z = low + ONES * u64::from(0x80 - b'z' - 1);
+        let others = !(from_a & !past_z & !x) & HIGH;
+        if others != 0 {
+            return n + (others.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + v[n..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count()
+}
+
+/// Whether a set operation (`class` `U`) or statement keyword (`E`) ending at `end` may
+/// take part in a shape searched anywhere, if the tokenizer reads it as a token of its own.
+fn may_form_anywhere(v: &[u8], class: u8, end: usize) -> bool {
+    class == b'U' || memchr::memchr(b';', v).is_some() || may_be_followed_by_operator(v, end)
+}
+
+/// Whether the token after a word ending at `end` may be an operator. After the bytes it
+/// skips, the tokenizer reads a word if one starts there (an operator only if it is an
+/// operator word, and ALL or DISTINCT are dropped: the token after them counts); anything
+/// else may be an operator, or skipped up to one.
+fn may_be_followed_by_operator(v: &[u8], end: usize) -> bool {
+    let mut i = end;
+    while i < v.len() && BYTE_CLASS[usize::from(v[i])] & SKIP != 0 {
+        i += 1;
+    }
+    let Some(&b) = v.get(i) else {
+        return false;
+    };
+    if !is_word_start(b) {
+        return true;
+    }
+    let start = i;
+    while i < v.len() && is_word(v[i]) {
+        i += 1;
+    }
+    matches!(token_class(&v[start..i]), b'o' | b'\0')
+}
+
+/// Whether the tokenizer may start a word right after byte `b`: `b` ends the word it is
+/// in (no word continues through it), or is skipped (the no-break space is both).
+fn tokenizer_word_may_follow(b: u8) -> bool {
+    let class = BYTE_CLASS[usize::from(b)];
+    class & WORD_START == 0 || class & SKIP != 0
+}
+
+/// The class of `word` (see `token_class`) if it may be a set operation (`U`), a statement
+/// (`E`) or, unless `statements_only`, a logic operator (`&`); 0 when it is none of them.
+/// Most words have a first letter and length that no such keyword has, and are told apart
+/// without the hash probe.
+fn wakes(word: &[u8], statements_only: bool) -> u8 {
+    let Some(&first) = word.first() else {
+        return 0;
+    };
+    let lengths = WAKING_LENGTHS[usize::from(first & 31)] >> if statements_only { 16 } else { 0 };
+    if word.len() >= 16 || (lengths >> word.len()) & 1 == 0 {
+        return 0;
+    }
+    token_class(word)
+}
+
+/// For each first letter (its low five bits), the lengths of the logic operators, set
+/// operations and statements that start with it (bit `n` for `n` letters), and above
+/// bit 16 those of the set operations and statements alone.
+static WAKING_LENGTHS: [u32; 32] = waking_lengths();
+
+const fn waking_lengths() -> [u32; 32] {
+    let mut table = [0u32; 32];
+    let mut b = 0;
+    while b < KEYWORDS.len() {
+        let bucket = KEYWORDS[b];
+        let mut k = 0;
+        while k < bucket.len() {
+            let (word, class) = bucket[k];
+            let slot = (word[0] & 31) as usize;
+            if matches!(class, b'&' | b'U' | b'E') {
+                assert!(word.len() < 16 && word[0].is_ascii_uppercase());
+                table[slot] |= 1 << word.len();
+            }
+            if matches!(class, b'U' | b'E') {
+                table[slot] |= 1 << (16 + word.len());
+            }
+            k += 1;
+        }
+        b += 1;
+    }
+    table
 }
 
 /// The tokens of one tokenization, in a buffer on the stack whose length is the number of
@@ -871,7 +1023,11 @@ fn comparison_operator(v: &[u8], i: usize) -> Option<(bool, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{sqli, PREFIX_SHAPES};
+    use super::{
+        ascii_letters, find_keywords, is_word, is_word_start, judge, opening_string_end, shape_at,
+        sqli, token_class, tokenize, Token, Tokens, ANYWHERE_SHAPES, MAX_TOKENS, PREFIX_SHAPES,
+    };
+    use crate::test_rng::Rng;
 
     #[test]
     fn every_prefix_shape_has_two_tokens_or_more() {
@@ -900,6 +1056,304 @@ mod tests {
             assert!(sqli(attack.as_bytes(), true).is_some(), "missed {attack:?}");
         }
     }
+
+    /// Pieces of prose and SQL, and bytes the tokenizer reads apart, joined at random.
+    const PIECES: &[&[u8]] = &[
+        b"select",
+        b"SELECT",
+        b"union",
+        b"UnIoN",
+        b"all",
+        b"distinct",
+        b"insert",
+        b"update",
+        b"delete",
+        b"drop",
+        b"exec",
+        b"execute",
+        b"declare",
+        b"shutdown",
+        b"waitfor",
+        b"intersect",
+        b"except",
+        b"create",
+        b"alter",
+        b"truncate",
+        b"and",
+        b"or",
+        b"not",
+        b"xor",
+        b"&&",
+        b"||",
+        b"&",
+        b"|",
+        b"from",
+        b"where",
+        b"into",
+        b"null",
+        b"true",
+        b"like",
+        b"in",
+        b"is",
+        b"between",
+        b"as",
+        b"information_schema",
+        b"1",
+        b"42",
+        b"3.5",
+        b".5",
+        b"0x1f",
+        b"'",
+        b"\"",
+        b"`",
+        b"(",
+        b")",
+        b",",
+        b";",
+        b"=",
+        b"<>",
+        b"!=",
+        b"-",
+        b"--",
+        b"#",
+        b"/*",
+        b"*/",
+        b"/*!",
+        b"/*!50000",
+        b"@@version",
+        b"@x",
+        b"sleep",
+        b"version",
+        b"a",
+        b"the",
+        b"shoe",
+        b"for",
+        b"door",
+        b"order",
+        b"women's",
+        b"don't",
+        b"O'Neil",
+        b"\\",
+        b"\\'",
+        b"''",
+        b"\n",
+        b"\t",
+        b" ",
+        b"\xc2\xa0",
+        b"\xa0",
+        b"\0",
+        b"\x0b",
+        b"\xc3\xa9",
+        b"_",
+        b"$",
+        b".",
+        b"5",
+        b"x5",
+        b"select5",
+        b"5select",
+        b"s.e",
+        b"a.select",
+        b"_select",
+        b"$union",
+        b"\xe9drop",
+        b"\xa0.",
+    ];
+
+    /// A value for the differential tests: pieces of prose and SQL, or random bytes, with
+    /// a mutation now and then.
+    fn generated(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        match rng.below(4) {
+            0 => {
+                let alphabet = b"ab'\" ;()=-*/!#@.0 \xa0\xc3\n&|`sx\\";
+                for _ in 0..rng.below(40) {
+                    v.push(alphabet[rng.below(alphabet.len())]);
+                }
+            }
+            1 => {
+                for _ in 0..rng.below(24) {
+                    v.push(rng.next() as u8);
+                }
+            }
+            _ => {
+                for _ in 0..1 + rng.below(14) {
+                    v.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+                    match rng.below(6) {
+                        0 => {}
+                        1 => v.push(rng.next() as u8),
+                        2 => v.extend_from_slice(b"  "),
+                        _ => v.push(b' '),
+                    }
+                }
+            }
+        }
+        if !v.is_empty() && rng.below(4) == 0 {
+            let at = rng.below(v.len());
+            v[at] = rng.next() as u8;
+        }
+        v
+    }
+
+    /// What `find_keywords` must find as `logic`: `&&`, `||`, or a word that starts at a
+    /// word-start byte reached outside a word, has 2 to 9 bytes and a waking class.
+    fn logic_words(v: &[u8]) -> bool {
+        if v.windows(2).any(|w| w == b"&&" || w == b"||") {
+            return true;
+        }
+        let mut i = 0;
+        while i < v.len() {
+            if !is_word_start(v[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            i += 1;
+            while i < v.len() && is_word(v[i]) {
+                i += 1;
+            }
+            if (2..=9).contains(&(i - start))
+                && matches!(token_class(&v[start..i]), b'&' | b'U' | b'E')
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The detector without its early exits: every context tokenized as far as the shapes
+    /// searched anywhere look, and judged with them whenever the value holds a logic
+    /// operator, set operation or statement keyword.
+    fn unhurried(value: &[u8], keywords_seen: bool) -> Option<(usize, usize)> {
+        if value.len() < 2 {
+            return None;
+        }
+        let keywords = keywords_seen && logic_words(value);
+        let starts_quoted = matches!(value.trim_ascii_start().first(), Some(b'\'' | b'"'));
+        for quote in [None, Some(b'\''), Some(b'"')] {
+            let opening = match quote {
+                Some(q) => match opening_string_end(value, q) {
+                    Some(end) => Some(end),
+                    None => continue,
+                },
+                None if !keywords && !starts_quoted => continue,
+                None => None,
+            };
+            let mut buf = [Token::EMPTY; MAX_TOKENS];
+            let mut tokens = Tokens::new(&mut buf);
+            let complete = tokenize(value, opening, &mut tokens);
+            let len = tokens.len;
+            if let Some(span) = judge(&buf[..len], complete, keywords) {
+                return Some(span);
+            }
+        }
+        None
+    }
+
+    /// Checks the early exits of `sqli` and the keyword search on one value: the same span
+    /// as `unhurried`, and `anywhere` found wherever a tokenization of any context, however
+    /// long, holds a shape searched anywhere.
+    fn check(v: &[u8]) {
+        let text = v.escape_ascii().to_string();
+        for seen in [true, false] {
+            assert_eq!(sqli(v, seen), unhurried(v, seen), "{text:?} {seen}");
+        }
+        let found = find_keywords(v);
+        assert_eq!(found.logic, logic_words(v), "{text:?}");
+        for opening in [
+            None,
+            opening_string_end(v, b'\''),
+            opening_string_end(v, b'"'),
+        ] {
+            let mut buf = [Token::EMPTY; 512];
+            let mut tokens = Tokens::new(&mut buf);
+            let complete = tokenize(v, opening, &mut tokens);
+            let len = tokens.len;
+            let mut print: Vec<u8> = buf[..len].iter().map(|t| t.class).collect();
+            if complete {
+                print.push(b'$');
+            }
+            let formed = (0..print.len()).any(|at| {
+                ANYWHERE_SHAPES
+                    .iter()
+                    .any(|s| shape_at(&print, at, s.as_bytes()))
+            });
+            assert!(!formed || found.anywhere, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_letters_counts_as_bytewise() {
+        let mut rng = Rng(0xa5c1_1e77);
+        for _ in 0..20_000 {
+            let v: Vec<u8> = (0..rng.below(20))
+                .map(|_| match rng.below(3) {
+                    0 => rng.next() as u8,
+                    _ => b"azAZ@[`{\xc1\xe1\xfa\xdb "[rng.below(12)],
+                })
+                .collect();
+            let bytewise = v.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            assert_eq!(ascii_letters(&v), bytewise, "{v:?}");
+        }
+        for b in 0..=255u8 {
+            let v = [b'a', b'b', b'c', b'd', b'e', b'f', b'g', b, b'h'];
+            assert_eq!(
+                ascii_letters(&v),
+                if b.is_ascii_alphabetic() { 9 } else { 7 }
+            );
+        }
+    }
+
+    #[test]
+    fn every_anywhere_shape_holds_what_find_keywords_looks_for() {
+        for shape in ANYWHERE_SHAPES {
+            let shape = shape.as_bytes();
+            assert!(
+                shape.contains(&b'U') || shape.windows(2).any(|w| w == b";E" || w == b"Eo"),
+                "{shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn early_exits_answer_as_the_full_tokenization() {
+        let mut rng = Rng(0x5eed_4201);
+        let mut values: Vec<Vec<u8>> = (0..6000).map(|_| generated(&mut rng)).collect();
+        values.extend(EXAMPLES.iter().map(|e| e.as_bytes().to_vec()));
+        for v in &values {
+            for end in 0..=v.len() {
+                check(&v[..end]);
+                check(&v[end..]);
+            }
+        }
+    }
+
+    /// Prose and SQL from the other tests and the benchmarks.
+    const EXAMPLES: &[&str] = &[
+        "Lightweight trail shoe for long runs on rocky ground and wet grass.",
+        "Select your size and colour, then add the item to your basket to continue.",
+        "Not suitable for road running or for use in snow and ice.",
+        "Please note that sizes run small, so order one size up if you are between sizes.",
+        "Union was a great select of workers; I'd select the blue ones from the list.",
+        "Delivery 3: please don't ring the bell; leave it at the door if we're out.",
+        "Trail runner model 3, women's edition",
+        "1' or '1'='1",
+        "' OR 1=1--",
+        "1 union select null,version()",
+        "-1 UNION ALL SELECT username, password FROM users",
+        "1; drop table users",
+        "1' and sleep(5)#",
+        "x' union select password from users where 'a'='a",
+        "1' union select @@version -- ",
+        "1 uNiOn/**/sElEcT 1,2",
+        "1 /*!50000union*/ /*!50000select*/ 1",
+        "1;\u{a0}drop table users",
+        "a\u{a0}union\u{a0}select 1",
+        "x5union select 1",
+        "1 or 1\u{a0}.union\u{a0}.select 1",
+        "x or select all like table",
+        "x or select distinct\u{a0}in set",
+        "select 1 from t where a=1 and b=2 or c=3 and d=4 and e=5 or f=6 and g=7 union select 2",
+    ];
 
     #[test]
     fn keywords_inside_other_keywords_are_not_whole_word_only() {
