@@ -39,10 +39,10 @@ pub(crate) struct Literals {
     pub(crate) patterns: Vec<Vec<u8>>,
 }
 
-/// Automata of more than 2^15 match or other states fall back to 4-byte ids.
+/// Automata of more than `u16::MAX` states fall back to 4-byte ids.
 enum Table {
-    Narrow(Dense<i16>),
-    Wide(Dense<i32>),
+    Narrow(Dense<u16>),
+    Wide(Dense<u32>),
 }
 
 /// A full transition table, column after column. The byte alone (known ahead) picks the
@@ -53,35 +53,33 @@ struct Dense<S> {
     trans: Vec<S>,
     /// Columns in `trans`, each as long as there are states.
     width: usize,
-    start: isize,
-    /// The number of match states. They are numbered below zero, the others from zero,
-    /// so "is a match" is the sign, and "is either of two states a match" is the sign of
-    /// their bitwise or: one instruction for both walks of `walk_both`.
+    start: usize,
+    /// States below this one are match states, so "is a match" is one compare.
     matching: usize,
 }
 
 trait Sid: Copy {
-    fn index(self) -> isize;
-    fn from_index(i: isize) -> Self;
+    fn index(self) -> usize;
+    fn from_index(i: usize) -> Self;
 }
 
-impl Sid for i16 {
+impl Sid for u16 {
     #[inline(always)]
-    fn index(self) -> isize {
-        isize::from(self)
+    fn index(self) -> usize {
+        usize::from(self)
     }
-    fn from_index(i: isize) -> i16 {
-        i16::try_from(i).expect("fits: checked when choosing the table")
+    fn from_index(i: usize) -> u16 {
+        u16::try_from(i).expect("fits: checked when choosing the table")
     }
 }
 
-impl Sid for i32 {
+impl Sid for u32 {
     #[inline(always)]
-    fn index(self) -> isize {
-        self as isize
+    fn index(self) -> usize {
+        self as usize
     }
-    fn from_index(i: isize) -> i32 {
-        i32::try_from(i).expect("fits: the crate's state ids are 32-bit")
+    fn from_index(i: usize) -> u32 {
+        u32::try_from(i).expect("fits: the crate's state ids are 32-bit")
     }
 }
 
@@ -90,43 +88,37 @@ impl<S: Sid> Dense<S> {
     /// `Literals` that holds this table, and `sid` its start state or a state `next`
     /// returned.
     #[inline(always)]
-    fn next(&self, offsets: &[u32; 256], sid: isize, byte: u8) -> isize {
+    fn next(&self, offsets: &[u32; 256], sid: usize, byte: u8) -> usize {
         let column = offsets[usize::from(byte)] as usize;
-        debug_assert!(column
-            .checked_add_signed(sid)
-            .is_some_and(|e| e < self.trans.len()));
+        debug_assert!(column + sid < self.trans.len());
         // SAFETY: `Literals::build` checks (`Dense::check`) that every offset of both of
-        // its column maps is at least the number of match states and at most the table's
-        // length less the number of other states, and that every entry and the start
-        // state is at least minus the first and below the second; neither the maps nor
-        // the table change afterwards. So `sid`, the start state or an entry, is in that
-        // range, and `column + sid` is within the table.
+        // its column maps plus the number of states is at most the table's length, and
+        // that every entry and the start state is below the number of states; neither
+        // the maps nor the table change afterwards. So `sid`, the start state or an
+        // entry, is below the number of states, and `column + sid` is within the table.
         // Checked indexing cost five of a step's eleven instructions: 41 k of the 437 k
         // per JSON inspection. The column's address is formed apart from `sid`, so the
         // chain of dependent steps stays one load per byte (an add of the two in that
         // chain measured slower in wall time).
-        unsafe { *self.trans.as_ptr().add(column).offset(sid) }.index()
+        unsafe { self.trans.get_unchecked(column..).get_unchecked(sid) }.index()
     }
 
-    /// Asserts what `next` relies on: every state reached, added to any of `maps`'
-    /// offsets, stays within the table.
+    /// Asserts what `next` relies on: `offsets` + the number of states stays within the
+    /// table, and every state reached is below that number.
     fn check<'m>(&self, maps: impl IntoIterator<Item = &'m [u32; 256]>) {
         let states = self.trans.len() / self.width;
-        assert!(self.matching <= states);
-        let others = states - self.matching;
-        let valid = |s: isize| s >= -(self.matching as isize) && s < others as isize;
-        assert!(valid(self.start));
+        assert!(self.start < states);
         for offsets in maps {
-            let within =
-                |o: u32| o as usize >= self.matching && o as usize + others <= self.trans.len();
-            assert!(offsets.iter().all(|&o| within(o)));
+            assert!(offsets
+                .iter()
+                .all(|&o| o as usize + states <= self.trans.len()));
         }
-        assert!(self.trans.iter().all(|s| valid(s.index())));
+        assert!(self.trans.iter().all(|s| s.index() < states));
     }
 
     #[inline(always)]
-    fn is_match(&self, sid: isize) -> bool {
-        sid < 0
+    fn is_match(&self, sid: usize) -> bool {
+        sid < self.matching
     }
 }
 
@@ -137,11 +129,10 @@ impl Literals {
     /// Compiles `patterns`; `None` when there are none. `occurs_once_dropped` skips the
     /// bytes `dropped`.
     pub(crate) fn new(patterns: &[&[u8]], dropped: &[u8]) -> Result<Option<Literals>, RuleError> {
-        Self::build(patterns, dropped, 1 << 15)
+        Self::build(patterns, dropped, usize::from(u16::MAX))
     }
 
-    /// As `new`, with 4-byte state ids when there are more than `narrow_max` match
-    /// states or other states.
+    /// As `new`, with 4-byte state ids when there are more than `narrow_max` states.
     fn build(
         patterns: &[&[u8]],
         dropped: &[u8],
@@ -208,37 +199,32 @@ impl Literals {
             s += 1;
         }
 
-        // Match states, in breadth-first order, are numbered -1, -2, ..., the others 0,
-        // 1, ...; a column holds them in the order of their numbers, so its offset is
-        // where state 0 is.
-        let mut renumber = vec![0isize; states.len()];
+        // Match states first, in breadth-first order, then the others.
+        let mut order: Vec<usize> = (0..states.len()).collect();
+        order.sort_by_key(|&s| !nfa.is_match(states[s]));
+        let mut renumber = vec![0; states.len()];
+        for (new, &old) in order.iter().enumerate() {
+            renumber[old] = new;
+        }
         let mut match_bounds = vec![0u32];
         let mut matches = Vec::new();
-        let mut others = 0;
-        for (new, &sid) in renumber.iter_mut().zip(&states) {
-            if nfa.is_match(sid) {
-                *new = !(match_bounds.len() as isize - 1);
-                matches.extend((0..nfa.match_len(sid)).map(|k| {
-                    let p = nfa.match_pattern(sid, k);
-                    (p.as_u32(), nfa.pattern_len(p) as u32)
-                }));
-                match_bounds.push(u32::try_from(matches.len()).map_err(|e| error(&e))?);
-            } else {
-                *new = others;
-                others += 1;
-            }
+        for &old in order.iter().take_while(|&&s| nfa.is_match(states[s])) {
+            let sid = states[old];
+            matches.extend((0..nfa.match_len(sid)).map(|k| {
+                let p = nfa.match_pattern(sid, k);
+                (p.as_u32(), nfa.pattern_len(p) as u32)
+            }));
+            match_bounds.push(u32::try_from(matches.len()).map_err(|e| error(&e))?);
         }
         let matching = match_bounds.len() - 1;
         let mut offsets = [0u32; 256];
         for (b, offset) in offsets.iter_mut().enumerate() {
-            let at = column[b] * states.len() + matching;
-            *offset = u32::try_from(at).map_err(|e| error(&e))?;
+            *offset = u32::try_from(column[b] * states.len()).map_err(|e| error(&e))?;
         }
         let dropping = (!dropped.is_empty())
             .then(|| -> Result<Box<[u32; 256]>, RuleError> {
                 let mut dropping = Box::new(offsets);
-                let identity =
-                    u32::try_from(width * states.len() + matching).map_err(|e| error(&e))?;
+                let identity = u32::try_from(width * states.len()).map_err(|e| error(&e))?;
                 for &b in dropped {
                     dropping[usize::from(b)] = identity;
                 }
@@ -246,18 +232,18 @@ impl Literals {
             })
             .transpose()?;
         let columns = Columns {
+            order: &order,
             renumber: &renumber,
             next: &next,
             width,
             identity: dropping.is_some(),
-            matching,
         };
-        let table = if matching <= narrow_max && states.len() - matching <= narrow_max {
-            let dense = Dense::build(&columns, renumber[0]);
+        let table = if states.len() <= narrow_max {
+            let dense = Dense::build(&columns, renumber[0], matching);
             dense.check(std::iter::once(&offsets).chain(dropping.as_deref()));
             Table::Narrow(dense)
         } else {
-            let dense = Dense::build(&columns, renumber[0]);
+            let dense = Dense::build(&columns, renumber[0], matching);
             dense.check(std::iter::once(&offsets).chain(dropping.as_deref()));
             Table::Wide(dense)
         };
@@ -276,8 +262,8 @@ impl Literals {
     /// The bytes the scanner's tables hold.
     pub(crate) fn memory_usage(&self) -> usize {
         let trans = match &self.table {
-            Table::Narrow(d) => d.trans.len() * std::mem::size_of::<i16>(),
-            Table::Wide(d) => d.trans.len() * std::mem::size_of::<i32>(),
+            Table::Narrow(d) => d.trans.len() * std::mem::size_of::<u16>(),
+            Table::Wide(d) => d.trans.len() * std::mem::size_of::<u32>(),
         };
         trans
             + std::mem::size_of_val(&self.offsets)
@@ -359,28 +345,20 @@ impl Literals {
             second,
             both,
         } = self.halves(data);
-        let mut walks = Walks {
-            at: 0,
-            a: d.start,
-            b: d.start,
-        };
-        let mut events = [walks; EVENTS];
-        while walks.at < both {
-            let n = self.walk_both(d, &first[..both], &second[..both], &mut walks, &mut events);
-            for e in &events[..n] {
-                if d.is_match(e.a) {
-                    self.report(e.a, e.at, &mut |p, s, e| keep(hits, p, s, e));
-                }
-                // The first walk reports the hits ending up to the middle.
-                if d.is_match(e.b) && second_from + e.at > mid {
-                    self.report(e.b, second_from + e.at, &mut |p, s, e| keep(later, p, s, e));
-                }
+        let (mut sa, mut sb) = (d.start, d.start);
+        let mut i = 0;
+        while i < both {
+            (i, sa, sb) = self.both_to_match(d, &first[..both], &second[..both], i, sa, sb);
+            if d.is_match(sa) {
+                self.report(sa, i, &mut |p, s, e| keep(hits, p, s, e));
+            }
+            // The first walk reports the hits ending up to the middle.
+            if d.is_match(sb) && second_from + i > mid {
+                self.report(sb, second_from + i, &mut |p, s, e| keep(later, p, s, e));
             }
         }
-        self.scan_from(d, first, walks.at, walks.a, &mut |p, s, e| {
-            keep(hits, p, s, e)
-        });
-        self.scan_from(d, data, second_from + walks.at, walks.b, &mut |p, s, e| {
+        self.scan_from(d, first, i, sa, &mut |p, s, e| keep(hits, p, s, e));
+        self.scan_from(d, data, second_from + i, sb, &mut |p, s, e| {
             keep(later, p, s, e)
         });
         hits.append(later);
@@ -408,7 +386,7 @@ impl Literals {
         d: &Dense<S>,
         data: &[u8],
         mut at: usize,
-        mut sid: isize,
+        mut sid: usize,
         hit: &mut impl FnMut(usize, usize, usize),
     ) {
         while at < data.len() {
@@ -421,9 +399,8 @@ impl Literals {
     }
 
     #[inline]
-    fn report(&self, sid: isize, end: usize, hit: &mut impl FnMut(usize, usize, usize)) {
-        let k = !sid as usize;
-        let (from, to) = (self.match_bounds[k], self.match_bounds[k + 1]);
+    fn report(&self, sid: usize, end: usize, hit: &mut impl FnMut(usize, usize, usize)) {
+        let (from, to) = (self.match_bounds[sid], self.match_bounds[sid + 1]);
         for &(p, len) in &self.matches[from as usize..to as usize] {
             hit(p as usize, end - len as usize, end);
         }
@@ -464,103 +441,49 @@ impl Literals {
             second,
             both,
         } = self.halves(data);
-        let mut walks = Walks {
-            at: 0,
-            a: d.start,
-            b: d.start,
-        };
-        let mut event = [walks];
+        let (mut sa, mut sb) = (d.start, d.start);
         let mut second_pending = false;
-        while walks.at < both {
-            if self.walk_both(d, &first[..both], &second[..both], &mut walks, &mut event) == 0 {
-                break;
+        let mut i = 0;
+        while i < both {
+            (i, sa, sb) = self.both_to_match(d, &first[..both], &second[..both], i, sa, sb);
+            if d.is_match(sa) {
+                self.report(sa, i, hit);
             }
-            if d.is_match(walks.a) {
-                self.report(walks.a, walks.at, hit);
-            }
-            if d.is_match(walks.b) && second_from + walks.at > mid {
+            if d.is_match(sb) && second_from + i > mid {
                 second_pending = true;
                 break;
             }
         }
-        let (a, b) = (walks.at, second_from + walks.at);
-        self.scan_from(d, first, a, walks.a, hit);
+        let (a, b) = (i, second_from + i);
+        self.scan_from(d, first, a, sa, hit);
         if second_pending {
-            self.report(walks.b, b, hit);
+            self.report(sb, b, hit);
         }
-        self.scan_from(d, data, b, walks.b, hit);
+        self.scan_from(d, data, b, sb, hit);
     }
 
-    /// Walks `a` and `b` on from `walks` until as many steps as `events` holds have
-    /// entered a match state in either, or to the end of the shorter; records those
-    /// steps in `events` and returns how many there were. Out of line for the reason
+    /// Walks `a` and `b` from states `sa` and `sb` at `i` until just after the first step
+    /// that enters a match state in either, or to the end. Out of line for the reason
     /// `to_match` is: with the hit handling inlined, the states went through the stack.
-    /// A hit costs a record and no return: returning at each (and calling again) cost
-    /// about 30 instructions a hit, 5.9 k of the 296 k per JSON inspection.
     #[inline(never)]
-    fn walk_both<S: Sid>(
+    fn both_to_match<S: Sid>(
         &self,
         d: &Dense<S>,
         a: &[u8],
         b: &[u8],
-        walks: &mut Walks,
-        events: &mut [Walks],
-    ) -> usize {
-        let both = a.len().min(b.len());
-        let (a, b) = (&a[..both], &b[..both]);
-        let Walks {
-            at: mut i,
-            a: mut sa,
-            b: mut sb,
-        } = *walks;
-        let mut n = 0;
-        'walk: {
-            while let (Some(ga), Some(gb)) = (
-                a.get(i..).and_then(<[u8]>::first_chunk::<8>),
-                b.get(i..).and_then(<[u8]>::first_chunk::<8>),
-            ) {
-                for step in 0..8 {
-                    sa = d.next(&self.offsets, sa, ga[step]);
-                    sb = d.next(&self.offsets, sb, gb[step]);
-                    if d.is_match(sa | sb) {
-                        let at = i + step + 1;
-                        if let Some(e) = events.get_mut(n) {
-                            *e = Walks { at, a: sa, b: sb };
-                            n += 1;
-                        }
-                        if n >= events.len() {
-                            i = at;
-                            break 'walk;
-                        }
-                    }
-                }
-                i += 8;
-            }
-            while let (Some(&x), Some(&y)) = (a.get(i), b.get(i)) {
-                sa = d.next(&self.offsets, sa, x);
-                sb = d.next(&self.offsets, sb, y);
-                i += 1;
-                if d.is_match(sa | sb) {
-                    if let Some(e) = events.get_mut(n) {
-                        *e = Walks {
-                            at: i,
-                            a: sa,
-                            b: sb,
-                        };
-                        n += 1;
-                    }
-                    if n >= events.len() {
-                        break;
-                    }
-                }
+        mut i: usize,
+        mut sa: usize,
+        mut sb: usize,
+    ) -> (usize, usize, usize) {
+        while let (Some(&x), Some(&y)) = (a.get(i), b.get(i)) {
+            sa = d.next(&self.offsets, sa, x);
+            sb = d.next(&self.offsets, sb, y);
+            i += 1;
+            if d.is_match(sa.min(sb)) {
+                break;
             }
         }
-        *walks = Walks {
-            at: i,
-            a: sa,
-            b: sb,
-        };
-        n
+        (i, sa, sb)
     }
 
     /// Walks from state `sid` at `data[at]` until just after the byte that enters a
@@ -574,8 +497,8 @@ impl Literals {
         offsets: &[u32; 256],
         data: &[u8],
         mut at: usize,
-        mut sid: isize,
-    ) -> (usize, isize) {
+        mut sid: usize,
+    ) -> (usize, usize) {
         while let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = data.get(at..at + 8) {
             for (step, b) in [b0, b1, b2, b3, b4, b5, b6, b7].into_iter().enumerate() {
                 sid = d.next(offsets, sid, b);
@@ -596,19 +519,6 @@ impl Literals {
     }
 }
 
-/// Where the two walks of `Literals::walk_both` are: past `at` in each, in states `a`
-/// and `b`.
-#[derive(Clone, Copy)]
-struct Walks {
-    at: usize,
-    a: isize,
-    b: isize,
-}
-
-/// How many steps entering a match state `Literals::collect`'s walk records before it
-/// returns to report them.
-const EVENTS: usize = 32;
-
 /// Data split for a walk in two halves (`Literals::halves`).
 struct Halves<'d> {
     mid: usize,
@@ -621,37 +531,36 @@ struct Halves<'d> {
 
 /// The breadth-first walk's transitions and the new state numbers.
 struct Columns<'a> {
-    /// Breadth-first number to our number.
-    renumber: &'a [isize],
+    /// Our states in their new order, as breadth-first numbers.
+    order: &'a [usize],
+    /// Breadth-first number to new number.
+    renumber: &'a [usize],
     /// Row after row, in breadth-first numbers, `width` columns each.
     next: &'a [u32],
     width: usize,
     /// Whether a last column leads every state to itself.
     identity: bool,
-    /// The number of match states.
-    matching: usize,
 }
 
 impl<S: Sid> Dense<S> {
-    fn build(columns: &Columns, start: isize) -> Dense<S> {
-        let states = columns.renumber.len();
+    fn build(columns: &Columns, start: usize, matching: usize) -> Dense<S> {
+        let states = columns.order.len();
         let width = columns.width + usize::from(columns.identity);
         let mut trans = vec![S::from_index(0); states * width];
-        for (old, &new) in columns.renumber.iter().enumerate() {
+        for (new, &old) in columns.order.iter().enumerate() {
             let row = &columns.next[old * columns.width..][..columns.width];
-            let at = |c: usize| (c * states + columns.matching).wrapping_add_signed(new);
             for (c, &to) in row.iter().enumerate() {
-                trans[at(c)] = S::from_index(columns.renumber[to as usize]);
+                trans[c * states + new] = S::from_index(columns.renumber[to as usize]);
             }
             if columns.identity {
-                trans[at(columns.width)] = S::from_index(new);
+                trans[columns.width * states + new] = S::from_index(new);
             }
         }
         Dense {
             trans,
             width,
             start,
-            matching: columns.matching,
+            matching,
         }
     }
 }
@@ -662,7 +571,7 @@ mod tests {
     use aho_corasick::dfa::DFA;
     use aho_corasick::{AhoCorasick, Anchored, MatchKind};
 
-    use super::{Literals, Table, HALVES_MIN};
+    use super::{Literals, Table};
     use crate::ruleset::RuleSet;
 
     type Hits = Vec<(usize, usize, usize)>;
@@ -754,99 +663,14 @@ mod tests {
 
     /// The hits of one walk from the start, without the halves.
     fn one_walk(scanner: &Literals, data: &[u8]) -> Vec<(usize, usize, usize)> {
-        let mut hits = Vec::new();
-        let mut hit = |p, s, e| hits.push((p, s, e));
-        match &scanner.table {
-            Table::Narrow(d) => scanner.scan_from(d, data, 0, d.start, &mut hit),
-            Table::Wide(d) => scanner.scan_from(d, data, 0, d.start, &mut hit),
-        }
-        hits
-    }
-
-    /// Checks every walk over `data` (one walk, `scan`'s halves, `collect`'s recorded
-    /// halves, capped too) against the old scanner; returns the number of hits.
-    fn check_walks(scanner: &Literals, oracle: &Oracle, data: &[u8], what: &str) -> usize {
-        let expected = oracle.old_walk(data);
-        assert_eq!(one_walk(scanner, data), expected, "one walk: {what}");
-        let mut got = Vec::new();
-        scanner.scan(data, |p, s, e| got.push((p, s, e)));
-        assert_eq!(got, expected, "scan: {what}");
-        let (mut hits, mut later) = (Vec::new(), Vec::new());
-        assert!(
-            scanner.collect(data, &mut hits, &mut later, usize::MAX),
-            "{what}"
-        );
-        let wide = |hits: &[(u32, u32, u32)]| -> Hits {
-            hits.iter()
-                .map(|&(p, s, e)| (p as usize, s as usize, e as usize))
-                .collect()
+        let Table::Narrow(dense) = &scanner.table else {
+            unreachable!("checked by overlapping_scanner");
         };
-        assert_eq!(wide(&hits), expected, "collect: {what}");
-        for cap in [0, 1, expected.len() / 2, expected.len().saturating_sub(1)] {
-            if cap >= expected.len() {
-                continue;
-            }
-            hits.clear();
-            assert!(!scanner.collect(data, &mut hits, &mut later, cap), "{what}");
-            assert_eq!(hits.len(), cap, "capped at {cap}: {what}");
-            assert!(wide(&hits).iter().all(|h| expected.contains(h)), "{what}");
-        }
-        expected.len()
-    }
-
-    /// Lengths at and around every threshold of the walks: one walk or two halves
-    /// (`HALVES_MIN`, and `longest` against a quarter of the length), every remainder of
-    /// the unrolled rounds, and around the point where the recorded steps fill up.
-    fn lengths_around_thresholds() -> impl Iterator<Item = usize> {
-        (0..=48)
-            .chain(HALVES_MIN - 9..=HALVES_MIN + 17)
-            .chain(1000..=1040)
-            .chain([2047, 2048, 2049, 4096 + 3])
-    }
-
-    #[test]
-    fn every_walk_reports_a_hit_at_every_offset() {
-        let scanner = overlapping_scanner();
-        let oracle = Oracle::new(&scanner.patterns);
-        let mut found = 0;
-        for len in lengths_around_thresholds() {
-            // One hit, a hit across two bytes, and the longest literal with its
-            // overlapping hits, at every offset: in every step of a round, on either
-            // side of the middle and of where the second half starts, at both ends.
-            for literal in [&b"b"[..], b"zz", b"bcabcabcab"] {
-                for at in 0..=len.saturating_sub(literal.len()) {
-                    let mut data = vec![b'x'; len];
-                    if let Some(place) = data.get_mut(at..at + literal.len()) {
-                        place.copy_from_slice(literal);
-                    }
-                    found += check_walks(&scanner, &oracle, &data, &format!("{len} {at}"));
-                }
-            }
-        }
-        assert!(found > 100_000, "{found} hits only");
-    }
-
-    #[test]
-    fn every_walk_reports_hits_every_few_bytes() {
-        let scanner = overlapping_scanner();
-        let oracle = Oracle::new(&scanner.patterns);
-        let mut rng = Rng(0x0dd_ba11);
-        for len in lengths_around_thresholds() {
-            // A hit in every byte of both halves (the recorded steps fill up at every
-            // offset of a round), every `gap` bytes, and runs of random density.
-            for gap in 1..=19 {
-                let data: Vec<u8> = (0..len)
-                    .map(|i| if i % gap == gap - 1 { b'b' } else { b'x' })
-                    .collect();
-                check_walks(&scanner, &oracle, &data, &format!("{len} every {gap}"));
-            }
-            for alphabet in [&b"abcz"[..], b"abcxxxxxxxxxxxxxz", b"aaaaaaaaaaaaaabx"] {
-                let data: Vec<u8> = (0..len)
-                    .map(|_| alphabet[rng.below(alphabet.len())])
-                    .collect();
-                check_walks(&scanner, &oracle, &data, &format!("{len} {alphabet:?}"));
-            }
-        }
+        let mut hits = Vec::new();
+        scanner.scan_from(dense, data, 0, dense.start, &mut |p, s, e| {
+            hits.push((p, s, e))
+        });
+        hits
     }
 
     #[test]
@@ -983,7 +807,7 @@ mod tests {
         let dropped = [b' ', b'\t', 0];
         let oracle = Oracle::new(&patterns.map(<[u8]>::to_vec));
         let mut rng = Rng(0x9e37_79b9);
-        for narrow_max in [1 << 15, 0] {
+        for narrow_max in [usize::from(u16::MAX), 0] {
             let scanner = Literals::build(&patterns, &dropped, narrow_max)
                 .expect("builds")
                 .expect("some");
@@ -1073,37 +897,20 @@ mod tests {
     fn the_unchecked_walk_refuses_tables_it_could_read_past() {
         use super::Dense;
         use std::panic::catch_unwind;
-        // Two columns of two states: a match state (-1) and another (0).
-        let dense = |trans: Vec<i16>, start: isize| Dense {
+        // Two states, two columns.
+        let dense = |trans: Vec<u16>, start: usize| Dense {
             trans,
             width: 2,
             start,
-            matching: 1,
+            matching: 0,
         };
-        let valid = || {
-            let mut offsets = [1u32; 256];
-            offsets[usize::from(b'a')] = 3;
-            offsets
-        };
-        dense(vec![0, -1, -1, 0], 0).check([&valid()]);
-        dense(vec![-1, -1, -1, -1], -1).check([&valid()]);
-        for trans in [
-            vec![0, 1, -1, 0],
-            vec![0, -2, -1, 0],
-            vec![0, 0, 0, i16::MIN],
-        ] {
-            assert!(catch_unwind(|| dense(trans.clone(), 0).check([&valid()])).is_err());
-        }
-        for start in [1, -2] {
-            assert!(catch_unwind(|| dense(vec![0, -1, -1, 0], start).check([&valid()])).is_err());
-        }
-        for (byte, offset) in [(b'b', 4), (b'b', 0)] {
-            let mut offsets = valid();
-            offsets[usize::from(byte)] = offset;
-            assert!(catch_unwind(|| dense(vec![0, -1, -1, 0], 0).check([&offsets])).is_err());
-            let ok = valid();
-            assert!(catch_unwind(|| dense(vec![0, -1, -1, 0], 0).check([&ok, &offsets])).is_err());
-        }
+        let mut offsets = [0u32; 256];
+        offsets[usize::from(b'a')] = 2;
+        dense(vec![0, 1, 1, 0], 1).check([&offsets]);
+        assert!(catch_unwind(|| dense(vec![0, 2, 1, 0], 0).check([&offsets])).is_err());
+        assert!(catch_unwind(|| dense(vec![0, 1, 1, 0], 2).check([&offsets])).is_err());
+        offsets[usize::from(b'b')] = 3;
+        assert!(catch_unwind(|| dense(vec![0, 1, 1, 0], 0).check([&offsets])).is_err());
     }
 
     #[test]
