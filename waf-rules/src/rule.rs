@@ -579,11 +579,27 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("field `operator`"), "{err}");
-        for operator in [
-            "{regex: b, requires: [a], requires_words: [c]}",
-            "{literals: [a], requires_words: [c]}",
-            "{regex: b, requires_words: []}",
-            "{regex: b, requires_words: [a, '']}",
+        for (operator, field) in [
+            (
+                "{regex: b, requires: [a], requires_words: [c]}",
+                "requires_words",
+            ),
+            ("{literals: [a], requires_words: [c]}", "requires_words"),
+            ("{regex: b, requires_words: []}", "requires_words"),
+            ("{regex: b, requires_words: [a, '']}", "requires_words"),
+            (
+                "{regex: b, requires_words: [a], requires_commands: [c]}",
+                "requires_commands",
+            ),
+            (
+                "{literals: [a], requires_commands: [c]}",
+                "requires_commands",
+            ),
+            ("{regex: b, requires_commands: []}", "requires_commands"),
+            (
+                "{regex: b, requires: [a], requires_commands: [A]}",
+                "requires_commands",
+            ),
         ] {
             let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
             let err = parse_file("w.yaml", &text)
@@ -591,23 +607,7 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             assert!(
-                err.contains("field `operator.requires_words`"),
-                "{operator}: {err}"
-            );
-        }
-        for operator in [
-            "{regex: b, requires_words: [a], requires_commands: [c]}",
-            "{literals: [a], requires_commands: [c]}",
-            "{regex: b, requires_commands: []}",
-            "{regex: b, requires: [a], requires_commands: [A]}",
-        ] {
-            let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
-            let err = parse_file("w.yaml", &text)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                err.contains("field `operator.requires_commands`"),
+                err.contains(&format!("field `operator.{field}`")),
                 "{operator}: {err}"
             );
         }
