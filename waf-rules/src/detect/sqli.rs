@@ -264,7 +264,7 @@ fn find_keywords(v: &[u8]) -> Keywords {
     };
     let mut i = 0;
     while i < v.len() {
-        if !is_word_start(v[i]) {
+        if !is_word_start(v[i]) || lone_no_break_space(v, i) {
             i += 1;
             continue;
         }
@@ -279,7 +279,7 @@ fn find_keywords(v: &[u8]) -> Keywords {
         loop {
             i += ascii_letters(&v[i..]);
             match v.get(i) {
-                Some(&b) if is_word(b) => {
+                Some(_) if continues_word(v, i) => {
                     letters = i + 1;
                     i += 1;
                 }
@@ -351,7 +351,7 @@ fn may_be_followed_by_operator(v: &[u8], end: usize) -> bool {
         return true;
     }
     let start = i;
-    while i < v.len() && is_word(v[i]) {
+    while i < v.len() && continues_word(v, i) {
         i += 1;
     }
     matches!(token_class(&v[start..i]), b'o' | b'\0')
@@ -609,8 +609,9 @@ pub(crate) fn keyword_is_whole_word_only(literal: &[u8]) -> bool {
 pub(crate) fn keyword_stands_alone(v: &[u8], start: usize, end: usize) -> bool {
     // A digit before does not glue: the digits of a MySQL executable comment
     // (`/*!50000select`) are skipped and the keyword read on its own.
-    let glued_before = start > 0 && is_word_start(v[start - 1]);
-    let glued_after = v.get(end).is_some_and(|&b| is_word(b));
+    let glued_before =
+        start > 0 && is_word_start(v[start - 1]) && !lone_no_break_space(v, start - 1);
+    let glued_after = end < v.len() && continues_word(v, end);
     !glued_before && !glued_after
 }
 
@@ -656,6 +657,19 @@ fn is_word_start(b: u8) -> bool {
     BYTE_CLASS[usize::from(b)] & WORD_START != 0
 }
 
+/// Whether `v[i]` is a no-break space standing alone: 0xA0 after an ASCII byte (or first)
+/// is no UTF-8 continuation byte but Latin-1's no-break space, which MySQL reads as
+/// whitespace (`1;%A0drop%A0table`). It ends a word and is skipped; after a lead byte it
+/// stays part of its character (`à` is C3 A0).
+fn lone_no_break_space(v: &[u8], i: usize) -> bool {
+    v[i] == 0xa0 && (i == 0 || v[i - 1] < 0x80)
+}
+
+/// Whether the word being read continues through `v[i]`.
+fn continues_word(v: &[u8], i: usize) -> bool {
+    is_word(v[i]) && !lone_no_break_space(v, i)
+}
+
 fn is_word(b: u8) -> bool {
     BYTE_CLASS[usize::from(b)] & WORD != 0
 }
@@ -686,7 +700,7 @@ fn tokenize(v: &[u8], opening: Option<usize>, out: &mut Tokens) -> bool {
         }
         if class & WORD_START != 0 {
             i += 1;
-            while i < v.len() && is_word(v[i]) {
+            while i < v.len() && continues_word(v, i) {
                 i += 1;
             }
             let mut class = token_class(&v[start..i]);
@@ -1024,10 +1038,39 @@ fn comparison_operator(v: &[u8], i: usize) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::{
-        ascii_letters, find_keywords, is_word, is_word_start, judge, opening_string_end, shape_at,
-        sqli, token_class, tokenize, Token, Tokens, ANYWHERE_SHAPES, MAX_TOKENS, PREFIX_SHAPES,
+        ascii_letters, continues_word, find_keywords, is_word_start, judge, lone_no_break_space,
+        opening_string_end, shape_at, sqli, token_class, tokenize, Token, Tokens, ANYWHERE_SHAPES,
+        MAX_TOKENS, PREFIX_SHAPES,
     };
     use crate::test_rng::Rng;
+
+    #[test]
+    fn a_lone_no_break_space_separates_words_as_whitespace_does() {
+        for attack in [
+            &b"1;\xa0drop\xa0table users"[..],
+            b"1\xa0or\xa01=1",
+            b"\xa0union\xa0select\xa0password from users",
+            b"x'\xa0or\xa0'1'='1",
+        ] {
+            let spaced: Vec<u8> = attack
+                .iter()
+                .map(|&b| if b == 0xa0 { b' ' } else { b })
+                .collect();
+            assert!(sqli(&spaced, true).is_some(), "{spaced:?}");
+            assert!(sqli(attack, true).is_some(), "{attack:?}");
+        }
+        // Inside a UTF-8 character (`à` is C3 A0) the byte is part of a word.
+        for prose in ["Voilà, or là-bas", "déjà vu and là select", "Р or Рselect"] {
+            assert!(sqli(prose.as_bytes(), true).is_none(), "{prose}");
+        }
+        assert!(lone_no_break_space(b"\xa0x", 0));
+        assert!(lone_no_break_space(b";\xa0x", 1));
+        assert!(!lone_no_break_space("à".as_bytes(), 1));
+        assert!(!continues_word(b"drop\xa0table", 4));
+        assert!(continues_word("dropà".as_bytes(), 5));
+        assert!(super::keyword_stands_alone(b"1;\xa0drop", 3, 7));
+        assert!(!super::keyword_stands_alone("àdrop".as_bytes(), 2, 6));
+    }
 
     #[test]
     fn every_prefix_shape_has_two_tokens_or_more() {
@@ -1202,13 +1245,13 @@ mod tests {
         }
         let mut i = 0;
         while i < v.len() {
-            if !is_word_start(v[i]) {
+            if !is_word_start(v[i]) || lone_no_break_space(v, i) {
                 i += 1;
                 continue;
             }
             let start = i;
             i += 1;
-            while i < v.len() && is_word(v[i]) {
+            while i < v.len() && continues_word(v, i) {
                 i += 1;
             }
             if (2..=9).contains(&(i - start))
