@@ -675,38 +675,86 @@ fn normalize_path(input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Each byte's 6-bit value in base64, with `STANDARD_ONLY` or `URL_SAFE_ONLY` set on the
+/// bytes only one alphabet has (`+`, `/` against `-`, `_`); both bits for every byte
+/// neither has (`=` included: padding is cut off before the table is read).
+const BASE64_VALUES: [u8; 256] = {
+    let mut t = [STANDARD_ONLY | URL_SAFE_ONLY; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        if i < 10 {
+            t[b'0' as usize + i] = 52 + i as u8;
+        }
+        i += 1;
+    }
+    t[b'+' as usize] = 62 | STANDARD_ONLY;
+    t[b'/' as usize] = 63 | STANDARD_ONLY;
+    t[b'-' as usize] = 62 | URL_SAFE_ONLY;
+    t[b'_' as usize] = 63 | URL_SAFE_ONLY;
+    t
+};
+const STANDARD_ONLY: u8 = 0x40;
+const URL_SAFE_ONLY: u8 = 0x80;
+
+/// Decodes standard or URL-safe base64 as the `base64` crate's decoders for either
+/// alphabet would, padding optional (the test below holds it to them): a value may not
+/// mix the alphabets' own bytes, `=` may only end it and only after at least two symbols
+/// of its last group, a last group of one symbol is no group, and the bits a short last
+/// group leaves over must be zero. Our own loop, because this runs on every argument at
+/// paranoia 2 and the crate's decoder cost more per value than the scans that follow it;
+/// a value with a byte outside base64 (prose: its first space) stops at that byte's group.
 fn base64_decode(input: &[u8], out: &mut Vec<u8>) -> bool {
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    use base64::Engine as _;
-    const LENIENT: GeneralPurposeConfig =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    const STD_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
-    const URL_LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
     let trimmed = input.trim_ascii();
     if trimmed.len() < 4 {
         return false;
     }
-    // Either alphabet's decoder refuses any byte outside it, so one look at the bytes
-    // says which decoders can succeed: prose (a space) and most identifiers need neither,
-    // and this runs on every argument at paranoia 2.
-    let (mut standard, mut url_safe) = (true, true);
-    for &b in trimmed {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'=' => {}
-            b'+' | b'/' => url_safe = false,
-            b'-' | b'_' => standard = false,
-            _ => return false,
+    let symbols = trimmed.len() - trimmed.iter().rev().take_while(|&&b| b == b'=').count();
+    // The last group's length counting its padding, and without it.
+    let group = match trimmed.len() % 4 {
+        0 => 4,
+        r => r,
+    };
+    let Some(last) = group
+        .checked_sub(trimmed.len() - symbols)
+        .filter(|&n| n >= 2)
+    else {
+        return false;
+    };
+    let (whole, tail) = trimmed[..symbols].split_at(symbols - last);
+    let start = out.len();
+    out.reserve(whole.len() / 4 * 3 + 3);
+    let mut alphabets = 0u8;
+    for quad in whole.chunks_exact(4) {
+        let [a, b, c, d] = [0, 1, 2, 3].map(|i| BASE64_VALUES[usize::from(quad[i])]);
+        alphabets |= a | b | c | d;
+        if alphabets & (STANDARD_ONLY | URL_SAFE_ONLY) == STANDARD_ONLY | URL_SAFE_ONLY {
+            out.truncate(start);
+            return false;
         }
+        let n = u32::from(a & 63) << 18 | u32::from(b & 63) << 12 | u32::from(c & 63) << 6;
+        let n = n | u32::from(d & 63);
+        out.extend_from_slice(&n.to_be_bytes()[1..]);
     }
-    if standard && STD_LENIENT.decode_vec(trimmed, out).is_ok() {
-        return true;
+    let mut n = 0u32;
+    for &symbol in tail {
+        let v = BASE64_VALUES[usize::from(symbol)];
+        alphabets |= v;
+        n = n << 6 | u32::from(v & 63);
     }
-    out.clear();
-    if url_safe && URL_LENIENT.decode_vec(trimmed, out).is_ok() {
-        return true;
+    // `last` symbols carry `last * 6 / 8` bytes; the bits below them must be zero.
+    let bytes = last * 6 / 8;
+    let spare = last * 6 - bytes * 8;
+    if alphabets & (STANDARD_ONLY | URL_SAFE_ONLY) == STANDARD_ONLY | URL_SAFE_ONLY
+        || n & ((1 << spare) - 1) != 0
+    {
+        out.truncate(start);
+        return false;
     }
-    out.clear();
-    false
+    let n = n >> spare;
+    out.extend_from_slice(&n.to_be_bytes()[4 - bytes..]);
+    true
 }
 
 /// Shortest value `Base64Text` decodes: 12 characters carry 9 bytes, enough for
@@ -852,7 +900,7 @@ mod tests {
     fn every_string(
         alphabet: &[u8],
         lengths: std::ops::RangeInclusive<u32>,
-        mut check: impl FnMut(&[u8]),
+        check: &mut impl FnMut(&[u8]),
     ) {
         let mut value = Vec::new();
         for len in lengths {
@@ -867,8 +915,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn base64_decode_agrees_with_trying_both_alphabets() {
+    /// What the `base64` crate's lenient decoders give for `value` trimmed, trying the
+    /// standard alphabet first: the decoding `base64_decode` must reproduce.
+    fn crate_decoding(value: &[u8]) -> Option<Vec<u8>> {
         use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
         use base64::Engine as _;
         let lenient =
@@ -877,20 +926,53 @@ mod tests {
             GeneralPurpose::new(&base64::alphabet::STANDARD, lenient),
             GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
         ];
-        let alphabet = [b'Q', b'z', b'0', b'+', b'/', b'-', b'_', b'=', b' ', b'.'];
-        let mut out = Vec::new();
+        let trimmed = value.trim_ascii();
+        (trimmed.len() >= 4)
+            .then(|| engines.iter().find_map(|e| e.decode(trimmed).ok()))
+            .flatten()
+    }
+
+    #[test]
+    fn base64_decode_agrees_with_trying_both_alphabets() {
+        let mut out = b"kept".to_vec();
         let mut decoded = 0;
-        every_string(&alphabet, 4..=6, |value| {
-            let trimmed = value.trim_ascii();
-            let expected = (trimmed.len() >= 4)
-                .then(|| engines.iter().find_map(|e| e.decode(trimmed).ok()))
-                .flatten();
-            out.clear();
-            let got = super::base64_decode(value, &mut out).then(|| out.clone());
-            assert_eq!(got, expected, "{}", String::from_utf8_lossy(value));
+        let mut check = |value: &[u8]| {
+            out.truncate(4);
+            let got = super::base64_decode(value, &mut out).then(|| out[4..].to_vec());
+            assert_eq!(out.len() > 4, got.is_some(), "{value:?} left bytes behind");
+            assert_eq!(
+                got,
+                crate_decoding(value),
+                "{}",
+                String::from_utf8_lossy(value)
+            );
             decoded += usize::from(got.is_some());
-        });
-        assert!(decoded > 1000, "only {decoded} inputs decoded");
+        };
+        // Every string over symbols whose low bits a short last group must have zero
+        // or not (`Q` 16, `z` 51, `0` 52), both alphabets' own bytes, padding and bytes
+        // of neither; then longer ones, for groups before the last.
+        let symbols = [b'Q', b'z', b'0', b'+', b'/', b'-', b'_', b'=', b' ', b'.'];
+        every_string(&symbols, 1..=6, &mut check);
+        every_string(b"ABQ+_=", 7..=8, &mut check);
+        // Long values: whole groups before the last one, bad bytes anywhere.
+        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let alphabets = [
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        ];
+        for _ in 0..200_000 {
+            let alphabet = alphabets[rng.below(2)];
+            let len = rng.below(70);
+            let mut value: Vec<u8> = (0..len).map(|_| alphabet[rng.below(64)]).collect();
+            match rng.below(8) {
+                0 => value.extend(std::iter::repeat_n(b'=', rng.below(4))),
+                1 if len > 0 => value[rng.below(len)] = b"=-_+/ .\\"[rng.below(8)],
+                2 => value.insert(0, b' '),
+                _ => {}
+            }
+            check(&value);
+        }
+        assert!(decoded > 100_000, "only {decoded} inputs decoded");
     }
 
     #[test]
@@ -899,7 +981,7 @@ mod tests {
         // Every string of up to five bytes over the bytes that matter, and some others.
         let alphabet = [b' ', b'-', b'/', b'*', b'#', b'\t', b'\n', 0xa0, b'a', b'1'];
         let mut out = Vec::new();
-        every_string(&alphabet, 0..=5, |value| {
+        every_string(&alphabet, 0..=5, &mut |value| {
             let refined = refine(feature::REFINABLE, value);
             if RemoveSqlComments.apply(value, &mut out) {
                 assert!(refined & feature::SQL_COMMENT != 0, "{value:?}");
