@@ -214,6 +214,19 @@ impl RuleRegex {
         data: &[u8],
         slot: &mut CaptureSlot,
     ) -> Option<(usize, usize)> {
+        if test.quick.as_ref().is_some_and(|q| q.find(data).is_none()) {
+            return None;
+        }
+        self.judge_each(test, data, slot)
+    }
+
+    /// `find_judged` without the quick negative.
+    pub(crate) fn judge_each(
+        &self,
+        test: &MatchTest,
+        data: &[u8],
+        slot: &mut CaptureSlot,
+    ) -> Option<(usize, usize)> {
         let Some(re) = self.compile() else {
             return Some((0, data.len()));
         };
@@ -253,6 +266,16 @@ impl RuleRegex {
 pub(crate) struct MatchTest {
     unless_in: Option<AllowList>,
     compare: Option<Comparison>,
+    /// A regex that matches wherever a match could count (see `unlisted`), when the
+    /// shape of the regex allows one: a value it does not match is settled without
+    /// the capture engines.
+    quick: Option<RuleRegex>,
+}
+
+impl MatchTest {
+    pub fn quick(&self) -> Option<&RuleRegex> {
+        self.quick.as_ref()
+    }
 }
 
 /// `unless_in`: the values, lowercased under `ignore_case`, sorted by length and then
@@ -705,8 +728,18 @@ fn compile(
             ),
             None => None,
         };
-        let test = (unless_in.is_some() || compare.is_some())
-            .then(|| Box::new(MatchTest { unless_in, compare }));
+        // A quick pattern too large to compile only costs its speed.
+        let quick = unless_in
+            .as_ref()
+            .and_then(|list| crate::unlisted::pattern(re.as_str(), &list.values, list.ignore_case))
+            .and_then(|quick| RuleRegex::new(quick, spec.paranoia <= 1).ok());
+        let test = (unless_in.is_some() || compare.is_some()).then(|| {
+            Box::new(MatchTest {
+                unless_in,
+                compare,
+                quick,
+            })
+        });
         Op::Regex {
             re,
             prefiltered,

@@ -887,8 +887,11 @@ impl RuleSet {
         self.levels[usize::from(level) - 1].get_or_init(|| {
             // Compiled with the level's automata rather than on a request's first match.
             for rule in self.rules.iter().filter(|r| r.paranoia <= level) {
-                if let Op::Regex { re, .. } = &rule.op {
+                if let Op::Regex { re, test, .. } = &rule.op {
                     re.compile();
+                    if let Some(quick) = test.as_ref().and_then(|t| t.quick()) {
+                        quick.compile();
+                    }
                 }
             }
             self.build_level(level)
