@@ -26,6 +26,7 @@ mod settings;
 #[cfg(test)]
 mod test_rng;
 mod transform;
+mod unlisted;
 mod util;
 
 pub use engine::{Action, Engine, Match, Verdict, FRAGMENT_MAX, MATCHES_MAX};

@@ -105,6 +105,17 @@ pub(crate) struct OperatorSpec {
     /// `/usr/bin/` or `/usr/local/bin/` path. For regexes whose every match begins a
     /// command line there: prose holds `for`, `cat` and `who` as words, rarely first.
     pub requires_commands: Option<Vec<String>>,
+    /// Alone: the value is none of these (compared byte for byte after the rule's
+    /// transforms). With `regex`: a match counts only if its capture group 1 is none of
+    /// these; a match in which group 1 took no part counts as a plain regex match. See
+    /// [`MatchTest`].
+    pub unless_in: Option<Vec<String>>,
+    /// With `unless_in`: compare its values ignoring ASCII case.
+    pub ignore_case: Option<bool>,
+    /// With `regex`: a match counts only if this comparison of numbers holds, written
+    /// `$A OP B` with operands `$N` (capture group N, read as a decimal number) or a
+    /// decimal number, and OP one of `<`, `<=`, `>`, `>=`, `==`, `!=`. See [`MatchTest`].
+    pub compare: Option<String>,
     /// Some byte lies outside every listed inclusive range.
     pub bytes_outside: Option<Vec<[u8; 2]>>,
     /// The value is longer than this many bytes.
@@ -141,16 +152,36 @@ pub(crate) struct RuleRegex {
     /// `None` only if the source, which compiled when its file loaded, failed to compile
     /// again (it cannot: compilation is deterministic); see [`RuleRegex::find`].
     compiled: std::sync::OnceLock<Option<regex::bytes::Regex>>,
+    /// Capture groups, not counting the whole match.
+    groups: usize,
+    /// Unique to this regex in the process: capture locations kept for it (see
+    /// [`CaptureSlot`]) are never used with another regex, even one at the same address
+    /// after a rule set is reloaded.
+    serial: u64,
 }
+
+/// A thread's capture locations for one rule's regex, tagged with that regex's serial.
+/// Locations made by one regex must not serve another (the `regex` crate may then report
+/// wrong groups), and making them allocates: the engine keeps one per rule in its
+/// per-thread scratch.
+pub(crate) type CaptureSlot = Option<(u64, regex::bytes::CaptureLocations)>;
+
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl RuleRegex {
     fn new(source: String, keep_compiled: bool) -> Result<RuleRegex, regex::Error> {
         let re = compile_regex(&source)?;
+        let groups = re.captures_len() - 1;
         let compiled = std::sync::OnceLock::new();
         if keep_compiled {
             let _ = compiled.set(Some(re));
         }
-        Ok(RuleRegex { source, compiled })
+        Ok(RuleRegex {
+            source,
+            compiled,
+            groups,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -173,10 +204,195 @@ impl RuleRegex {
         }
     }
 
+    /// The first match in `data` that `test` lets count, and the span it reports. The
+    /// matches are judged in turn, as `find_iter` finds them (leftmost first, each search
+    /// resuming where the previous match ended), so the work stays linear in `data`.
+    /// `slot` holds this thread's capture locations for the regex, made on first use.
+    pub fn find_judged(
+        &self,
+        test: &MatchTest,
+        data: &[u8],
+        slot: &mut CaptureSlot,
+    ) -> Option<(usize, usize)> {
+        if test.quick.as_ref().is_some_and(|q| q.find(data).is_none()) {
+            return None;
+        }
+        self.judge_each(test, data, slot)
+    }
+
+    /// `find_judged` without the quick negative.
+    pub(crate) fn judge_each(
+        &self,
+        test: &MatchTest,
+        data: &[u8],
+        slot: &mut CaptureSlot,
+    ) -> Option<(usize, usize)> {
+        let Some(re) = self.compile() else {
+            return Some((0, data.len()));
+        };
+        if slot
+            .as_ref()
+            .is_some_and(|(serial, _)| *serial != self.serial)
+        {
+            *slot = None;
+        }
+        let (_, locs) = slot.get_or_insert_with(|| (self.serial, re.capture_locations()));
+        let mut at = 0;
+        while at <= data.len() {
+            let m = re.captures_read_at(locs, data, at)?;
+            if let Some(span) = test.judge(data, |g| locs.get(g)) {
+                return Some(span);
+            }
+            // Past an empty match by one byte, as `find_iter` steps.
+            at = m.end() + usize::from(m.is_empty());
+        }
+        None
+    }
+
     #[cfg(test)]
     pub fn is_compiled(&self) -> bool {
         matches!(self.compiled.get(), Some(Some(_)))
     }
+}
+
+/// What a regex match must also satisfy to count: the rule format's way of saying what a
+/// regex of the `regex` crate cannot, a value outside an allow list (it has no negative
+/// lookahead) and an order between numbers (it has no arithmetic), in the manner of
+/// ModSecurity's `@rx` capture followed by a chained `!@within` or `@lt` on `TX:1`.
+///
+/// A test judges a match only through the groups that took part in it: a match in which
+/// they did not (another branch of the regex matched) counts as a plain regex match, so
+/// one rule can hold unconditional branches beside judged ones.
+pub(crate) struct MatchTest {
+    unless_in: Option<AllowList>,
+    compare: Option<Comparison>,
+    /// A regex that matches wherever a match could count (see `unlisted`), when the
+    /// shape of the regex allows one: a value it does not match is settled without
+    /// the capture engines.
+    quick: Option<RuleRegex>,
+}
+
+impl MatchTest {
+    pub fn quick(&self) -> Option<&RuleRegex> {
+        self.quick.as_ref()
+    }
+}
+
+/// `unless_in`: the values, lowercased under `ignore_case`, sorted by length and then
+/// bytes for a binary search (a few comparisons for the forty charsets of rule 1018).
+pub(crate) struct AllowList {
+    values: Vec<Box<[u8]>>,
+    ignore_case: bool,
+}
+
+impl AllowList {
+    pub fn holds(&self, value: &[u8]) -> bool {
+        let icase = self.ignore_case;
+        self.values
+            .binary_search_by(|entry| {
+                entry.len().cmp(&value.len()).then_with(|| {
+                    let fold = |&b: &u8| if icase { b.to_ascii_lowercase() } else { b };
+                    entry.iter().copied().cmp(value.iter().map(fold))
+                })
+            })
+            .is_ok()
+    }
+}
+
+/// `compare`: two operands and the orders (less, equal, greater) in which it holds.
+struct Comparison {
+    left: Operand,
+    right: Operand,
+    holds: [bool; 3],
+}
+
+impl Comparison {
+    fn holds(&self, order: std::cmp::Ordering) -> bool {
+        self.holds[match order {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Equal => 1,
+            std::cmp::Ordering::Greater => 2,
+        }]
+    }
+}
+
+/// Where a match or a group lies in the value: start and end.
+type Span = (usize, usize);
+
+enum Operand {
+    Group(usize),
+    /// A decimal number without its leading zeros.
+    Number(Box<[u8]>),
+}
+
+impl Operand {
+    /// The operand's digits and, for a group, where they are; `None` for a group that
+    /// took no part in the match.
+    fn read<'d>(
+        &'d self,
+        data: &'d [u8],
+        group: &impl Fn(usize) -> Option<Span>,
+    ) -> Option<(&'d [u8], Option<Span>)> {
+        match self {
+            Operand::Group(g) => group(*g).map(|(s, e)| (&data[s..e], Some((s, e)))),
+            Operand::Number(n) => Some((n, None)),
+        }
+    }
+}
+
+impl MatchTest {
+    /// The span a match reports if it counts: group 1 when the list judged it, else the
+    /// groups the comparison read, else the whole match (`group(n)` is where group n of
+    /// the match lies). `None` when the list holds group 1 or the comparison fails.
+    fn judge(&self, data: &[u8], group: impl Fn(usize) -> Option<Span>) -> Option<Span> {
+        let mut span = group(0)?;
+        let mut listed = false;
+        if let Some(list) = &self.unless_in {
+            if let Some((start, end)) = group(1) {
+                if list.holds(&data[start..end]) {
+                    return None;
+                }
+                span = (start, end);
+                listed = true;
+            }
+        }
+        if let Some(c) = &self.compare {
+            if let (Some((left, at_left)), Some((right, at_right))) =
+                (c.left.read(data, &group), c.right.read(data, &group))
+            {
+                let holds = compare_decimal(left, right).is_some_and(|o| c.holds(o));
+                if !holds {
+                    return None;
+                }
+                if !listed {
+                    if let Some((s, e)) = at_left
+                        .into_iter()
+                        .chain(at_right)
+                        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+                    {
+                        span = (s, e);
+                    }
+                }
+            }
+        }
+        Some(span)
+    }
+}
+
+/// The order of two decimal numbers of any length: digit strings, compared without their
+/// leading zeros by length and then digit by digit, so no length overflows anything.
+/// `None` when either is empty or holds a byte other than an ASCII digit.
+fn compare_decimal(left: &[u8], right: &[u8]) -> Option<std::cmp::Ordering> {
+    fn number(n: &[u8]) -> Option<&[u8]> {
+        (!n.is_empty() && n.iter().all(u8::is_ascii_digit)).then(|| without_leading_zeros(n))
+    }
+    let (left, right) = (number(left)?, number(right)?);
+    Some(left.len().cmp(&right.len()).then_with(|| left.cmp(right)))
+}
+
+fn without_leading_zeros(n: &[u8]) -> &[u8] {
+    let zeros = n.iter().take_while(|&&b| b == b'0').count();
+    &n[zeros..]
 }
 
 /// ASCII classes by default (see docs/waf.md): the rules' languages are ASCII, and the
@@ -202,7 +418,14 @@ pub(crate) enum Placement {
 /// A compiled operator.
 pub(crate) enum Op {
     Literals,
-    Regex { re: RuleRegex, prefiltered: bool },
+    Regex {
+        re: RuleRegex,
+        prefiltered: bool,
+        /// `unless_in` and `compare`, when the rule has either.
+        test: Option<Box<MatchTest>>,
+    },
+    /// `unless_in` alone: the whole value is judged.
+    UnlessIn(AllowList),
     BytesOutside(Box<[bool; 256]>),
     LengthOver(usize),
     ArgCountOver(usize),
@@ -365,9 +588,40 @@ fn compile(
         parse_target(t, &mut targets).map_err(|m| invalid("targets", m))?;
     }
     let o = spec.operator;
+    let others = [
+        o.literals.is_some(),
+        o.bytes_outside.is_some(),
+        o.length_over.is_some(),
+        o.arg_count_over.is_some(),
+        o.invalid_url_encoding == Some(true),
+        o.sqli == Some(true),
+        o.sql_tautology == Some(true),
+        o.xss == Some(true),
+    ];
+    if o.unless_in.is_some() && others.contains(&true) {
+        return Err(invalid(
+            "operator.unless_in",
+            "judges group 1 of `regex`'s matches, or alone the whole value; \
+             not valid with another operator"
+                .into(),
+        ));
+    }
+    if o.compare.is_some() && o.regex.is_none() {
+        return Err(invalid(
+            "operator.compare",
+            "only valid with `regex`, whose capture groups it compares".into(),
+        ));
+    }
+    if o.ignore_case.is_some() && o.unless_in.is_none() {
+        return Err(invalid(
+            "operator.ignore_case",
+            "only valid with `unless_in`".into(),
+        ));
+    }
     let set = [
         o.literals.is_some(),
         o.regex.is_some(),
+        o.unless_in.is_some() && o.regex.is_none(),
         o.bytes_outside.is_some(),
         o.length_over.is_some(),
         o.arg_count_over.is_some(),
@@ -383,7 +637,7 @@ fn compile(
         return Err(invalid(
             "operator",
             format!(
-                "set exactly one of literals, regex, bytes_outside, length_over, \
+                "set exactly one of literals, regex, unless_in, bytes_outside, length_over, \
                  arg_count_over, invalid_url_encoding, sqli, sql_tautology, xss (found {set})"
             ),
         ));
@@ -453,7 +707,46 @@ fn compile(
             }
             prefiltered = true;
         }
-        Op::Regex { re, prefiltered }
+        let unless_in = match o.unless_in {
+            Some(values) => {
+                if re.groups == 0 {
+                    return Err(invalid(
+                        "operator.unless_in",
+                        "judges capture group 1, which the regex lacks: put the part to \
+                         judge in parentheses, e.g. `charset=([a-z0-9-]+)`"
+                            .into(),
+                    ));
+                }
+                Some(allow_list(values, o.ignore_case == Some(true), invalid)?)
+            }
+            None => None,
+        };
+        let compare = match o.compare {
+            Some(text) => Some(
+                parse_comparison(&text, re.groups)
+                    .map_err(|m| invalid("operator.compare", format!("`{text}`: {m}")))?,
+            ),
+            None => None,
+        };
+        // A quick pattern too large to compile only costs its speed.
+        let quick = unless_in
+            .as_ref()
+            .and_then(|list| crate::unlisted::pattern(re.as_str(), &list.values, list.ignore_case))
+            .and_then(|quick| RuleRegex::new(quick, spec.paranoia <= 1).ok());
+        let test = (unless_in.is_some() || compare.is_some()).then(|| {
+            Box::new(MatchTest {
+                unless_in,
+                compare,
+                quick,
+            })
+        });
+        Op::Regex {
+            re,
+            prefiltered,
+            test,
+        }
+    } else if let Some(values) = o.unless_in {
+        Op::UnlessIn(allow_list(values, o.ignore_case == Some(true), invalid)?)
     } else if let Some(ranges) = o.bytes_outside {
         let mut allowed = Box::new([false; 256]);
         for [lo, hi] in ranges {
@@ -505,6 +798,75 @@ fn compile(
     })
 }
 
+/// `unless_in`, checked: at least one value, none listed twice.
+fn allow_list(
+    values: Vec<String>,
+    ignore_case: bool,
+    invalid: &dyn Fn(&'static str, String) -> RuleError,
+) -> Result<AllowList, RuleError> {
+    let field = "operator.unless_in";
+    if values.is_empty() {
+        return Err(invalid(field, "needs at least one value".into()));
+    }
+    let mut list: Vec<Box<[u8]>> = Vec::with_capacity(values.len());
+    for value in values {
+        let bytes: Box<[u8]> = if ignore_case {
+            value.to_ascii_lowercase().into_bytes().into()
+        } else {
+            value.as_bytes().into()
+        };
+        if list.contains(&bytes) {
+            return Err(invalid(field, format!("`{value}` is listed twice")));
+        }
+        list.push(bytes);
+    }
+    list.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    Ok(AllowList {
+        values: list,
+        ignore_case,
+    })
+}
+
+/// `$A OP B` (see `OperatorSpec::compare`).
+fn parse_comparison(text: &str, groups: usize) -> Result<Comparison, String> {
+    const EXPECTED: &str = "expected `OPERAND OP OPERAND` with OP one of <, <=, >, >=, ==, != \
+                            and each OPERAND `$N` (capture group N) or a decimal number, \
+                            e.g. `$2 < $1`";
+    let at = text.find(['<', '>', '=', '!']).ok_or(EXPECTED)?;
+    let rest = &text[at..];
+    let op_len = rest.bytes().take_while(|b| b"<>=!".contains(b)).count();
+    let holds = match &rest[..op_len] {
+        "<" => [true, false, false],
+        "<=" => [true, true, false],
+        ">" => [false, false, true],
+        ">=" => [false, true, true],
+        "==" => [false, true, false],
+        "!=" => [true, false, true],
+        _ => return Err(EXPECTED.into()),
+    };
+    let operand = |side: &str| -> Result<Operand, String> {
+        let side = side.trim();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match side.strip_prefix('$') {
+            Some(n) if digits(n) => match n.parse::<usize>() {
+                Ok(g) if g <= groups => Ok(Operand::Group(g)),
+                _ => Err(format!(
+                    "`{side}` names a capture group the regex lacks (it has {groups})"
+                )),
+            },
+            None if digits(side) => Ok(Operand::Number(
+                without_leading_zeros(side.as_bytes()).into(),
+            )),
+            _ => Err(format!("`{side}`: {EXPECTED}")),
+        }
+    };
+    let (left, right) = (operand(&text[..at])?, operand(&rest[op_len..])?);
+    if matches!((&left, &right), (Operand::Number(_), Operand::Number(_))) {
+        return Err("compares two numbers; name a capture group, e.g. `$1 > 65535`".into());
+    }
+    Ok(Comparison { left, right, holds })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +876,8 @@ mod tests {
         let broken = RuleRegex {
             source: "beta(".into(),
             compiled: std::sync::OnceLock::new(),
+            groups: 0,
+            serial: u64::MAX,
         };
         assert_eq!(broken.find(b"harmless"), Some((0, 8)));
         let kept = RuleRegex::new(r"beta\d+".into(), false).expect("compiles");
@@ -600,6 +964,34 @@ mod tests {
                 "{regex: b, requires: [a], requires_commands: [A]}",
                 "requires_commands",
             ),
+            ("{regex: 'a(b)', unless_in: []}", "unless_in"),
+            ("{unless_in: []}", "unless_in"),
+            ("{regex: 'ab', unless_in: [x]}", "unless_in"),
+            ("{regex: 'a(?:b)', unless_in: [x]}", "unless_in"),
+            ("{regex: 'a(b)', unless_in: [x, y, x]}", "unless_in"),
+            (
+                "{regex: 'a(b)', unless_in: [X, x], ignore_case: true}",
+                "unless_in",
+            ),
+            ("{literals: [a], unless_in: [x]}", "unless_in"),
+            ("{sqli: true, unless_in: [x]}", "unless_in"),
+            ("{regex: 'a(b)', ignore_case: true}", "ignore_case"),
+            ("{literals: [a], ignore_case: false}", "ignore_case"),
+            (r"{regex: '(\d+)-(\d+)', compare: '$3 < $1'}", "compare"),
+            (
+                r"{regex: '(\d+)', compare: '$99999999999999999999999 < 1'}",
+                "compare",
+            ),
+            (r"{regex: '(\d+)', compare: '$1 << 2'}", "compare"),
+            (r"{regex: '(\d+)', compare: '$1 =< 2'}", "compare"),
+            (r"{regex: '(\d+)', compare: '$1'}", "compare"),
+            (r"{regex: '(\d+)', compare: '1 < 2'}", "compare"),
+            (r"{regex: '(\d+)', compare: '$1 < x'}", "compare"),
+            (r"{regex: '(\d+)', compare: '$1 < -2'}", "compare"),
+            (r"{regex: '(\d+)', compare: '$ < 2'}", "compare"),
+            (r"{regex: '(\d+)', compare: '< 2'}", "compare"),
+            ("{literals: [a], compare: '$1 < 2'}", "compare"),
+            ("{unless_in: [a], compare: '$1 < 2'}", "compare"),
         ] {
             let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
             let err = parse_file("w.yaml", &text)
@@ -611,6 +1003,23 @@ mod tests {
                 "{operator}: {err}"
             );
         }
+        for operator in [
+            "{regex: 'a(b)', unless_in: [x]}",
+            "{regex: 'a(b)', unless_in: [x, X]}",
+            "{regex: 'a(b)', unless_in: [x], ignore_case: true}",
+            "{regex: 'a(b)', unless_in: [x], ignore_case: false}",
+            "{unless_in: [GET, HEAD]}",
+            "{unless_in: [x], ignore_case: true}",
+            r"{regex: '(\d+)-(\d+)', compare: '$2 < $1'}",
+            r"{regex: '(\d+)', compare: '$1>=0065535'}",
+            r"{regex: '\d+', compare: '100 != $0'}",
+            r"{regex: '(a)(\d+)', unless_in: [b], compare: '$2 == 1'}",
+        ] {
+            let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
+            if let Err(e) = parse_file("w.yaml", &text) {
+                panic!("{operator}: {e}");
+            }
+        }
         let text = "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: b, requires: ['%x%'], requires_commands: [for]}\n";
         let rules = parse_file("w.yaml", text).unwrap_or_default();
         assert_eq!(
@@ -620,5 +1029,179 @@ mod tests {
                 ("for".to_string(), Placement::Command)
             ]
         );
+    }
+
+    /// A broken `unless_in` or `compare` is refused as every rule error is: file, line
+    /// of the rule, rule id and field.
+    #[test]
+    fn match_test_errors_name_file_line_and_field() {
+        let text = "rules:\n  - id: 3\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {literals: [a]}\n  - id: 1043\n    message: m\n    severity: critical\n    targets: [\"header:range\"]\n    operator:\n      regex: '(\\d+)-(\\d+)'\n      compare: '$2 < $3'\n";
+        let err = parse_file("p.yaml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("p.yaml:7: rule 1043: field `operator.compare`: `$2 < $3`: `$3`"),
+            "{err}"
+        );
+        let text = "rules:\n  - id: 4\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: 'charset=[a-z]+', unless_in: [utf-8]}\n";
+        let err = parse_file("q.yaml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("q.yaml:2: rule 4: field `operator.unless_in`: judges capture group 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn decimal_strings_compare_as_numbers_of_any_length() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let long = "9".repeat(400);
+        let longer = format!("1{}", "0".repeat(400));
+        for (left, right, order) in [
+            ("150", "120", Some(Greater)),
+            ("120", "150", Some(Less)),
+            ("10", "5", Some(Greater)),
+            ("5", "10", Some(Less)),
+            ("0010", "10", Some(Equal)),
+            ("100", "099", Some(Greater)),
+            ("0", "000", Some(Equal)),
+            (
+                "18446744073709551616",
+                "18446744073709551615",
+                Some(Greater),
+            ),
+            (long.as_str(), longer.as_str(), Some(Less)),
+            (longer.as_str(), long.as_str(), Some(Greater)),
+            ("", "1", None),
+            ("1", "", None),
+            ("1a", "1", None),
+            ("-1", "1", None),
+            ("１", "1", None),
+        ] {
+            assert_eq!(
+                compare_decimal(left.as_bytes(), right.as_bytes()),
+                order,
+                "{left} vs {right}"
+            );
+        }
+    }
+
+    /// The regex and test of the first rule of an `operator:` line.
+    fn judged(operator: &str) -> (RuleRegex, Box<MatchTest>) {
+        let text = format!(
+            "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n"
+        );
+        let rule = parse_file("t.yaml", &text)
+            .unwrap_or_default()
+            .pop()
+            .map(|r| r.op);
+        match rule {
+            Some(Op::Regex {
+                re,
+                test: Some(test),
+                ..
+            }) => (re, test),
+            _ => panic!("{operator} is not a regex with a test"),
+        }
+    }
+
+    /// The fragment `data` reports under `operator`, if it counts.
+    fn judge<'d>(operator: &str, data: &'d str) -> Option<&'d str> {
+        let (re, test) = judged(operator);
+        re.find_judged(&test, data.as_bytes(), &mut None)
+            .map(|(s, e)| &data[s..e])
+    }
+
+    /// Every match is judged, leftmost first and without overlap, until one counts; it
+    /// reports its group 1. A match of a branch without group 1 counts as it stands.
+    #[test]
+    fn each_match_counts_unless_its_group_is_listed() {
+        let charset =
+            r#"{regex: ';\s*charset=([a-z0-9-]+)|(?:double)', unless_in: [utf-8, latin1]}"#;
+        assert_eq!(judge(charset, "a/b; charset=utf-7"), Some("utf-7"));
+        assert_eq!(judge(charset, "a/b; charset=utf-8"), None);
+        assert_eq!(judge(charset, "a/b;charset=utf-8;charset=latin1"), None);
+        assert_eq!(
+            judge(charset, "a/b;charset=utf-8;charset=utf-16;charset=x"),
+            Some("utf-16")
+        );
+        assert_eq!(judge(charset, "a/b;charset=utf-8; double"), Some("double"));
+        assert_eq!(judge(charset, "a/b; charset=utf-8x"), Some("utf-8x"));
+        assert_eq!(judge(charset, "a/b; charset=utf"), Some("utf"));
+        let folded = r#"{regex: 'charset=([A-Za-z0-9-]+)', unless_in: [UTF-8], ignore_case: true}"#;
+        assert_eq!(judge(folded, "charset=uTf-8"), None);
+        assert_eq!(judge(folded, "charset=UTF-7"), Some("UTF-7"));
+        let exact = r#"{regex: 'charset=([A-Za-z0-9-]+)', unless_in: [UTF-8]}"#;
+        assert_eq!(judge(exact, "charset=utf-8"), Some("utf-8"));
+        // Empty matches step one byte, as `find_iter` does, and are judged too.
+        let words = r#"{regex: '([a-z]*)', unless_in: [ok]}"#;
+        assert_eq!(judge(words, "ok,ok"), Some(""));
+        assert_eq!(
+            judge(r#"{regex: '^([a-z]*)$', unless_in: [ok, '']}"#, ""),
+            None
+        );
+    }
+
+    /// A comparison reads its groups as numbers: it counts the match when it holds,
+    /// reporting the groups it read; a group that took no part leaves the match counted
+    /// as it stands, a group that is not a number never lets it count.
+    #[test]
+    fn comparisons_count_a_match_when_they_hold() {
+        let range = r#"{regex: '^bytes=(\d+)-(\d+)|^bytes=(x)', compare: '$2 < $1'}"#;
+        assert_eq!(judge(range, "bytes=150-120"), Some("150-120"));
+        assert_eq!(judge(range, "bytes=120-150"), None);
+        assert_eq!(judge(range, "bytes=0099-100"), None);
+        assert_eq!(judge(range, "bytes=x"), Some("bytes=x"));
+        let long = format!("bytes={}-{}", "9".repeat(300), "9".repeat(299));
+        assert_eq!(judge(range, &long).map(str::len), Some(600));
+        let port = r#"{regex: 'port=(\w+)', compare: '$1 > 65535'}"#;
+        assert_eq!(judge(port, "port=80&port=65536"), Some("65536"));
+        assert_eq!(judge(port, "port=065535"), None);
+        assert_eq!(judge(port, "port=http"), None);
+        let both = r#"{regex: '(a|b)=(\d+)', unless_in: [a], compare: '$2 >= 10'}"#;
+        assert_eq!(judge(both, "a=99 b=9 b=10"), Some("b"));
+        assert_eq!(judge(both, "a=99 b=9"), None);
+    }
+
+    /// Capture locations made for another regex (of a rule set loaded before, at the same
+    /// index) are replaced, never used.
+    #[test]
+    fn capture_locations_serve_only_their_own_regex() {
+        let (one, one_test) = judged(r#"{regex: 'x([a-z])', unless_in: [a]}"#);
+        let (two, two_test) = judged(r#"{regex: '(\d+)-(\d+)-(\d+)', compare: '$3 < $2'}"#);
+        let mut slot = None;
+        assert_eq!(
+            one.find_judged(&one_test, b"xa xc", &mut slot),
+            Some((4, 5))
+        );
+        assert_eq!(
+            slot.as_ref().map(|(s, l)| (*s, l.len())),
+            Some((one.serial, 2))
+        );
+        assert_eq!(
+            two.find_judged(&two_test, b"1-5-4", &mut slot),
+            Some((2, 5))
+        );
+        assert_eq!(
+            slot.as_ref().map(|(s, l)| (*s, l.len())),
+            Some((two.serial, 4))
+        );
+        assert_ne!(one.serial, two.serial);
+    }
+
+    /// `unless_in` alone judges the whole value as the rule's transforms leave it.
+    #[test]
+    fn unless_in_alone_judges_the_whole_value() {
+        let text = "rules:\n  - id: 1\n    message: m\n    severity: critical\n    targets: [method]\n    operator: {unless_in: [GET, HEAD]}\n    examples: {match: [get, '', 'GET ', GETS, HEA], no_match: [GET, HEAD]}\n  - id: 2\n    message: m\n    severity: critical\n    targets: [args]\n    transforms: [lowercase]\n    operator: {unless_in: [utf-8]}\n    examples: {match: [utf-7, 'UTF-8;'], no_match: [UTF-8, utf-8]}\n";
+        let set = crate::RuleSet::from_yaml("u.yaml", text).expect("compiles");
+        let failures: Vec<String> = set
+            .check_examples()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(failures.is_empty(), "{failures:?}");
     }
 }

@@ -527,7 +527,8 @@ fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
                 .map(|b| classes::of_literal(&[b])),
         ),
         Op::InvalidUrlEncoding => Gate::any_of([classes::of_literal(b"%")]),
-        Op::LengthOver(_) | Op::ArgCountOver(_) => Gate::always(),
+        // Any value, even an empty one, may be missing from the list.
+        Op::UnlessIn(_) | Op::LengthOver(_) | Op::ArgCountOver(_) => Gate::always(),
     }
 }
 
@@ -589,6 +590,7 @@ fn prefilter_literals(rule: &Rule) -> Vec<Vec<u8>> {
         Op::Regex {
             re,
             prefiltered: false,
+            ..
         } => crate::required::literals(re.as_str()).unwrap_or_default(),
         _ => rule
             .literals
@@ -885,8 +887,11 @@ impl RuleSet {
         self.levels[usize::from(level) - 1].get_or_init(|| {
             // Compiled with the level's automata rather than on a request's first match.
             for rule in self.rules.iter().filter(|r| r.paranoia <= level) {
-                if let Op::Regex { re, .. } = &rule.op {
+                if let Op::Regex { re, test, .. } = &rule.op {
                     re.compile();
+                    if let Some(quick) = test.as_ref().and_then(|t| t.quick()) {
+                        quick.compile();
+                    }
                 }
             }
             self.build_level(level)
@@ -1348,6 +1353,45 @@ mod tests {
             }
         }
         assert!(matches > 2_000, "{matches} matches");
+    }
+
+    /// The gates and prefilter literals taken from a regex hold for every value the rule
+    /// matches, whether a test then judges the regex's matches or not (a test only drops
+    /// matches): every example a rule matches passes its gate and holds one of its
+    /// literals, after its transformations.
+    #[test]
+    fn gates_and_literals_hold_for_every_matching_example() {
+        let set = RuleSet::embedded().unwrap();
+        let mut judged = 0;
+        for (r, rule) in set.rules.iter().enumerate() {
+            judged += usize::from(matches!(
+                &rule.op,
+                Op::Regex { test: Some(_), .. } | Op::UnlessIn(_)
+            ));
+            for example in &rule.examples.positive {
+                let mut value = (example.as_bytes().to_vec(), Vec::new());
+                for t in &rule.chain {
+                    if t.apply(&value.0, &mut value.1) {
+                        std::mem::swap(&mut value.0, &mut value.1);
+                    }
+                }
+                let what = format!("rule {}: {example:?}", rule.id);
+                assert!(
+                    set.rule_gate[r].admits(crate::classes::of(&value.0)),
+                    "{what}"
+                );
+                let lower = value.0.to_ascii_lowercase();
+                let literals = &set.literals[r];
+                assert!(
+                    literals.is_empty()
+                        || literals
+                            .iter()
+                            .any(|l| lower.windows(l.len()).any(|w| w == l.to_ascii_lowercase())),
+                    "{what}"
+                );
+            }
+        }
+        assert_eq!(judged, 7, "rules judging their matches");
     }
 
     #[test]

@@ -977,3 +977,40 @@ fn bodies_on_head_and_non_json_bodies_on_get_are_refused() {
     assert!(fired("GET", form, b"").is_empty());
     assert!(fired("POST", form, b"a=1").is_empty());
 }
+
+/// Rules that judge captures report the judged part: the method outside the allow list,
+/// the charset outside it (lowercased by the rule), the range whose end precedes its
+/// start. Allowed values in the same headers pass.
+#[test]
+fn allow_lists_and_comparisons_report_what_they_judged() {
+    let e = engine();
+    let s = WafSettings::default();
+    let fragments = |req: &Request<'_>| -> Vec<(u32, String)> {
+        e.inspect(req, &s, None)
+            .matches
+            .into_iter()
+            .map(|m| (m.rule_id, m.fragment))
+            .collect()
+    };
+    let req = Request::new("PROPFIND", "/")
+        .header("host", b"app")
+        .header("content-type", b"text/plain; charset=UTF-8; charset=UTF-8")
+        .header("accept", b"text/html;charset=utf-8, */*;charset=IBM037")
+        .header("range", b"bytes=0-,150-120");
+    assert_eq!(
+        fragments(&req),
+        [
+            (1013, "PROPFIND".to_string()),
+            (1018, "; charset=utf-8; charset=".to_string()),
+            (1035, "ibm037".to_string()),
+            (1043, "150-120".to_string()),
+        ]
+    );
+    let fine = Request::new("GET", "/")
+        .header("host", b"app")
+        .header("content-type", b"application/json; charset=UTF-8")
+        .header("accept", b"text/html;charset=utf-8")
+        .header("accept-charset", b"utf-8, iso-8859-1;q=0.5, *;q=0.1")
+        .header("range", b"bytes=150-1200, 5-1");
+    assert_eq!(fragments(&fine), []);
+}
