@@ -588,6 +588,7 @@ fn compile(
         parse_target(t, &mut targets).map_err(|m| invalid("targets", m))?;
     }
     let o = spec.operator;
+    // Every operator but `regex` and `unless_in`.
     let others = [
         o.literals.is_some(),
         o.bytes_outside.is_some(),
@@ -618,21 +619,10 @@ fn compile(
             "only valid with `unless_in`".into(),
         ));
     }
-    let set = [
-        o.literals.is_some(),
-        o.regex.is_some(),
-        o.unless_in.is_some() && o.regex.is_none(),
-        o.bytes_outside.is_some(),
-        o.length_over.is_some(),
-        o.arg_count_over.is_some(),
-        o.invalid_url_encoding == Some(true),
-        o.sqli == Some(true),
-        o.sql_tautology == Some(true),
-        o.xss == Some(true),
-    ]
-    .iter()
-    .filter(|s| **s)
-    .count();
+    // `unless_in` beside `regex` judges its matches; alone it is the operator.
+    let set = others.iter().filter(|s| **s).count()
+        + usize::from(o.regex.is_some())
+        + usize::from(o.unless_in.is_some() && o.regex.is_none());
     if set != 1 {
         return Err(invalid(
             "operator",
@@ -871,6 +861,14 @@ fn parse_comparison(text: &str, groups: usize) -> Result<Comparison, String> {
 mod tests {
     use super::*;
 
+    /// The error `parse_file` gives for `text` as the file `file`, or "" if it parses.
+    fn parse_error(file: &str, text: &str) -> String {
+        parse_file(file, text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
     #[test]
     fn a_regex_that_no_longer_compiles_matches_the_whole_value() {
         let broken = RuleRegex {
@@ -903,45 +901,24 @@ mod tests {
     #[test]
     fn syntax_errors_name_file_and_line() {
         let text = "rules:\n  - id: 1\n    message: m\n    severity: critical\n    targets: [path]\n    operator: {literals: [a]}\n    bogus: 1\n";
-        let err = parse_file("x.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = parse_error("x.yaml", text);
         assert!(err.starts_with("x.yaml:"), "{err}");
         assert!(err.contains("bogus"), "{err}");
         let text = "rules:\n  - id: 1\n    message: m\n    severity: loud\n";
-        let err = parse_file("y.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = parse_error("y.yaml", text);
         assert!(err.contains("y.yaml:4"), "{err}");
     }
 
     #[test]
     fn semantic_errors_name_rule_and_field() {
-        let text = "rules:\n  - id: 7\n    message: m\n    severity: critical\n    targets: [path]\n    operator: {literals: [a]}\n  - id: 42\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: '(unclosed'}\n";
-        let err = parse_file("z.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.starts_with("z.yaml:7: rule 42: field `operator.regex`"),
-            "{err}"
-        );
         let text = "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [nowhere]\n    operator: {literals: [a]}\n";
-        let err = parse_file("t.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = parse_error("t.yaml", text);
         assert!(
             err.contains("rule 9: field `targets`: unknown target `nowhere`"),
             "{err}"
         );
         let text = "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {literals: [a], regex: b}\n";
-        let err = parse_file("t.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = parse_error("t.yaml", text);
         assert!(err.contains("field `operator`"), "{err}");
         for (operator, field) in [
             (
@@ -994,10 +971,7 @@ mod tests {
             ("{unless_in: [a], compare: '$1 < 2'}", "compare"),
         ] {
             let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
-            let err = parse_file("w.yaml", &text)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let err = parse_error("w.yaml", &text);
             assert!(
                 err.contains(&format!("field `operator.{field}`")),
                 "{operator}: {err}"
@@ -1031,28 +1005,30 @@ mod tests {
         );
     }
 
-    /// A broken `unless_in` or `compare` is refused as every rule error is: file, line
-    /// of the rule, rule id and field.
+    /// A broken operator (a regex, `unless_in`, `compare`) is refused with the file, the
+    /// line of the rule, its id and the field.
     #[test]
-    fn match_test_errors_name_file_line_and_field() {
-        let text = "rules:\n  - id: 3\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {literals: [a]}\n  - id: 1043\n    message: m\n    severity: critical\n    targets: [\"header:range\"]\n    operator:\n      regex: '(\\d+)-(\\d+)'\n      compare: '$2 < $3'\n";
-        let err = parse_file("p.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.starts_with("p.yaml:7: rule 1043: field `operator.compare`: `$2 < $3`: `$3`"),
-            "{err}"
-        );
-        let text = "rules:\n  - id: 4\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: 'charset=[a-z]+', unless_in: [utf-8]}\n";
-        let err = parse_file("q.yaml", text)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.starts_with("q.yaml:2: rule 4: field `operator.unless_in`: judges capture group 1"),
-            "{err}"
-        );
+    fn operator_errors_name_file_line_and_field() {
+        for (file, text, expected) in [
+            (
+                "z.yaml",
+                "rules:\n  - id: 7\n    message: m\n    severity: critical\n    targets: [path]\n    operator: {literals: [a]}\n  - id: 42\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: '(unclosed'}\n",
+                "z.yaml:7: rule 42: field `operator.regex`",
+            ),
+            (
+                "p.yaml",
+                "rules:\n  - id: 3\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {literals: [a]}\n  - id: 1043\n    message: m\n    severity: critical\n    targets: [\"header:range\"]\n    operator:\n      regex: '(\\d+)-(\\d+)'\n      compare: '$2 < $3'\n",
+                "p.yaml:7: rule 1043: field `operator.compare`: `$2 < $3`: `$3`",
+            ),
+            (
+                "q.yaml",
+                "rules:\n  - id: 4\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: 'charset=[a-z]+', unless_in: [utf-8]}\n",
+                "q.yaml:2: rule 4: field `operator.unless_in`: judges capture group 1",
+            ),
+        ] {
+            let err = parse_error(file, text);
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 
     #[test]
