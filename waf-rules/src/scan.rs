@@ -27,6 +27,8 @@ pub(crate) struct Literals {
     /// As `offsets`, with the bytes given to `new` led to a column that keeps
     /// every state as it is: a walk with them reads the data as if those bytes were gone.
     dropping: Option<Box<[u32; 256]>>,
+    /// The offset `dropping` gives the dropped bytes (`offsets` gives it no byte).
+    identity: u32,
     table: Table,
     /// Match state `s` (match states are numbered first) reports
     /// `matches[match_bounds[s]..match_bounds[s + 1]]`, as (pattern, pattern length), in
@@ -221,16 +223,15 @@ impl Literals {
         for (b, offset) in offsets.iter_mut().enumerate() {
             *offset = u32::try_from(column[b] * states.len()).map_err(|e| error(&e))?;
         }
-        let dropping = (!dropped.is_empty())
-            .then(|| -> Result<Box<[u32; 256]>, RuleError> {
-                let mut dropping = Box::new(offsets);
-                let identity = u32::try_from(width * states.len()).map_err(|e| error(&e))?;
-                for &b in dropped {
-                    dropping[usize::from(b)] = identity;
-                }
-                Ok(dropping)
-            })
-            .transpose()?;
+        // Past every column of `offsets`: the last column, which exists with `dropping`.
+        let identity = u32::try_from(width * states.len()).map_err(|e| error(&e))?;
+        let dropping = (!dropped.is_empty()).then(|| {
+            let mut dropping = Box::new(offsets);
+            for &b in dropped {
+                dropping[usize::from(b)] = identity;
+            }
+            dropping
+        });
         let columns = Columns {
             order: &order,
             renumber: &renumber,
@@ -250,6 +251,7 @@ impl Literals {
         Ok(Some(Literals {
             offsets,
             dropping,
+            identity,
             table,
             match_bounds,
             matches,
@@ -280,9 +282,49 @@ impl Literals {
     pub(crate) fn occurs_once_dropped(&self, data: &[u8]) -> bool {
         let offsets = self.dropping.as_deref().unwrap_or(&self.offsets);
         match &self.table {
-            Table::Narrow(d) => d.is_match(Self::to_match(d, offsets, data, 0, d.start).1),
-            Table::Wide(d) => d.is_match(Self::to_match(d, offsets, data, 0, d.start).1),
+            Table::Narrow(d) => self.occurs_with(d, offsets, data),
+            Table::Wide(d) => self.occurs_with(d, offsets, data),
         }
+    }
+
+    /// `occurs_once_dropped` with the column map `offsets`. Long data is walked as two
+    /// interleaved halves (as `scan_halves` does): the first to the middle, the second
+    /// from where the bytes before the middle hold `longest - 1` kept ones, so that it
+    /// reads every kept byte of a literal whose last kept byte is at or past the middle.
+    /// Either walk entering a match state has found a literal of the copy without the
+    /// dropped bytes, so neither waits for the other.
+    fn occurs_with<S: Sid>(&self, d: &Dense<S>, offsets: &[u32; 256], data: &[u8]) -> bool {
+        let (mut at, mut sid) = (0, d.start);
+        if data.len() >= HALVES_MIN {
+            if let Some(from) = self.second_from(offsets, data) {
+                let mid = data.len() / 2;
+                sid = Self::both_occur(d, offsets, &data[..mid], &data[from..from + mid]);
+                if d.is_match(sid) {
+                    return true;
+                }
+                // The first walk has read its half; the second goes on to the end.
+                at = from + mid;
+            }
+        }
+        d.is_match(Self::to_match(d, offsets, data, at, sid).1)
+    }
+
+    /// Where the second walk of `occurs_with` starts: as far before the middle of `data`
+    /// as it takes to pass `longest - 1` bytes that `offsets` keeps. `None` past a
+    /// quarter of the data (mostly dropped bytes, or a very long literal): one walk then.
+    fn second_from(&self, offsets: &[u32; 256], data: &[u8]) -> Option<usize> {
+        let mid = data.len() / 2;
+        let floor = mid / 2;
+        let mut from = mid;
+        let mut needed = self.longest.saturating_sub(1);
+        while needed > 0 {
+            if from == floor {
+                return None;
+            }
+            from -= 1;
+            needed -= usize::from(offsets[usize::from(data[from])] != self.identity);
+        }
+        Some(from)
     }
 
     /// Calls `hit(pattern, start, end)` for every occurrence of every literal in `data`,
@@ -348,7 +390,8 @@ impl Literals {
         let (mut sa, mut sb) = (d.start, d.start);
         let mut i = 0;
         while i < both {
-            (i, sa, sb) = self.both_to_match(d, &first[..both], &second[..both], i, sa, sb);
+            (i, sa, sb) =
+                Self::both_to_match(d, &self.offsets, &first[..both], &second[..both], i, sa, sb);
             if d.is_match(sa) {
                 self.report(sa, i, &mut |p, s, e| keep(hits, p, s, e));
             }
@@ -445,7 +488,8 @@ impl Literals {
         let mut second_pending = false;
         let mut i = 0;
         while i < both {
-            (i, sa, sb) = self.both_to_match(d, &first[..both], &second[..both], i, sa, sb);
+            (i, sa, sb) =
+                Self::both_to_match(d, &self.offsets, &first[..both], &second[..both], i, sa, sb);
             if d.is_match(sa) {
                 self.report(sa, i, hit);
             }
@@ -462,13 +506,50 @@ impl Literals {
         self.scan_from(d, data, b, sb, hit);
     }
 
-    /// Walks `a` and `b` from states `sa` and `sb` at `i` until just after the first step
-    /// that enters a match state in either, or to the end. Out of line for the reason
-    /// `to_match` is: with the hit handling inlined, the states went through the stack.
+    /// Walks `a` and `b`, of the same length, from the start state with the column map
+    /// `offsets`: the first match state either enters, else the state `b` ends in.
+    /// Eight steps of each per round, as in `to_match`: a round of one step each, with its
+    /// end test, cost 16 instructions per pair of bytes against 12.
+    #[inline(never)]
+    fn both_occur<S: Sid>(d: &Dense<S>, offsets: &[u32; 256], a: &[u8], b: &[u8]) -> usize {
+        let (mut sa, mut sb) = (d.start, d.start);
+        let (mut a, mut b) = (a, b);
+        while let (Some((x, rest_a)), Some((y, rest_b))) =
+            (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+        {
+            for (&x, &y) in x.iter().zip(y) {
+                sa = d.next(offsets, sa, x);
+                sb = d.next(offsets, sb, y);
+                if d.is_match(sa) {
+                    return sa;
+                }
+                if d.is_match(sb) {
+                    return sb;
+                }
+            }
+            (a, b) = (rest_a, rest_b);
+        }
+        for (&x, &y) in a.iter().zip(b) {
+            sa = d.next(offsets, sa, x);
+            sb = d.next(offsets, sb, y);
+            if d.is_match(sa) {
+                return sa;
+            }
+            if d.is_match(sb) {
+                return sb;
+            }
+        }
+        sb
+    }
+
+    /// Walks `a` and `b` with the column map `offsets` from states `sa` and `sb` at `i` until
+    /// just after the first step that enters a match state in either, or to the end. Out of
+    /// line for the reason `to_match` is: with the hit handling inlined, the states went
+    /// through the stack.
     #[inline(never)]
     fn both_to_match<S: Sid>(
-        &self,
         d: &Dense<S>,
+        offsets: &[u32; 256],
         a: &[u8],
         b: &[u8],
         mut i: usize,
@@ -476,8 +557,8 @@ impl Literals {
         mut sb: usize,
     ) -> (usize, usize, usize) {
         while let (Some(&x), Some(&y)) = (a.get(i), b.get(i)) {
-            sa = d.next(&self.offsets, sa, x);
-            sb = d.next(&self.offsets, sb, y);
+            sa = d.next(offsets, sa, x);
+            sb = d.next(offsets, sb, y);
             i += 1;
             if d.is_match(sa.min(sb)) {
                 break;
@@ -571,7 +652,7 @@ mod tests {
     use aho_corasick::dfa::DFA;
     use aho_corasick::{AhoCorasick, Anchored, MatchKind};
 
-    use super::{Literals, Table};
+    use super::{Literals, Table, HALVES_MIN};
     use crate::ruleset::RuleSet;
 
     type Hits = Vec<(usize, usize, usize)>;
@@ -825,6 +906,165 @@ mod tests {
             }
             assert!(found > 100 && found < 350, "{found}");
         }
+    }
+
+    /// What `occurs_once_dropped` answered before long data was walked in halves: one
+    /// walk from the start.
+    fn occurs_in_one_walk(scanner: &Literals, data: &[u8]) -> bool {
+        let offsets = scanner.dropping.as_deref().unwrap_or(&scanner.offsets);
+        match &scanner.table {
+            Table::Narrow(d) => d.is_match(Literals::to_match(d, offsets, data, 0, d.start).1),
+            Table::Wide(d) => d.is_match(Literals::to_match(d, offsets, data, 0, d.start).1),
+        }
+    }
+
+    /// `filler` bytes, with one of `patterns` (in random case, `dropped` bytes strewn
+    /// between its bytes) planted near the middle, near the end or anywhere, or none; returns the
+    /// data and whether the planted literal's kept bytes straddle the middle, the
+    /// occurrence only the second of the halves' walks can see.
+    fn planted(
+        rng: &mut Rng,
+        len: usize,
+        filler: &[u8],
+        dropped: &[u8],
+        patterns: &[Vec<u8>],
+    ) -> (Vec<u8>, bool) {
+        let mut data: Vec<u8> = (0..len).map(|_| filler[rng.below(filler.len())]).collect();
+        if rng.below(8) == 0 || len == 0 {
+            return (data, false);
+        }
+        let mut literal = Vec::new();
+        for &b in &patterns[rng.below(patterns.len())] {
+            if !dropped.is_empty() {
+                for _ in 0..[0, 0, 1, 3][rng.below(4)] {
+                    literal.push(dropped[rng.below(dropped.len())]);
+                }
+            }
+            literal.push(if rng.below(2) == 0 {
+                b.to_ascii_uppercase()
+            } else {
+                b
+            });
+        }
+        if literal.len() > len {
+            return (data, false);
+        }
+        // Its end within a literal's length of the middle, of the end, or anywhere.
+        let mid = len / 2;
+        let near = |rng: &mut Rng, at: usize| {
+            (at + rng.below(2 * literal.len() + 2)).saturating_sub(literal.len())
+        };
+        let end = match rng.below(3) {
+            0 => near(rng, mid),
+            1 => near(rng, len),
+            _ => rng.below(len + 1),
+        }
+        .clamp(literal.len(), len);
+        let at = end - literal.len();
+        data[at..end].copy_from_slice(&literal);
+        let kept = |i: &usize| !dropped.contains(&data[*i]);
+        let first = (at..end).find(kept);
+        let last = (at..end).rev().find(kept);
+        let straddles = first.zip(last).is_some_and(|(f, l)| f < mid && l >= mid);
+        (data, straddles)
+    }
+
+    #[test]
+    fn a_dropping_walk_in_halves_answers_as_one_walk_on_random_literals() {
+        let mut rng = Rng(0x51ed_270b_9a3c_44d1);
+        let mut straddling = 0;
+        let mut found = 0;
+        for round in 0..60 {
+            // Literals over a few letters and, now and then, a dropped byte.
+            let dropped: &[u8] = [&b" \t\0"[..], b" ", b"\0", b""][round % 4];
+            let letters = b"abcdeABC \t\0";
+            let patterns: Vec<Vec<u8>> = (0..1 + rng.below(12))
+                .map(|_| {
+                    let longest = [4, 12, 40][rng.below(3)];
+                    let len = 1 + rng.below(longest);
+                    (0..len)
+                        .map(|_| letters[rng.below(letters.len())])
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
+            for narrow_max in [usize::from(u16::MAX), 0] {
+                let scanner = Literals::build(&refs, dropped, narrow_max)
+                    .expect("builds")
+                    .expect("some");
+                // Filler the literals miss, with dropped bytes sparse or in long runs
+                // (then the second walk starts far before the middle, or not at all).
+                let sparse: Vec<u8> = b"xyzwv".iter().chain(dropped).copied().collect();
+                let dense: Vec<u8> = b"x"
+                    .iter()
+                    .chain(dropped.iter().cycle().take(20))
+                    .copied()
+                    .collect();
+                for len in (0..1100).chain((1100..4200).step_by(97)) {
+                    let filler = if len % 3 == 0 { &dense } else { &sparse };
+                    let (data, straddles) = planted(&mut rng, len, filler, dropped, &patterns);
+                    let expected = occurs_in_one_walk(&scanner, &data);
+                    assert_eq!(
+                        scanner.occurs_once_dropped(&data),
+                        expected,
+                        "{patterns:?} dropping {dropped:?}: {data:?}"
+                    );
+                    straddling += usize::from(straddles && expected && len >= HALVES_MIN);
+                    found += usize::from(expected);
+                }
+            }
+        }
+        assert!(straddling > 3_000, "{straddling} straddling hits only");
+        assert!(found > 50_000, "{found} hits only");
+    }
+
+    #[test]
+    fn a_dropping_walk_in_halves_answers_as_one_walk_with_the_embedded_rule_set() {
+        let rules = RuleSet::embedded().expect("embedded rules build");
+        for level in 1..=4 {
+            rules.level(level);
+        }
+        let mut rng = Rng(0x7f4a_7c15_9e37_79b9);
+        let (mut count, mut straddling) = (0, 0);
+        for scan in rules.automata() {
+            let Some(scanner) = &scan.automaton else {
+                continue;
+            };
+            count += 1;
+            let dropped: Vec<u8> = (0..=255u8)
+                .filter(|&b| {
+                    scanner
+                        .dropping
+                        .as_ref()
+                        .is_some_and(|d| d[usize::from(b)] == scanner.identity)
+                })
+                .collect();
+            // Filler from bytes in none of the literals, and the dropped ones.
+            let in_literals = |b: u8| {
+                scanner
+                    .patterns
+                    .iter()
+                    .flatten()
+                    .any(|p| p.eq_ignore_ascii_case(&b))
+            };
+            let filler: Vec<u8> = (0..=255u8)
+                .filter(|&b| !in_literals(b))
+                .chain(dropped.iter().copied())
+                .collect();
+            for len in (HALVES_MIN - 8..HALVES_MIN + 200).chain((712..2600).step_by(7)) {
+                let (data, straddles) =
+                    planted(&mut rng, len, &filler, &dropped, &scanner.patterns);
+                let expected = occurs_in_one_walk(scanner, &data);
+                assert_eq!(
+                    scanner.occurs_once_dropped(&data),
+                    expected,
+                    "automaton {count}, dropping {dropped:?}: {data:?}"
+                );
+                straddling += usize::from(straddles && expected && len >= HALVES_MIN);
+            }
+        }
+        assert!(count > 10, "{count} automata only");
+        assert!(straddling > 2_000, "{straddling} straddling hits only");
     }
 
     #[test]
