@@ -1018,18 +1018,24 @@ mod tests {
         assert!(found > 50_000, "{found} hits only");
     }
 
-    #[test]
-    fn a_dropping_walk_in_halves_answers_as_one_walk_with_the_embedded_rule_set() {
+    /// Calls `f` with every automaton of the embedded rule set, at every paranoia level.
+    fn for_each_embedded_scanner(mut f: impl FnMut(&Literals)) {
         let rules = RuleSet::embedded().expect("embedded rules build");
         for level in 1..=4 {
             rules.level(level);
         }
+        for scan in rules.automata() {
+            if let Some(scanner) = &scan.automaton {
+                f(scanner);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dropping_walk_in_halves_answers_as_one_walk_with_the_embedded_rule_set() {
         let mut rng = Rng(0x7f4a_7c15_9e37_79b9);
         let (mut count, mut straddling) = (0, 0);
-        for scan in rules.automata() {
-            let Some(scanner) = &scan.automaton else {
-                continue;
-            };
+        for_each_embedded_scanner(|scanner| {
             count += 1;
             let dropped: Vec<u8> = (0..=255u8)
                 .filter(|&b| {
@@ -1062,23 +1068,16 @@ mod tests {
                 );
                 straddling += usize::from(straddles && expected && len >= HALVES_MIN);
             }
-        }
+        });
         assert!(count > 10, "{count} automata only");
         assert!(straddling > 2_000, "{straddling} straddling hits only");
     }
 
     #[test]
     fn same_hits_as_the_crate_with_the_embedded_rule_set() {
-        let rules = RuleSet::embedded().expect("embedded rules build");
-        for level in 1..=4 {
-            rules.level(level);
-        }
         let mut rng = Rng(0x0123_4567_89ab_cdef);
         let mut count = 0;
-        for scan in rules.automata() {
-            let Some(scanner) = &scan.automaton else {
-                continue;
-            };
+        for_each_embedded_scanner(|scanner| {
             count += 1;
             let patterns = &scanner.patterns;
             let oracle = Oracle::new(patterns);
@@ -1102,7 +1101,7 @@ mod tests {
                     &format!("automaton {count}, {target} bytes"),
                 );
             }
-        }
+        });
         assert!(count > 10, "{count} automata only");
     }
 
