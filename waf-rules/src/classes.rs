@@ -168,6 +168,26 @@ pub(crate) fn lacks_byte_features(value: &[u8]) -> bool {
     value.is_ascii() && memchr::memchr2(b'%', 0, value).is_none()
 }
 
+/// The classes of the bytes base64 decoding accepts (either alphabet, padding) and of
+/// the whitespace it trims: a value with any other class holds a byte no base64 decoding
+/// gets past (`transform::feature::BASE64`).
+const BASE64_TEXT: Classes = {
+    let t = table();
+    let mut classes = UPPER | DIGIT | SPACE;
+    let mut b = 0;
+    while b < 26 {
+        classes |= t[b'a' as usize + b];
+        b += 1;
+    }
+    let symbols = b"+/-_=";
+    let mut i = 0;
+    while i < symbols.len() {
+        classes |= t[symbols[i] as usize];
+        i += 1;
+    }
+    classes
+};
+
 /// The transformation features (see `transform::feature`) of a value with `classes`.
 /// The class bits that carry features lie in four short runs (`#` to `&`, `-` to `/`,
 /// `\\`, and uppercase to the evasion leads): one small table per run, looked up by the
@@ -215,7 +235,12 @@ pub(crate) fn features(classes: Classes) -> u16 {
     static BACKSLASH_RUN: [u16; 32] = run(BACKSLASH_BIT, 1);
     static UPPER_LEAD: [u16; 32] = run(UPPER_TO_LEAD, 5);
     let at = |shift: u32, mask: u64| (classes >> shift & mask) as usize;
-    f::ALWAYS
+    let base64 = if classes & !BASE64_TEXT == 0 {
+        f::BASE64
+    } else {
+        0
+    };
+    base64
         | HASH_AMP[at(HASH_TO_AMP, 0xf)]
         | DASH_SLASH[at(DASH_TO_SLASH, 0x7)]
         | BACKSLASH_RUN[at(BACKSLASH_BIT, 0x1)]
@@ -528,11 +553,22 @@ pub(crate) mod tests {
         gate.admits(of(value.as_bytes()))
     }
 
+    /// The bytes base64 decoding accepts or trims (`transform::base64_decode`).
+    fn base64_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"+/-_= \t\n\r\x0b\x0c".contains(&b)
+    }
+
     /// `features` a test and branch per feature, as it was.
     fn features_by_tests(classes: Classes) -> u16 {
         use crate::transform::feature as f;
         let has = |b: u8| classes & of_byte(b) != 0;
-        let mut features = f::ALWAYS;
+        let base64_classes = (0..=255u8)
+            .filter(|&b| base64_byte(b))
+            .fold(0, |acc, b| acc | of_byte(b));
+        let mut features = 0;
+        if classes & !base64_classes == 0 {
+            features |= f::BASE64;
+        }
         if has(b'%') {
             features |= f::PERCENT;
         }
@@ -585,10 +621,11 @@ pub(crate) mod tests {
     fn features_agree_with_the_byte_table() {
         use crate::transform::feature;
         for b in 0..=255u8 {
+            let base64 = if base64_byte(b) { feature::BASE64 } else { 0 };
             let expected = (0..11)
                 .map(|bit| 1u16 << bit)
                 .filter(|&f| feature::has(b, f))
-                .fold(feature::ALWAYS, |acc, f| acc | f);
+                .fold(base64, |acc, f| acc | f);
             assert_eq!(features(of(&[b])), expected, "byte {b:#04x}");
         }
     }

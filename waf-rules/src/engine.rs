@@ -581,7 +581,7 @@ impl Scratch {
                 features = transform::refine(features, raw);
                 triggered = masks.triggered(features);
             }
-            let untriggered = reached & !triggered;
+            let untriggered = reached & !triggered & !masks.emptied_untriggered;
             let unconditional_at = masks.unconditional_at[value.kind as usize][level];
             let mut unconditional = untriggered & unconditional_at;
             if untriggered & !unconditional_at != 0 {
@@ -648,6 +648,8 @@ impl Scratch {
             }
             let (data, transformed) = if transforms {
                 apply_chain(&chain.transforms, raw, features, buffers)
+            } else if chain.empties_untriggered {
+                (&[][..], Transformed::ByChain)
             } else {
                 (raw, Transformed::Unchanged)
             };
@@ -1148,6 +1150,9 @@ fn apply_chain<'x>(
     let mut cur = 0u8;
     for &t in transforms {
         if cur == 0 && features & t.trigger() == 0 {
+            if t.empties_untriggered() {
+                return (&[], Transformed::ByChain);
+            }
             continue;
         }
         cur = match cur {
@@ -1171,7 +1176,12 @@ fn apply_chain<'x>(
                 }
             }
             3 => {
-                if first.features & t.trigger() != 0 && t.apply(&first.out, a) {
+                if first.features & t.trigger() == 0 {
+                    if t.empties_untriggered() {
+                        return (&[], Transformed::ByChain);
+                    }
+                    3
+                } else if t.apply(&first.out, a) {
                     1
                 } else {
                     3

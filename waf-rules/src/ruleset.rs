@@ -47,6 +47,9 @@ pub(crate) struct Chain {
     pub kinds: u32,
     /// Union of the chain's transformation triggers (see `transform::feature`).
     pub triggers: u16,
+    /// Whether a value none of `triggers` occurs in becomes empty rather than staying
+    /// as it is (a step `Transform::empties_untriggered`).
+    pub empties_untriggered: bool,
     /// `kinds` restricted to rules of paranoia <= index + 1.
     pub kinds_at: [u32; 4],
     /// The triggers of the chain's transformations that can put bytes of a class into a
@@ -181,6 +184,12 @@ pub(crate) struct ChainMasks {
     /// reaching none of them and holding none of those bytes is left as it is by every
     /// chain it reaches.
     pub triggered_by_text: u64,
+    /// The chains that leave an untriggered value empty (`Chain::empties_untriggered`)
+    /// and whose rules cannot match an empty value: rules waiting for a literal find
+    /// none, and no unconditional rule's gate admits a value without classes. A value
+    /// they are not triggered by has nothing to show them (at paranoia 2, most values
+    /// are not base64).
+    pub emptied_untriggered: u64,
     /// Per paranoia level, the chains with a rule that looks at every header.
     every_header_at: [u64; 4],
     /// Per header a rule names (lowercase), and paranoia level, the chains with a rule
@@ -208,11 +217,15 @@ impl ChainMasks {
                 })
                 .collect(),
             triggered_by_text: 0,
+            emptied_untriggered: 0,
             every_header_at: [0; 4],
             named_headers: Vec::new(),
         };
         for (ci, chain) in chains.iter().enumerate() {
             let bit = 1u64 << ci;
+            if chain.empties_untriggered && chain.unconditional_gate.iter().all(|g| !g.admits(0)) {
+                masks.emptied_untriggered |= bit;
+            }
             for level in 0..4 {
                 for (kind, at) in masks.by_kind_at.iter_mut().enumerate() {
                     if chain.kinds_at[level] & (1 << kind) != 0 {
@@ -608,7 +621,7 @@ fn creating_trigger(t: Transform) -> u16 {
         Transform::HtmlEntityDecode => AMP,
         Transform::JsDecode | Transform::CssDecode | Transform::NormalizePath => BACKSLASH,
         Transform::FoldUnicode => HIGH,
-        Transform::Base64Decode | Transform::Base64Text => ALWAYS,
+        Transform::Base64Decode | Transform::Base64Text => BASE64,
         Transform::Lowercase
         | Transform::RemoveNulls
         | Transform::CompressWhitespace
@@ -760,6 +773,7 @@ impl RuleSet {
                     unconditional_by: vec![Vec::new(); 4 * KIND_COUNT],
                     kinds: 0,
                     triggers: r.chain.iter().fold(0, |acc, t| acc | t.trigger()),
+                    empties_untriggered: r.chain.iter().any(|t| t.empties_untriggered()),
                     kinds_at: [0; 4],
                     creating: r.chain.iter().fold(0, |acc, &t| acc | creating_trigger(t)),
                     gate_at: vec![Gate::never(); 4 * KIND_COUNT],

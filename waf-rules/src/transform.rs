@@ -55,8 +55,10 @@ pub(crate) mod feature {
     pub const SPACE: u16 = 1 << 6;
     pub const SQL_COMMENT: u16 = 1 << 7;
     pub const HIGH: u16 = 1 << 8;
-    /// Set on every value: for transformations with no cheap trigger (base64).
-    pub const ALWAYS: u16 = 1 << 9;
+    /// Every byte is of a base64 alphabet (letters, digits, `+/-_=`) or whitespace:
+    /// without it, decoding base64 fails. Derived from the whole set of a value's byte
+    /// classes (`classes::features`), not from any one byte.
+    pub const BASE64: u16 = 1 << 9;
     /// Whitespace that compressing would change: a run, or whitespace other than a
     /// space. Set with `SPACE` from the byte classes; `refine` clears it when the order
     /// of the bytes rules it out.
@@ -125,7 +127,14 @@ impl Transform {
         }
     }
 
-    /// The feature whose absence proves this transformation leaves a value unchanged.
+    /// Whether a value without this transformation's trigger becomes empty rather than
+    /// staying as it is: `Base64Text` keeps only text hidden in base64.
+    pub(crate) fn empties_untriggered(self) -> bool {
+        self == Transform::Base64Text
+    }
+
+    /// The feature whose absence proves this transformation leaves a value unchanged
+    /// (or, if `empties_untriggered`, empties it).
     pub(crate) fn trigger(self) -> u16 {
         use feature::*;
         match self {
@@ -137,7 +146,7 @@ impl Transform {
             Transform::RemoveNulls => NUL,
             Transform::CompressWhitespace => SPACE_RUN,
             Transform::RemoveWhitespace => SPACE,
-            Transform::Base64Decode | Transform::Base64Text => ALWAYS,
+            Transform::Base64Decode | Transform::Base64Text => BASE64,
             Transform::RemoveSqlComments => SQL_COMMENT,
             Transform::FoldUnicode => HIGH,
         }
@@ -1259,6 +1268,9 @@ mod tests {
             "\u{ff1c}\u{c0}",
             "3.14",
             "",
+            "JyBvciAxPTEtLQ==",
+            "JyBvciAx.PTEtLQ==",
+            " PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg'",
         ];
         let all = [
             UrlDecode,
@@ -1281,9 +1293,48 @@ mod tests {
             for t in all {
                 let mut out = Vec::new();
                 if feats & t.trigger() == 0 {
-                    assert!(!t.apply(s.as_bytes(), &mut out), "{t:?} changed {s:?}");
+                    if t.empties_untriggered() {
+                        t.apply(s.as_bytes(), &mut out);
+                        assert!(out.is_empty(), "{t:?} kept {s:?}");
+                    } else {
+                        assert!(!t.apply(s.as_bytes(), &mut out), "{t:?} changed {s:?}");
+                    }
                 }
             }
         }
+    }
+
+    /// The `BASE64` feature's promise, byte by byte: a value holding a byte whose classes
+    /// lack it cannot be decoded, wherever the byte stands in otherwise valid base64.
+    #[test]
+    fn a_byte_without_the_base64_feature_defeats_decoding_anywhere() {
+        let valid = [
+            "JyBvciAxPTEtLQ==",
+            "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg",
+            "Li4vLi4vZXRjL3Bhc3N3ZA",
+        ];
+        let mut excluded = 0;
+        for b in 0..=255u8 {
+            let feats = crate::classes::features(crate::classes::of(&[b]));
+            if feats & super::feature::BASE64 != 0 {
+                continue;
+            }
+            excluded += 1;
+            for v in valid {
+                for at in [0, 1, v.len() / 2, v.len() - 1, v.len()] {
+                    let mut value = v.as_bytes().to_vec();
+                    value.insert(at, b);
+                    let mut out = Vec::new();
+                    assert!(
+                        !Base64Decode.apply(&value, &mut out),
+                        "{b:#04x} at {at} of {v}"
+                    );
+                    Base64Text.apply(&value, &mut out);
+                    assert!(out.is_empty(), "{b:#04x} at {at} of {v}");
+                }
+            }
+        }
+        // Every byte but the 64 symbols of each alphabet, `=` and the trimmed whitespace.
+        assert_eq!(excluded, 256 - 62 - 4 - 1 - 6);
     }
 }

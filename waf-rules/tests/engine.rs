@@ -1014,3 +1014,53 @@ fn allow_lists_and_comparisons_report_what_they_judged() {
         .header("range", b"bytes=150-1200, 5-1");
     assert_eq!(fragments(&fine), []);
 }
+
+/// Rules after `base64_text` judge what it decodes, and a value that is not base64 text
+/// leaves them the empty value: a chain is skipped for values whose bytes cannot be base64
+/// (a quote, a dot) only when none of its rules can match the empty value, and never for
+/// a value that its earlier steps turn into base64.
+#[test]
+fn base64_text_chains_see_decoded_text_or_the_empty_value() {
+    let yaml = r#"rules:
+  - id: 1
+    message: hidden in base64
+    tags: [probe]
+    severity: critical
+    targets: [args, cookies]
+    transforms: [url_decode, base64_text]
+    operator:
+      literals: ["' or 1=1"]
+  - id: 2
+    message: nothing hidden
+    tags: [probe]
+    severity: notice
+    targets: [cookie_names]
+    transforms: [base64_text]
+    operator:
+      regex: '^$'
+"#;
+    let e = Engine::new(RuleSet::from_yaml("b64.yaml", yaml).expect("compiles"));
+    let fired = |req: &Request<'_>| fired_rules(&e, req, &WafSettings::default());
+    // Plain, URL-encoded (only base64 once decoded), and spoilt by a byte no base64 has.
+    let q = |target: &str| fired(&Request::new("GET", target));
+    assert_eq!(q("/?q=JyBvciAxPTEtLQ%253D%253D"), [1]);
+    assert_eq!(q("/?q=JyBvciAxPTEtLQ"), [1]);
+    assert_eq!(q("/?q=JyBvciAxPTEtLQ."), Vec::<u32>::new());
+    let cookie = |c: &[u8]| fired(&Request::new("GET", "/").header("cookie", c));
+    // A cookie name that is not base64 text (`s`, `it's`) is empty to rule 2; one that
+    // is, is not.
+    assert_eq!(cookie(b"s=JyBvciAxPTEtLQ%3D%3D"), [1, 2]);
+    assert_eq!(cookie(b"it's=1"), [2]);
+    assert_eq!(cookie(b"JyBvciAxPTEtLQ=1"), Vec::<u32>::new());
+
+    // The embedded rule at paranoia 2, in a JSON body and in a URL-encoded cookie.
+    let e = engine();
+    let p2 = WafSettings::default().with_paranoia(2);
+    let body = br#"{"note":"JyBvciAxPTEtLQ==","other":"don't, it's fine"}"#;
+    let req = Request::new("POST", "/")
+        .header("content-type", b"application/json")
+        .body(body);
+    assert!(fired_rules(&e, &req, &p2).contains(&4208));
+    let req = Request::new("GET", "/").header("cookie", b"s=JyBvciAxPTEtLQ%3D%3D");
+    assert!(fired_rules(&e, &req, &p2).contains(&4208));
+}
