@@ -1,10 +1,13 @@
-//! WAF engine micro-benchmarks: benign 1 KB GET, benign 4 KB JSON POST (an order, and a
-//! catalog page of English descriptions), a malicious request, and prefilter throughput, at paranoia 1 and 2 with the full base rule set.
+//! WAF engine micro-benchmarks: benign 1 KB GET, benign 4 KB JSON POST (an order, also
+//! with `charset=utf-8`, and a catalog page of English descriptions, repeated or unique),
+//! a malicious request, and prefilter throughput, at paranoia 1 and 2 with the full base
+//! rule set.
 //!
 //! `cargo bench -p palisade-benches --bench waf`
 //!
 //! For load-independent instruction counts of one inspection, set `WAF_ONE` to `get`,
-//! `json`, `catalog`, `bad` or `text` (the 64 KiB prose body): the bench then runs only that
+//! `json`, `json_charset`, `catalog`, `catalog_unique`, `bad` or `text` (the 64 KiB prose
+//! body): the bench then runs only that
 //! inspection (at paranoia 1, or `WAF_ONE_PARANOIA`) `WAF_ONE_RUNS` times (default 5) and
 //! exits, e.g. under
 //! `valgrind --tool=callgrind --toggle-collect='*Engine*inspect*' target/release/deps/waf-*`.
@@ -27,6 +30,9 @@ const HEADERS: &[(&str, &[u8])] = &[
     ("x-request-id", b"550e8400-e29b-41d4-a716-446655440000"),
     ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
 ];
+
+/// The Content-Type most JSON clients send: its charset takes rule 1018's allow list.
+const JSON_UTF8: &[u8] = b"application/json; charset=utf-8";
 
 /// Inspections run under `WAF_ONE` unless `WAF_ONE_RUNS` says otherwise (the first one
 /// warms lazily built state, such as the regexes' DFA caches).
@@ -85,7 +91,10 @@ const DESCRIPTIONS: &[&str] = &[
 ];
 
 /// A benign catalog page of about 4 KB: products with an English description and summary.
-fn catalog_body() -> Vec<u8> {
+/// With `unique`, each text ends with the product's number, so no value repeats within
+/// the page (as on a real catalog, where the engine's skipping of repeated values does
+/// not help); otherwise the ten descriptions recur.
+fn catalog_body(unique: bool) -> Vec<u8> {
     let mut products = Vec::new();
     loop {
         let body =
@@ -94,11 +103,15 @@ fn catalog_body() -> Vec<u8> {
             return body;
         }
         let i = products.len();
+        let text = |at: usize| match unique {
+            true => format!("{} Model {i}.", DESCRIPTIONS[at % DESCRIPTIONS.len()]),
+            false => DESCRIPTIONS[at % DESCRIPTIONS.len()].to_string(),
+        };
         products.push(serde_json::json!({
             "id": i,
             "title": format!("Trail runner {i}"),
-            "description": DESCRIPTIONS[i % DESCRIPTIONS.len()],
-            "summary": DESCRIPTIONS[(i * 3 + 1) % DESCRIPTIONS.len()],
+            "description": text(i),
+            "summary": text(i * 3 + 1),
         }));
     }
 }
@@ -123,8 +136,13 @@ fn bench_waf(c: &mut Criterion) {
     let engine = Engine::new(RuleSet::embedded().expect("base rules compile"));
     let get = get_target();
     let json = json_body();
-    let catalog = catalog_body();
-    for (what, body) in [("JSON", &json), ("catalog", &catalog)] {
+    let catalog = catalog_body(false);
+    let catalog_unique = catalog_body(true);
+    for (what, body) in [
+        ("JSON", &json),
+        ("catalog", &catalog),
+        ("unique catalog", &catalog_unique),
+    ] {
         assert!(
             (4000..4400).contains(&body.len()),
             "{what} body is {} bytes",
@@ -152,15 +170,25 @@ fn bench_waf(c: &mut Criterion) {
         let req = match which.as_str() {
             "get" => request("GET", &get, None, b""),
             "json" => request("POST", "/api/v1/orders", Some(b"application/json"), &json),
+            "json_charset" => request("POST", "/api/v1/orders", Some(JSON_UTF8), &json),
             "catalog" => request(
                 "POST",
                 "/api/v1/catalog",
                 Some(b"application/json"),
                 &catalog,
             ),
+            "catalog_unique" => request(
+                "POST",
+                "/api/v1/catalog",
+                Some(b"application/json"),
+                &catalog_unique,
+            ),
             "bad" => request("GET", attack, None, b""),
             "text" => request("POST", "/notes", Some(b"text/plain"), &big_text),
-            other => panic!("WAF_ONE={other}: expected get, json, catalog, bad or text"),
+            other => panic!(
+                "WAF_ONE={other}: expected get, json, json_charset, catalog, catalog_unique, \
+                 bad or text"
+            ),
         };
         let runs = std::env::var("WAF_ONE_RUNS")
             .ok()
@@ -194,6 +222,14 @@ fn bench_waf(c: &mut Criterion) {
         g.bench_function("benign_json_post_4k", |b| {
             b.iter(|| engine.inspect(black_box(&json_req), &settings, None))
         });
+        let json_utf8_req = request("POST", "/api/v1/orders", Some(JSON_UTF8), &json);
+        assert_eq!(
+            engine.inspect(&json_utf8_req, &settings, None).action,
+            Action::Pass
+        );
+        g.bench_function("benign_json_post_4k_charset", |b| {
+            b.iter(|| engine.inspect(black_box(&json_utf8_req), &settings, None))
+        });
         let catalog_req = request(
             "POST",
             "/api/v1/catalog",
@@ -206,6 +242,19 @@ fn bench_waf(c: &mut Criterion) {
         );
         g.bench_function("benign_catalog_json_4k", |b| {
             b.iter(|| engine.inspect(black_box(&catalog_req), &settings, None))
+        });
+        let unique_req = request(
+            "POST",
+            "/api/v1/catalog",
+            Some(b"application/json"),
+            &catalog_unique,
+        );
+        assert_eq!(
+            engine.inspect(&unique_req, &settings, None).action,
+            Action::Pass
+        );
+        g.bench_function("benign_catalog_unique_json_4k", |b| {
+            b.iter(|| engine.inspect(black_box(&unique_req), &settings, None))
         });
         let bad_req = request("GET", attack, None, b"");
         assert_eq!(
