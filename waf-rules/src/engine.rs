@@ -1285,6 +1285,8 @@ fn eval(
             .and_then(|(start, end)| span(start, end))
         }
         Op::UnlessIn(list) => span(0, data.len()).filter(|_| !list.holds(data)),
+        // A miss has no span: the whole value is reported.
+        Op::NotRegex(re) => span(0, data.len()).filter(|_| re.misses(data)),
         Op::BytesOutside(allowed) => data
             .iter()
             .position(|&b| !allowed[usize::from(b)])

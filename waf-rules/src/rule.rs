@@ -89,6 +89,11 @@ pub(crate) struct OperatorSpec {
     pub literals: Option<Vec<String>>,
     /// The regex matches (bytes regex; use `(?i)` for case-insensitivity).
     pub regex: Option<String>,
+    /// The regex does not match: the value lacks the format it describes (ModSecurity's
+    /// `!@rx`). Named for the `regex` it negates; `unless_*` would suggest a modifier of
+    /// `regex`, as `unless_in` beside it is. Takes no other field: with no literal to
+    /// wait for, the rule runs on every value it targets, the empty one too.
+    pub not_regex: Option<String>,
     /// With `regex`: literals of which at least one must occur for the regex to be run
     /// (ASCII case-insensitive). Omit for regexes with no required literal.
     pub requires: Option<Vec<String>>,
@@ -202,6 +207,13 @@ impl RuleRegex {
             Some(re) => re.find(data).map(|m| (m.start(), m.end())),
             None => Some((0, data.len())),
         }
+    }
+
+    /// Whether the regex matches nowhere in `data` (`not_regex` fires then). A regex
+    /// that could not be compiled matches nowhere, so its rule fires on every value: it
+    /// fails closed, as `find` does.
+    pub fn misses(&self, data: &[u8]) -> bool {
+        !matches!(self.compile(), Some(re) if re.is_match(data))
     }
 
     /// The first match in `data` that `test` lets count, and the span it reports. The
@@ -426,6 +438,9 @@ pub(crate) enum Op {
     },
     /// `unless_in` alone: the whole value is judged.
     UnlessIn(AllowList),
+    /// `not_regex`: the whole value is judged; no literal, and a gate admitting every
+    /// value, since what the regex needs says nothing of what a miss needs.
+    NotRegex(RuleRegex),
     BytesOutside(Box<[bool; 256]>),
     LengthOver(usize),
     ArgCountOver(usize),
@@ -588,9 +603,13 @@ fn compile(
         parse_target(t, &mut targets).map_err(|m| invalid("targets", m))?;
     }
     let o = spec.operator;
+    if o.not_regex.is_some() {
+        not_regex_alone(&o, invalid)?;
+    }
     // Every operator but `regex` and `unless_in`.
     let others = [
         o.literals.is_some(),
+        o.not_regex.is_some(),
         o.bytes_outside.is_some(),
         o.length_over.is_some(),
         o.arg_count_over.is_some(),
@@ -627,8 +646,9 @@ fn compile(
         return Err(invalid(
             "operator",
             format!(
-                "set exactly one of literals, regex, unless_in, bytes_outside, length_over, \
-                 arg_count_over, invalid_url_encoding, sqli, sql_tautology, xss (found {set})"
+                "set exactly one of literals, regex, not_regex, unless_in, bytes_outside, \
+                 length_over, arg_count_over, invalid_url_encoding, sqli, sql_tautology, xss \
+                 (found {set})"
             ),
         ));
     }
@@ -735,6 +755,8 @@ fn compile(
             prefiltered,
             test,
         }
+    } else if let Some(re) = o.not_regex {
+        Op::NotRegex(not_regex(re, spec.paranoia, invalid)?)
     } else if let Some(values) = o.unless_in {
         Op::UnlessIn(allow_list(values, o.ignore_case == Some(true), invalid)?)
     } else if let Some(ranges) = o.bytes_outside {
@@ -786,6 +808,103 @@ fn compile(
         examples: spec.examples,
         file: file.to_string(),
     })
+}
+
+/// Refuses beside `not_regex` the fields that modify `regex`: each assumes a match to
+/// wait for or to judge, and a value the regex misses offers neither.
+fn not_regex_alone(
+    o: &OperatorSpec,
+    invalid: &dyn Fn(&'static str, String) -> RuleError,
+) -> Result<(), RuleError> {
+    let waits = "not valid with `not_regex`: a rule that fires where its regex does not \
+                 match has no literal to wait for, and runs on every value it targets";
+    let conflicts: [(&'static str, bool, &str); 7] = [
+        (
+            "operator.not_regex",
+            o.regex.is_some(),
+            "not valid with `regex`: a rule fires where its regex matches (`regex`) or \
+             where it does not (`not_regex`); write two rules for both",
+        ),
+        ("operator.requires", o.requires.is_some(), waits),
+        ("operator.requires_words", o.requires_words.is_some(), waits),
+        (
+            "operator.requires_commands",
+            o.requires_commands.is_some(),
+            waits,
+        ),
+        (
+            "operator.unless_in",
+            o.unless_in.is_some(),
+            "not valid with `not_regex`: it judges group 1 of a match, and a value the \
+             regex does not match has none; list values the format allows as \
+             alternatives in the regex",
+        ),
+        (
+            "operator.compare",
+            o.compare.is_some(),
+            "not valid with `not_regex`: it compares groups of a match, and a value the \
+             regex does not match has none",
+        ),
+        (
+            "operator.ignore_case",
+            o.ignore_case.is_some(),
+            "not valid with `not_regex`; start the regex with `(?i)` instead",
+        ),
+    ];
+    match conflicts.into_iter().find(|(_, set, _)| *set) {
+        Some((field, _, message)) => Err(invalid(field, message.into())),
+        None => Ok(()),
+    }
+}
+
+/// `not_regex`, checked: not empty, it compiles, and it cannot match every value, as a
+/// regex does that can match the empty string with no condition but a start anchor
+/// (`x*`, `^x*`) or none but an end anchor (`x*$`): its rule would never fire.
+fn not_regex(
+    source: String,
+    paranoia: u8,
+    invalid: &dyn Fn(&'static str, String) -> RuleError,
+) -> Result<RuleRegex, RuleError> {
+    use regex_syntax::hir::{Look, LookSet};
+    let field = "operator.not_regex";
+    if source.is_empty() {
+        return Err(invalid(
+            field,
+            "must not be empty: the empty regex matches every value, so the rule would \
+             never fire; write the format a value must have, e.g. `^\\d+$`"
+                .into(),
+        ));
+    }
+    let re = RuleRegex::new(source, paranoia <= 1).map_err(|e| invalid(field, e.to_string()))?;
+    let starts = [Look::Start, Look::StartLF, Look::StartCRLF];
+    let ends = [Look::End, Look::EndLF, Look::EndCRLF];
+    let only = |looks: LookSet, allowed: [Look; 3]| {
+        allowed
+            .into_iter()
+            .fold(looks, |rest, look| rest.remove(look))
+            .is_empty()
+    };
+    let matches_all = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(re.as_str())
+        .is_ok_and(|hir| {
+            let props = hir.properties();
+            props.minimum_len() == Some(0)
+                && (only(props.look_set(), starts) || only(props.look_set(), ends))
+        });
+    if matches_all {
+        return Err(invalid(
+            field,
+            format!(
+                "`{}` matches an empty string at the start or the end of every value, so \
+                 the rule would never fire; anchor the format at both ends, e.g. `^\\d+$`",
+                re.as_str()
+            ),
+        ));
+    }
+    Ok(re)
 }
 
 /// `unless_in`, checked: at least one value, none listed twice.
@@ -878,6 +997,7 @@ mod tests {
             serial: u64::MAX,
         };
         assert_eq!(broken.find(b"harmless"), Some((0, 8)));
+        assert!(broken.misses(b"harmless"), "`not_regex` fails closed too");
         let kept = RuleRegex::new(r"beta\d+".into(), false).expect("compiles");
         assert!(!kept.is_compiled());
         assert_eq!(kept.find(b"x beta42"), Some((2, 8)));
@@ -920,6 +1040,9 @@ mod tests {
         let text = "rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {literals: [a], regex: b}\n";
         let err = parse_error("t.yaml", text);
         assert!(err.contains("field `operator`"), "{err}");
+        let text = text.replace("regex: b", "not_regex: b");
+        let err = parse_error("t.yaml", &text);
+        assert!(err.contains("field `operator`: set exactly one"), "{err}");
         for (operator, field) in [
             (
                 "{regex: b, requires: [a], requires_words: [c]}",
@@ -969,6 +1092,23 @@ mod tests {
             (r"{regex: '(\d+)', compare: '< 2'}", "compare"),
             ("{literals: [a], compare: '$1 < 2'}", "compare"),
             ("{unless_in: [a], compare: '$1 < 2'}", "compare"),
+            ("{regex: '^a$', not_regex: '^b$'}", "not_regex"),
+            ("{not_regex: '^a$', requires: [a]}", "requires"),
+            ("{not_regex: '^a$', requires_words: [a]}", "requires_words"),
+            (
+                "{not_regex: '^a$', requires_commands: [a]}",
+                "requires_commands",
+            ),
+            ("{not_regex: '^(a)$', unless_in: [a]}", "unless_in"),
+            (r"{not_regex: '^(\d+)$', compare: '$1 < 2'}", "compare"),
+            ("{not_regex: '^a$', ignore_case: true}", "ignore_case"),
+            ("{not_regex: ''}", "not_regex"),
+            ("{not_regex: '(a'}", "not_regex"),
+            ("{not_regex: 'x*'}", "not_regex"),
+            ("{not_regex: '(?:)'}", "not_regex"),
+            (r"{not_regex: '(?i)^\s*'}", "not_regex"),
+            ("{not_regex: '(?m)(?:x|y)*$'}", "not_regex"),
+            ("{not_regex: '(?x) # nothing'}", "not_regex"),
         ] {
             let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
             let err = parse_error("w.yaml", &text);
@@ -988,6 +1128,11 @@ mod tests {
             r"{regex: '(\d+)', compare: '$1>=0065535'}",
             r"{regex: '\d+', compare: '100 != $0'}",
             r"{regex: '(a)(\d+)', unless_in: [b], compare: '$2 == 1'}",
+            "{not_regex: '^a$'}",
+            "{not_regex: 'a'}",
+            "{not_regex: '^x*$'}",
+            "{not_regex: '^$'}",
+            r"{not_regex: '\bx*'}",
         ] {
             let text = format!("rules:\n  - id: 9\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {operator}\n");
             if let Err(e) = parse_file("w.yaml", &text) {
@@ -1024,6 +1169,21 @@ mod tests {
                 "q.yaml",
                 "rules:\n  - id: 4\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {regex: 'charset=[a-z]+', unless_in: [utf-8]}\n",
                 "q.yaml:2: rule 4: field `operator.unless_in`: judges capture group 1",
+            ),
+            (
+                "n.yaml",
+                "rules:\n  - id: 5\n    message: m\n    severity: critical\n    targets: [path]\n    operator: {literals: [a]}\n  - id: 1038\n    message: m\n    severity: critical\n    targets: [\"header:content-range\"]\n    operator: {not_regex: '^bytes (\\d+'}\n",
+                "n.yaml:7: rule 1038: field `operator.not_regex`: regex parse error",
+            ),
+            (
+                "o.yaml",
+                "rules:\n  - id: 6\n    message: m\n    severity: critical\n    targets: [args]\n    operator:\n      not_regex: '^[a-z]+$'\n      requires: [x]\n",
+                "o.yaml:2: rule 6: field `operator.requires`: not valid with `not_regex`",
+            ),
+            (
+                "e.yaml",
+                "rules:\n  - id: 8\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {not_regex: ''}\n",
+                "e.yaml:2: rule 8: field `operator.not_regex`: must not be empty",
             ),
         ] {
             let err = parse_error(file, text);
@@ -1166,6 +1326,20 @@ mod tests {
             Some((two.serial, 4))
         );
         assert_ne!(one.serial, two.serial);
+    }
+
+    /// `not_regex` fires on every value the regex does not match, as the rule's
+    /// transforms leave it, the empty one too, and on no value it matches anywhere.
+    #[test]
+    fn not_regex_fires_where_its_regex_does_not_match() {
+        let text = "rules:\n  - id: 1\n    message: m\n    severity: critical\n    targets: [args]\n    transforms: [url_decode, lowercase]\n    operator: {not_regex: '^[a-z]+$'}\n    examples: {match: ['', ' ', a1, 'a b', '%00', '%C3%A9'], no_match: [a, ABC, '%41']}\n  - id: 2\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {not_regex: 'ok'}\n    examples: {match: ['', o k, OK], no_match: [ok, 'not ok', okay]}\n";
+        let set = crate::RuleSet::from_yaml("n.yaml", text).expect("compiles");
+        let failures: Vec<String> = set
+            .check_examples()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(failures.is_empty(), "{failures:?}");
     }
 
     /// `unless_in` alone judges the whole value as the rule's transforms leave it.

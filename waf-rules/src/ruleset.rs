@@ -540,8 +540,11 @@ fn rule_gate(rule: &Rule, literals: &[Vec<u8>]) -> Gate {
                 .map(|b| classes::of_literal(&[b])),
         ),
         Op::InvalidUrlEncoding => Gate::any_of([classes::of_literal(b"%")]),
-        // Any value, even an empty one, may be missing from the list.
-        Op::UnlessIn(_) | Op::LengthOver(_) | Op::ArgCountOver(_) => Gate::always(),
+        // Any value, even an empty one, may be missing from the list or lack the format:
+        // what a regex's matches need says nothing of what its misses need.
+        Op::UnlessIn(_) | Op::NotRegex(_) | Op::LengthOver(_) | Op::ArgCountOver(_) => {
+            Gate::always()
+        }
     }
 }
 
@@ -605,6 +608,8 @@ fn prefilter_literals(rule: &Rule) -> Vec<Vec<u8>> {
             prefiltered: false,
             ..
         } => crate::required::literals(re.as_str()).unwrap_or_default(),
+        // The literals of a `not_regex` are those of the values it does not fire on.
+        Op::NotRegex(_) => Vec::new(),
         _ => rule
             .literals
             .iter()
@@ -901,11 +906,17 @@ impl RuleSet {
         self.levels[usize::from(level) - 1].get_or_init(|| {
             // Compiled with the level's automata rather than on a request's first match.
             for rule in self.rules.iter().filter(|r| r.paranoia <= level) {
-                if let Op::Regex { re, test, .. } = &rule.op {
-                    re.compile();
-                    if let Some(quick) = test.as_ref().and_then(|t| t.quick()) {
-                        quick.compile();
+                match &rule.op {
+                    Op::Regex { re, test, .. } => {
+                        re.compile();
+                        if let Some(quick) = test.as_ref().and_then(|t| t.quick()) {
+                            quick.compile();
+                        }
                     }
+                    Op::NotRegex(re) => {
+                        re.compile();
+                    }
+                    _ => {}
                 }
             }
             self.build_level(level)
@@ -1478,6 +1489,86 @@ mod tests {
         assert_eq!(ids("/?Open%20%20the%20WINDOW=1"), vec![2]);
         assert_eq!(ids("/?q=a%20%3CSCRIP%20%20t"), vec![1]);
         assert_eq!(ids("/?q=zz%20%20SLEEP"), Vec::<u32>::new());
+    }
+
+    /// Rule 1 is rule 1038 (no transformation); rule 2 decodes and folds, and shares
+    /// its chain with a literal rule (3); rule 4 only folds (a chain that cannot give a
+    /// value a class it lacks). Rules 1, 2 and 4 fire when their regex misses.
+    const MISSES: &str = r#"rules:
+  - id: 1
+    message: content-range
+    severity: critical
+    targets: ["header:content-range"]
+    operator: {not_regex: '(?i)^\s*bytes\s+(?:\d+-\d+/(?:\d+|\*)|\*/\d+)\s*$'}
+  - id: 2
+    message: decoded
+    severity: critical
+    targets: [query_args]
+    transforms: [url_decode, lowercase]
+    operator: {not_regex: '^[a-z]+$'}
+  - id: 3
+    message: literal
+    severity: critical
+    targets: [query_args]
+    transforms: [url_decode, lowercase]
+    operator: {literals: ["zzq"]}
+  - id: 4
+    message: folded
+    severity: critical
+    targets: ["header:x-version"]
+    transforms: [lowercase, compress_whitespace]
+    operator: {not_regex: '^\d+(?:\.\d+)?$'}
+"#;
+
+    /// A rule that fires where its regex does not match has no literal and a gate that
+    /// admits every value: it fires on values whose classes share nothing with the
+    /// regex's (the empty value, punctuation, letters the regex lacks, high bytes), down
+    /// every path by which the engine skips chains and rules, reporting the value.
+    #[test]
+    fn a_rule_firing_on_a_regex_miss_waits_for_nothing_and_admits_every_value() {
+        let set = RuleSet::from_yaml("misses.yaml", MISSES).expect("compiles");
+        assert_chain_summaries_cover_their_rules(&set);
+        for r in [0, 1, 3] {
+            assert!(set.literals[r].is_empty(), "rule {}", set.rules[r].id);
+            assert!(set.rule_gate[r].is_always(), "rule {}", set.rules[r].id);
+            let chain = &set.chains[set.rule_chain[r] as usize];
+            assert!(chain.unconditional.contains(&(r as u32)));
+        }
+        let engine = Engine::new(set);
+        let fired = |request: Request<'_>| -> Vec<(u32, String)> {
+            let verdict = engine.inspect(&request, &WafSettings::default(), None);
+            let mut fired: Vec<(u32, String)> = verdict
+                .matches
+                .iter()
+                .map(|m| (m.rule_id, m.fragment.clone()))
+                .collect();
+            fired.sort();
+            fired
+        };
+        let long = "~".repeat(100);
+        for value in ["", "~", "Q", "!?", "\u{e9}", "\t", long.as_str()] {
+            let request = Request::new("PUT", "/up").header("Content-Range", value.as_bytes());
+            let fragment = &value[..value.len().min(crate::FRAGMENT_MAX)];
+            let fragment = fragment.replace('\t', "\\t");
+            assert_eq!(fired(request), [(1, fragment)], "{value:?}");
+        }
+        let valid = Request::new("PUT", "/up").header("content-range", b"bytes 0-99/100");
+        assert_eq!(fired(valid), []);
+        assert_eq!(fired(Request::new("PUT", "/up")), [], "no header, no value");
+        assert_eq!(fired(Request::new("GET", "/?q=")), [(2, String::new())]);
+        assert_eq!(fired(Request::new("GET", "/?q=~")), [(2, "~".into())]);
+        assert_eq!(fired(Request::new("GET", "/?q=%7E%21")), [(2, "~!".into())]);
+        assert_eq!(fired(Request::new("GET", "/?q=Ab%43")), []);
+        assert_eq!(
+            fired(Request::new("GET", "/?q=zzq1")),
+            [(2, "zzq1".into()), (3, "zzq".into())]
+        );
+        for (value, fragment) in [("", ""), ("A", "a"), ("x \t y", "x y"), ("1 .5", "1 .5")] {
+            let request = Request::new("GET", "/").header("X-Version", value.as_bytes());
+            assert_eq!(fired(request), [(4, fragment.into())], "{value:?}");
+        }
+        let request = Request::new("GET", "/").header("x-version", b"1.5");
+        assert_eq!(fired(request), []);
     }
 
     #[test]
