@@ -157,6 +157,57 @@ fn bench_waf(c: &mut Criterion) {
             .take(64 * 1024)
             .collect();
 
+    // (`WAF_ONE` name, criterion name, request, verdict at paranoia 1 and 2)
+    let cases = [
+        (
+            "get",
+            "benign_get_1k",
+            request("GET", &get, None, b""),
+            Action::Pass,
+        ),
+        (
+            "json",
+            "benign_json_post_4k",
+            request("POST", "/api/v1/orders", Some(b"application/json"), &json),
+            Action::Pass,
+        ),
+        (
+            "json_charset",
+            "benign_json_post_4k_charset",
+            request("POST", "/api/v1/orders", Some(JSON_UTF8), &json),
+            Action::Pass,
+        ),
+        (
+            "catalog",
+            "benign_catalog_json_4k",
+            request(
+                "POST",
+                "/api/v1/catalog",
+                Some(b"application/json"),
+                &catalog,
+            ),
+            Action::Pass,
+        ),
+        (
+            "catalog_unique",
+            "benign_catalog_unique_json_4k",
+            request(
+                "POST",
+                "/api/v1/catalog",
+                Some(b"application/json"),
+                &catalog_unique,
+            ),
+            Action::Pass,
+        ),
+        (
+            "bad",
+            "malicious_get",
+            request("GET", attack, None, b""),
+            Action::Block,
+        ),
+    ];
+    let text_req = request("POST", "/notes", Some(b"text/plain"), &big_text);
+
     if let Ok(which) = std::env::var("WAF_ONE") {
         let paranoia = std::env::var("WAF_ONE_PARANOIA")
             .ok()
@@ -167,27 +218,12 @@ fn bench_waf(c: &mut Criterion) {
             ..WafSettings::default()
         }
         .with_paranoia(paranoia);
-        let req = match which.as_str() {
-            "get" => request("GET", &get, None, b""),
-            "json" => request("POST", "/api/v1/orders", Some(b"application/json"), &json),
-            "json_charset" => request("POST", "/api/v1/orders", Some(JSON_UTF8), &json),
-            "catalog" => request(
-                "POST",
-                "/api/v1/catalog",
-                Some(b"application/json"),
-                &catalog,
-            ),
-            "catalog_unique" => request(
-                "POST",
-                "/api/v1/catalog",
-                Some(b"application/json"),
-                &catalog_unique,
-            ),
-            "bad" => request("GET", attack, None, b""),
-            "text" => request("POST", "/notes", Some(b"text/plain"), &big_text),
-            other => panic!(
-                "WAF_ONE={other}: expected get, json, json_charset, catalog, catalog_unique, \
-                 bad or text"
+        let req = match cases.iter().find(|(name, ..)| *name == which) {
+            Some((_, _, req, _)) => req,
+            None if which == "text" => &text_req,
+            None => panic!(
+                "WAF_ONE={which}: expected text or one of {:?}",
+                cases.map(|(name, ..)| name)
             ),
         };
         let runs = std::env::var("WAF_ONE_RUNS")
@@ -195,7 +231,7 @@ fn bench_waf(c: &mut Criterion) {
             .and_then(|n| n.parse().ok())
             .unwrap_or(ONE_RUNS);
         for _ in 0..runs {
-            black_box(engine.inspect(black_box(&req), &settings, None));
+            black_box(engine.inspect(black_box(req), &settings, None));
         }
         return;
     }
@@ -206,65 +242,16 @@ fn bench_waf(c: &mut Criterion) {
         }
         .with_paranoia(paranoia);
         let mut g = c.benchmark_group(format!("waf/paranoia{paranoia}"));
-        let get_req = request("GET", &get, None, b"");
-        assert_eq!(
-            engine.inspect(&get_req, &settings, None).action,
-            Action::Pass
-        );
-        g.bench_function("benign_get_1k", |b| {
-            b.iter(|| engine.inspect(black_box(&get_req), &settings, None))
-        });
-        let json_req = request("POST", "/api/v1/orders", Some(b"application/json"), &json);
-        assert_eq!(
-            engine.inspect(&json_req, &settings, None).action,
-            Action::Pass
-        );
-        g.bench_function("benign_json_post_4k", |b| {
-            b.iter(|| engine.inspect(black_box(&json_req), &settings, None))
-        });
-        let json_utf8_req = request("POST", "/api/v1/orders", Some(JSON_UTF8), &json);
-        assert_eq!(
-            engine.inspect(&json_utf8_req, &settings, None).action,
-            Action::Pass
-        );
-        g.bench_function("benign_json_post_4k_charset", |b| {
-            b.iter(|| engine.inspect(black_box(&json_utf8_req), &settings, None))
-        });
-        let catalog_req = request(
-            "POST",
-            "/api/v1/catalog",
-            Some(b"application/json"),
-            &catalog,
-        );
-        assert_eq!(
-            engine.inspect(&catalog_req, &settings, None).action,
-            Action::Pass
-        );
-        g.bench_function("benign_catalog_json_4k", |b| {
-            b.iter(|| engine.inspect(black_box(&catalog_req), &settings, None))
-        });
-        let unique_req = request(
-            "POST",
-            "/api/v1/catalog",
-            Some(b"application/json"),
-            &catalog_unique,
-        );
-        assert_eq!(
-            engine.inspect(&unique_req, &settings, None).action,
-            Action::Pass
-        );
-        g.bench_function("benign_catalog_unique_json_4k", |b| {
-            b.iter(|| engine.inspect(black_box(&unique_req), &settings, None))
-        });
-        let bad_req = request("GET", attack, None, b"");
-        assert_eq!(
-            engine.inspect(&bad_req, &settings, None).action,
-            Action::Block
-        );
-        g.bench_function("malicious_get", |b| {
-            b.iter(|| engine.inspect(black_box(&bad_req), &settings, None))
-        });
-        let text_req = request("POST", "/notes", Some(b"text/plain"), &big_text);
+        for (_, name, req, verdict) in &cases {
+            assert_eq!(
+                engine.inspect(req, &settings, None).action,
+                *verdict,
+                "{name}"
+            );
+            g.bench_function(*name, |b| {
+                b.iter(|| engine.inspect(black_box(req), &settings, None))
+            });
+        }
         g.throughput(Throughput::Bytes(big_text.len() as u64));
         g.bench_with_input(
             BenchmarkId::new("prefilter_text_body", "64KiB"),

@@ -1333,20 +1333,19 @@ mod tests {
     #[test]
     fn not_regex_fires_where_its_regex_does_not_match() {
         let text = "rules:\n  - id: 1\n    message: m\n    severity: critical\n    targets: [args]\n    transforms: [url_decode, lowercase]\n    operator: {not_regex: '^[a-z]+$'}\n    examples: {match: ['', ' ', a1, 'a b', '%00', '%C3%A9'], no_match: [a, ABC, '%41']}\n  - id: 2\n    message: m\n    severity: critical\n    targets: [args]\n    operator: {not_regex: 'ok'}\n    examples: {match: ['', o k, OK], no_match: [ok, 'not ok', okay]}\n";
-        let set = crate::RuleSet::from_yaml("n.yaml", text).expect("compiles");
-        let failures: Vec<String> = set
-            .check_examples()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert!(failures.is_empty(), "{failures:?}");
+        examples_hold("n.yaml", text);
     }
 
     /// `unless_in` alone judges the whole value as the rule's transforms leave it.
     #[test]
     fn unless_in_alone_judges_the_whole_value() {
         let text = "rules:\n  - id: 1\n    message: m\n    severity: critical\n    targets: [method]\n    operator: {unless_in: [GET, HEAD]}\n    examples: {match: [get, '', 'GET ', GETS, HEA], no_match: [GET, HEAD]}\n  - id: 2\n    message: m\n    severity: critical\n    targets: [args]\n    transforms: [lowercase]\n    operator: {unless_in: [utf-8]}\n    examples: {match: [utf-7, 'UTF-8;'], no_match: [UTF-8, utf-8]}\n";
-        let set = crate::RuleSet::from_yaml("u.yaml", text).expect("compiles");
+        examples_hold("u.yaml", text);
+    }
+
+    /// Compiles the rule file `text` and asserts that every rule's examples hold.
+    fn examples_hold(file: &str, text: &str) {
+        let set = crate::RuleSet::from_yaml(file, text).expect("compiles");
         let failures: Vec<String> = set
             .check_examples()
             .iter()
