@@ -174,6 +174,11 @@ pub(crate) struct ChainMasks {
     /// slice, the chains with a transformation one of those bits triggers: three lookups
     /// for a value's features in place of one per feature.
     triggered_by: [[u64; 64]; 3],
+    /// As `triggered_by`, for the steps after each chain's first (`ChainMasks::rest_triggered`).
+    rest_triggered_by: [[u64; 64]; 3],
+    /// The chains whose first step is URL decoding and none of whose steps empties a
+    /// value: a value with `%` reaches their other steps as that step left it.
+    pub decoding_first: u64,
     /// Per value kind and paranoia level, the chains with a rule that needs no literal
     /// and targets the kind.
     pub unconditional_at: [[u64; 4]; KIND_COUNT],
@@ -205,6 +210,8 @@ impl ChainMasks {
         let mut masks = ChainMasks {
             by_kind_at: [[0; 4]; KIND_COUNT],
             triggered_by: [[0; 64]; 3],
+            rest_triggered_by: [[0; 64]; 3],
+            decoding_first: 0,
             unconditional_at: [[0; 4]; KIND_COUNT],
             unconditional_gates: (0..4 * KIND_COUNT)
                 .map(|at| {
@@ -238,11 +245,25 @@ impl ChainMasks {
                     }
                 }
             }
-            for (slice, by_value) in masks.triggered_by.iter_mut().enumerate() {
-                for (value, by) in by_value.iter_mut().enumerate() {
-                    let features = (value << (6 * slice)) as u32;
-                    if u32::from(chain.triggers) & features != 0 {
-                        *by |= bit;
+            if chain.transforms.first() == Some(&Transform::UrlDecode) && !chain.empties_untriggered
+            {
+                masks.decoding_first |= bit;
+            }
+            let rest = chain
+                .transforms
+                .iter()
+                .skip(1)
+                .fold(0, |acc, t| acc | t.trigger());
+            for (table, triggers) in [
+                (&mut masks.triggered_by, chain.triggers),
+                (&mut masks.rest_triggered_by, rest),
+            ] {
+                for (slice, by_value) in table.iter_mut().enumerate() {
+                    for (value, by) in by_value.iter_mut().enumerate() {
+                        let features = (value << (6 * slice)) as u32;
+                        if u32::from(triggers) & features != 0 {
+                            *by |= bit;
+                        }
                     }
                 }
             }
@@ -299,10 +320,17 @@ impl ChainMasks {
 
     /// The chains a value with transformation `features` makes run.
     pub(crate) fn triggered(&self, features: u16) -> u64 {
+        Self::lookup(&self.triggered_by, features)
+    }
+
+    /// The chains a step after their first would change a value with `features` in.
+    pub(crate) fn rest_triggered(&self, features: u16) -> u64 {
+        Self::lookup(&self.rest_triggered_by, features)
+    }
+
+    fn lookup(table: &[[u64; 64]; 3], features: u16) -> u64 {
         let f = usize::from(features);
-        self.triggered_by[0][f & 63]
-            | self.triggered_by[1][f >> 6 & 63]
-            | self.triggered_by[2][f >> 12]
+        table[0][f & 63] | table[1][f >> 6 & 63] | table[2][f >> 12]
     }
 }
 

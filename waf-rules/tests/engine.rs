@@ -1064,3 +1064,54 @@ fn base64_text_chains_see_decoded_text_or_the_empty_value() {
     let req = Request::new("GET", "/").header("cookie", b"s=JyBvciAxPTEtLQ%3D%3D");
     assert!(fired_rules(&e, &req, &p2).contains(&4208));
 }
+
+/// Chains that start by URL-decoding are dropped together for a value with `%` when the
+/// decoded value wakes none of their later steps, none of their literals and none of
+/// their unconditional rules; each of the three still makes its chain run.
+#[test]
+fn chains_dropped_after_url_decoding_are_only_those_the_decoded_value_cannot_fire() {
+    let yaml = r#"rules:
+  - id: 1
+    message: a literal of the decoded value
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode, remove_nulls]
+    operator:
+      literals: [alpha]
+  - id: 2
+    message: markup once entities are decoded too
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode, html_entity_decode]
+    operator:
+      literals: ["<b>"]
+  - id: 3
+    message: no literal, a byte the decoded value holds
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode, fold_unicode]
+    operator:
+      bytes_outside: [[32, 126]]
+  - id: 4
+    message: never
+    tags: [probe]
+    severity: critical
+    targets: [headers]
+    transforms: [url_decode, compress_whitespace]
+    operator:
+      literals: [omega]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("decoded.yaml", yaml).expect("compiles"));
+    let fired = |value: &[u8]| {
+        let req = Request::new("GET", "/").header("x-v", value);
+        fired_rules(&e, &req, &WafSettings::default())
+    };
+    assert_eq!(fired(b"%61lpha"), [1]);
+    assert_eq!(fired(b"x%26lt;b%3E"), [2]);
+    assert_eq!(fired(b"a%0Ab"), [3]);
+    assert_eq!(fired(b"a%2Cb"), Vec::<u32>::new());
+    assert_eq!(fired(b"%61lpha %26lt;b> %00 omeg%61"), [1, 2, 3, 4]);
+}
