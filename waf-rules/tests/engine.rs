@@ -17,6 +17,16 @@ fn fired_rules(e: &Engine, req: &Request<'_>, settings: &WafSettings) -> Vec<u32
     ids
 }
 
+/// The ids of the rules of the rule file `yaml` that fire on a GET whose header
+/// `x-probe` holds a given value.
+fn header_prober(file: &str, yaml: &str) -> impl Fn(&[u8]) -> Vec<u32> {
+    let e = Engine::new(RuleSet::from_yaml(file, yaml).expect("compiles"));
+    move |value| {
+        let req = Request::new("GET", "/").header("x-probe", value);
+        fired_rules(&e, &req, &WafSettings::default())
+    }
+}
+
 fn engine() -> Engine {
     Engine::new(RuleSet::embedded().expect("embedded rules compile"))
 }
@@ -814,11 +824,7 @@ fn literals_split_by_bytes_a_chain_drops_or_compresses_are_found() {
     operator:
       literals: ["beta gamma"]
 "#;
-    let e = Engine::new(RuleSet::from_yaml("dropped.yaml", yaml).expect("compiles"));
-    let fired = |value: &[u8]| {
-        let req = Request::new("GET", "/").header("x-probe", value);
-        fired_rules(&e, &req, &WafSettings::default())
-    };
+    let fired = header_prober("dropped.yaml", yaml);
     assert_eq!(fired(b"x = al ert\t(1)"), [1]);
     assert_eq!(fired(b"a ZE\0Ta b"), [2]);
     assert_eq!(fired(b"Beta \t Gamma"), [3]);
@@ -1104,11 +1110,7 @@ fn chains_dropped_after_url_decoding_are_only_those_the_decoded_value_cannot_fir
     operator:
       literals: [omega]
 "#;
-    let e = Engine::new(RuleSet::from_yaml("decoded.yaml", yaml).expect("compiles"));
-    let fired = |value: &[u8]| {
-        let req = Request::new("GET", "/").header("x-v", value);
-        fired_rules(&e, &req, &WafSettings::default())
-    };
+    let fired = header_prober("decoded.yaml", yaml);
     assert_eq!(fired(b"%61lpha"), [1]);
     assert_eq!(fired(b"x%26lt;b%3E"), [2]);
     assert_eq!(fired(b"a%0Ab"), [3]);
