@@ -171,7 +171,7 @@ pub(crate) fn lacks_byte_features(value: &[u8]) -> bool {
 /// The classes of the bytes base64 decoding accepts (either alphabet, padding) and of
 /// the whitespace it trims: a value with any other class holds a byte no base64 decoding
 /// gets past (`transform::feature::BASE64`).
-const BASE64_TEXT: Classes = {
+const BASE64_BYTES: Classes = {
     let t = table();
     let mut classes = UPPER | DIGIT | SPACE;
     let mut b = 0;
@@ -235,7 +235,7 @@ pub(crate) fn features(classes: Classes) -> u16 {
     static BACKSLASH_RUN: [u16; 32] = run(BACKSLASH_BIT, 1);
     static UPPER_LEAD: [u16; 32] = run(UPPER_TO_LEAD, 5);
     let at = |shift: u32, mask: u64| (classes >> shift & mask) as usize;
-    let base64 = if classes & !BASE64_TEXT == 0 {
+    let base64 = if classes & !BASE64_BYTES == 0 {
         f::BASE64
     } else {
         0
