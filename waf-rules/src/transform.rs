@@ -64,7 +64,7 @@ pub(crate) mod feature {
     /// of the bytes rules it out.
     pub const SPACE_RUN: u16 = 1 << 10;
     /// The features `refine` may clear.
-    pub const REFINABLE: u16 = SPACE_RUN | SQL_COMMENT;
+    pub const REFINABLE: u16 = SPACE_RUN | SQL_COMMENT | AMP;
 
     const fn table() -> [u16; 256] {
         let mut t = [0u16; 256];
@@ -269,14 +269,33 @@ impl Transform {
 
 /// Clears the refinable features of `features` (those of `value`'s byte classes) that
 /// the order of `value`'s bytes rules out: a lone `-`, `/` or `*` (dates, SKUs, URLs)
-/// opens no SQL comment, and single spaces between words compress to themselves. Prose
-/// and identifiers then skip the chains only those transformations would run, instead
-/// of building nothing in them.
-///
-/// It runs on most prose values of a JSON body (a few KB per request), so on x86-64 it
-/// looks at sixteen bytes at a time and only for the features that are set.
-#[cfg(target_arch = "x86_64")]
+/// opens no SQL comment, single spaces between words compress to themselves, and an `&`
+/// that starts no entity (`&color=red` in a URL's query) gives the HTML decoder nothing
+/// to decode. Prose, identifiers and URLs then skip the chains only those
+/// transformations would run, instead of building nothing in them.
 pub(crate) fn refine(features: u16, value: &[u8]) -> u16 {
+    let refined = refine_order(features, value);
+    if refined & feature::AMP != 0 && !decodes_an_entity(value) {
+        refined & !feature::AMP
+    } else {
+        refined
+    }
+}
+
+/// Whether `html_entity_decode` would change `value`: an `&` of it starts an entity.
+/// The decoder looks at every `&` (no entity it consumes holds one), so this asks its
+/// own entity reader at each.
+fn decodes_an_entity(value: &[u8]) -> bool {
+    // Written to only when an entity is read, which ends the search.
+    let mut decoded = Vec::new();
+    memchr::memchr_iter(b'&', value).any(|at| html_entity(&value[at + 1..], &mut decoded).is_some())
+}
+
+/// `refine` for whitespace and SQL comments, which depend on pairs of bytes. It runs on
+/// most prose values of a JSON body (a few KB per request), so on x86-64 it looks at
+/// sixteen bytes at a time and only for the features that are set.
+#[cfg(target_arch = "x86_64")]
+fn refine_order(features: u16, value: &[u8]) -> u16 {
     let (comment, space_run) = match (
         features & feature::SQL_COMMENT != 0,
         features & feature::SPACE_RUN != 0,
@@ -369,10 +388,10 @@ fn refine_blocks<const COMMENT: bool, const SPACE: bool>(value: &[u8]) -> (bool,
     (comment, space)
 }
 
-/// `refine` a byte at a time, for other targets (and tested against the blocks on
+/// `refine_order` a byte at a time, for other targets (and tested against the blocks on
 /// x86-64).
 #[cfg(any(test, not(target_arch = "x86_64")))]
-pub(crate) fn refine_portable(features: u16, value: &[u8]) -> u16 {
+fn refine_order_portable(features: u16, value: &[u8]) -> u16 {
     // One table entry per byte: its low bits say what it completes after the previous
     // byte (a space after a space, `-` after `-`, `*` after `/`) or decides alone (`#`,
     // whitespace other than a space); its high byte what it opens for the next byte, in
@@ -417,7 +436,7 @@ pub(crate) fn refine_portable(features: u16, value: &[u8]) -> u16 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use refine_portable as refine;
+use refine_order_portable as refine_order;
 
 /// Space, tab, CR, LF, VT, FF and NBSP (one table lookup: it runs per byte).
 fn is_space(b: u8) -> bool {
@@ -1004,6 +1023,52 @@ mod tests {
         assert_eq!(refine(feature::REFINABLE, b"a/*b"), feature::SQL_COMMENT);
         assert_eq!(refine(feature::REFINABLE, b"a  b"), feature::SPACE_RUN);
         assert_eq!(refine(feature::REFINABLE, b"a\tb"), feature::SPACE_RUN);
+        assert_eq!(
+            refine(feature::REFINABLE, b"?w=640&fmt=webp&copyright=1"),
+            0
+        );
+        assert_eq!(refine(feature::REFINABLE, b"a&lt;b"), feature::AMP);
+        // `#` opens an SQL comment too.
+        assert_eq!(
+            refine(feature::REFINABLE, b"&#x3c;"),
+            feature::AMP | feature::SQL_COMMENT
+        );
+    }
+
+    /// `refine` keeps `AMP` exactly when the HTML decoder changes the value: every `&`
+    /// placed before names, numbers and their near misses, at the start, the end and
+    /// beside another `&`.
+    #[test]
+    fn refine_keeps_amp_exactly_when_html_decoding_changes_the_value() {
+        use super::{feature, refine};
+        let tails: [&[u8]; 16] = [
+            b"",
+            b"amp",
+            b"amp;",
+            b"lt",
+            b"LT;",
+            b"ampx",
+            b"color=red",
+            b"copy",
+            b"#",
+            b"#x",
+            b"#xg",
+            b"#38",
+            b"#x26;",
+            b"#12345678901",
+            b"&lt",
+            b"quotation",
+        ];
+        let mut out = Vec::new();
+        for head in [&b""[..], b"a", b"a=1&", b"&"] {
+            for tail in tails {
+                let value = [head, b"&", tail].concat();
+                out.clear();
+                let changes = HtmlEntityDecode.apply(&value, &mut out);
+                let kept = refine(feature::AMP, &value) & feature::AMP != 0;
+                assert_eq!(kept, changes, "{:?}", String::from_utf8_lossy(&value));
+            }
+        }
     }
 
     /// The sixteen-byte `refine` agrees with the byte-at-a-time one for every set of
@@ -1011,7 +1076,7 @@ mod tests {
     /// values of every length up to five blocks.
     #[test]
     fn refine_agrees_with_the_portable_version() {
-        use super::{feature, refine, refine_portable};
+        use super::{feature, refine_order as refine, refine_order_portable as refine_portable};
         use crate::test_rng::Rng;
         let feature_sets = [
             0,
