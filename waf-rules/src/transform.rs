@@ -1071,12 +1071,12 @@ mod tests {
         }
     }
 
-    /// The sixteen-byte `refine` agrees with the byte-at-a-time one for every set of
+    /// The sixteen-byte `refine_order` agrees with the byte-at-a-time one for every set of
     /// features, on pairs placed at every offset around block boundaries and on random
     /// values of every length up to five blocks.
     #[test]
-    fn refine_agrees_with_the_portable_version() {
-        use super::{feature, refine_order as refine, refine_order_portable as refine_portable};
+    fn refine_order_agrees_with_the_portable_version() {
+        use super::{feature, refine_order, refine_order_portable};
         use crate::test_rng::Rng;
         let feature_sets = [
             0,
@@ -1088,8 +1088,8 @@ mod tests {
         let check = |value: &[u8]| {
             for f in feature_sets {
                 assert_eq!(
-                    refine(f, value),
-                    refine_portable(f, value),
+                    refine_order(f, value),
+                    refine_order_portable(f, value),
                     "{f:#x} {value:?}"
                 );
             }
