@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::request::{Kind, Value, MAX_BODY_VALUES};
+use crate::request::{push_value, Kind, Value, MAX_BODY_VALUES};
 
 /// Dispatches on the content type. Without a content type the body is treated as a form,
 /// as many clients omit it; text types and any other body that reads as text are
@@ -159,16 +159,8 @@ fn push_pair<'a>(pair: &'a [u8], name_kind: Kind, value_kind: Kind, out: &mut Ve
         None => (pair, &b""[..]),
     };
     let name = form_decode(n);
-    out.push(Value {
-        kind: name_kind,
-        name: Cow::Borrowed(""),
-        data: name.clone(),
-    });
-    out.push(Value {
-        kind: value_kind,
-        name: lossy(name),
-        data: form_decode(v),
-    });
+    push_value(out, name_kind, Cow::Borrowed(""), name.clone());
+    push_value(out, value_kind, lossy(name), form_decode(v));
 }
 
 /// Multipart: field names and values; for file parts the file name (not the content).

@@ -194,7 +194,9 @@ impl Engine {
             scratch.inspect_value_with(&mut buffers, &inspection, value, &mut verdict);
         }
         scratch.buffers = buffers;
-        for (ri, rule) in set.rules.iter().enumerate() {
+        for &ri in &set.arg_count_rules {
+            let ri = ri as usize;
+            let rule = &set.rules[ri];
             if let Op::ArgCountOver(max) = rule.op {
                 if rule.paranoia <= eff.paranoia
                     && extracted.arg_count > max

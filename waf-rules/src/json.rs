@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 
-use crate::request::{Kind, Value, MAX_BODY_VALUES};
+use crate::request::{push_value, Kind, Value, MAX_BODY_VALUES};
 use crate::util::same_bytes;
 
 #[cfg(test)]
@@ -677,11 +677,7 @@ fn is_ascii(b: &[u8]) -> bool {
 /// Adds an unnamed value (JSON values are named once parsing ends).
 #[inline(always)]
 fn push<'a>(out: &mut Vec<Value<'a>>, kind: Kind, data: &'a [u8]) {
-    out.push(Value {
-        kind,
-        name: Cow::Borrowed(""),
-        data: Cow::Borrowed(data),
-    });
+    push_value(out, kind, Cow::Borrowed(""), Cow::Borrowed(data));
 }
 
 /// `push` for decoded contents (escapes are rare).

@@ -219,6 +219,28 @@ pub(crate) struct Value<'a> {
     pub data: Cow<'a, [u8]>,
 }
 
+/// Appends a value, written in place.
+///
+/// `Vec::push` builds its argument on the stack first, because a reallocation may come
+/// between building and writing it, then copies the 56 bytes with 16-byte loads over the
+/// 8-byte stores that built them. The CPU cannot forward such stores to such loads, so each
+/// push waited for the stores to complete: in perf, a fifth of the JSON scanner's time sat
+/// on that copy. Reserving first leaves nothing between building the value and writing it.
+#[inline(always)]
+pub(crate) fn push_value<'a>(
+    values: &mut Vec<Value<'a>>,
+    kind: Kind,
+    name: Cow<'a, str>,
+    data: Cow<'a, [u8]>,
+) {
+    values.reserve(1);
+    values.spare_capacity_mut()[0].write(Value { kind, name, data });
+    let len = values.len() + 1;
+    // SAFETY: `reserve` made room for one more value, and the slot at the old length, the
+    // first of the spare capacity, has just been written.
+    unsafe { values.set_len(len) };
+}
+
 /// Caps the number of values taken from a body so a hostile body cannot make the engine
 /// loop for long; the `arg_count_over` rules see the true count.
 pub(crate) const MAX_BODY_VALUES: usize = 2048;
@@ -259,16 +281,18 @@ pub(crate) fn extract<'a>(
         );
     }
     for (name, value) in &req.headers {
-        values.push(Value {
-            kind: Kind::HeaderName,
-            name: Cow::Borrowed(""),
-            data: Cow::Borrowed(name.as_bytes()),
-        });
-        values.push(Value {
-            kind: Kind::Header,
-            name: Cow::Borrowed(name),
-            data: Cow::Borrowed(value),
-        });
+        push_value(
+            &mut values,
+            Kind::HeaderName,
+            Cow::Borrowed(""),
+            Cow::Borrowed(name.as_bytes()),
+        );
+        push_value(
+            &mut values,
+            Kind::Header,
+            Cow::Borrowed(name),
+            Cow::Borrowed(value),
+        );
         if name.eq_ignore_ascii_case("cookie") {
             cookies(value, &mut values);
         }
@@ -298,19 +322,12 @@ fn cookies<'a>(header: &'a [u8], out: &mut Vec<Value<'a>>) {
             None => (pair, &b""[..]),
         };
         let name = String::from_utf8_lossy(name);
-        out.push(Value {
-            kind: Kind::CookieName,
-            name: Cow::Borrowed(""),
-            data: match &name {
-                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-                Cow::Owned(s) => Cow::Owned(s.as_bytes().to_vec()),
-            },
-        });
-        out.push(Value {
-            kind: Kind::Cookie,
-            name,
-            data: Cow::Borrowed(value),
-        });
+        let name_data = match &name {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.as_bytes().to_vec()),
+        };
+        push_value(out, Kind::CookieName, Cow::Borrowed(""), name_data);
+        push_value(out, Kind::Cookie, name, Cow::Borrowed(value));
     }
 }
 

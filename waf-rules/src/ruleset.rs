@@ -158,6 +158,9 @@ pub struct RuleSet {
     built: Mutex<Built>,
     /// For each rule, what a value needs for it to match.
     pub(crate) rule_gate: Vec<Gate>,
+    /// The rules that count a request's arguments (`Op::ArgCountOver`), judged once per
+    /// request: listed so that a request does not read every rule to find them.
+    pub(crate) arg_count_rules: Vec<u32>,
     /// The chains as bit sets, when there are at most 64 of them.
     pub(crate) chain_masks: Option<ChainMasks>,
 }
@@ -888,8 +891,12 @@ impl RuleSet {
             })
             .collect();
         let (global_rules, global_by_kind) = kind_groups(&by_kind, |r| literals[r as usize].len());
+        let arg_count_rules = (0..rules.len() as u32)
+            .filter(|&r| matches!(rules[r as usize].op, Op::ArgCountOver(_)))
+            .collect();
         let set = RuleSet {
             chain_masks: ChainMasks::new(&chains, &rules),
+            arg_count_rules,
             rules,
             chains,
             rule_chain,
