@@ -1047,7 +1047,17 @@ impl<'r> Inspection<'r> {
             return None;
         }
         let offset = (raw.as_ptr() as usize).checked_sub(self.body.as_ptr() as usize)?;
-        (offset + raw.len() <= self.body.len()).then_some((walk, offset))
+        let end = offset + raw.len();
+        // The walk leaves out the hits of a word's literal glued to a letter
+        // (`Literals::count_as_words`), judging the glue by the body's bytes: a value whose
+        // neighbours in the body glue could lose a hit at its edge to them, so it is walked
+        // on its own. Parsers hardly give one (strings are quoted, pairs split at `=`).
+        let glues = |at: Option<usize>| {
+            at.and_then(|at| self.body.get(at))
+                .is_some_and(|&b| crate::scan::is_glue(b))
+        };
+        (end <= self.body.len() && !glues(offset.checked_sub(1)) && !glues(Some(end)))
+            .then_some((walk, offset))
     }
 }
 
@@ -1468,6 +1478,47 @@ mod tests {
             }
         }
         assert!(compared > 1000, "{compared} values compared");
+    }
+
+    /// The body walk leaves out a word's literal glued to a letter of the body, which a
+    /// value starting or ending there would see standing alone: such a value is walked on
+    /// its own.
+    #[test]
+    fn a_value_glued_to_its_neighbours_in_the_body_is_walked_on_its_own() {
+        use super::{Inspection, RequestFacts, Scratch};
+        use crate::classes::Lazy;
+        use crate::request::{Kind, Request};
+        let set = crate::ruleset::RuleSet::embedded().expect("rules compile");
+        let automata = set.level(1);
+        let body = b"door 1=1 or 2=2y";
+        let req = Request::new("POST", "/").body(body);
+        let facts = RequestFacts::new(&req);
+        let inspection = Inspection {
+            set: &set,
+            automata,
+            paranoia: 1,
+            exclusions: &[],
+            facts: &facts,
+            body,
+            body_walk: automata.body.as_ref(),
+        };
+        let walk = automata.body.as_ref().expect("a body walk");
+        let mut scratch = Scratch::new(&set);
+        assert!(scratch.walk_body(walk, body));
+        let walked_ends: Vec<u32> = scratch.body_hits.iter().map(|&(_, _, end)| end).collect();
+        assert!(
+            !walked_ends.contains(&4) && walked_ends.contains(&11),
+            "the glued `or` is left out, the free one kept: {walked_ends:?}"
+        );
+        let offset = |value: &[u8]| inspection.body_offset(Kind::BodyArg, value, Lazy::new(value));
+        for glued in [&body[2..8], &body[9..15], &body[2..15]] {
+            assert!(
+                offset(glued).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(glued)
+            );
+        }
+        assert_eq!(offset(&body[5..8]).map(|(_, at)| at), Some(5));
     }
 
     /// A long value found untransformable (`inspect_value_with`) takes features 0 and

@@ -536,13 +536,19 @@ impl Scan {
     /// not there.
     fn new(patterns: Vec<(&[u8], u32, &Rule)>, dropped: &[u8]) -> Result<Scan, RuleError> {
         let literals: Vec<&[u8]> = patterns.iter().map(|(l, _, _)| *l).collect();
+        let pattern_flags: Vec<u8> = patterns
+            .iter()
+            .map(|(l, _, rule)| pattern_flags(rule, l))
+            .collect();
+        let mut automaton = Literals::new(&literals, dropped)?;
+        if let Some(ac) = &mut automaton {
+            // Every reader of a scan's hits judges them with `hit_counts`.
+            ac.count_as_words(|p| pattern_flags[p] & (WHOLE_WORD | WORD_BOUNDED) != 0);
+        }
         Ok(Scan {
-            automaton: Literals::new(&literals, dropped)?,
+            automaton,
             pattern_rule: patterns.iter().map(|(_, r, _)| *r).collect(),
-            pattern_flags: patterns
-                .iter()
-                .map(|(l, _, rule)| pattern_flags(rule, l))
-                .collect(),
+            pattern_flags,
         })
     }
 }

@@ -20,7 +20,8 @@ use aho_corasick::{Anchored, MatchKind};
 
 use crate::error::RuleError;
 
-/// A compiled set of literals, matched ASCII case-insensitively, every occurrence reported.
+/// A compiled set of literals, matched ASCII case-insensitively, every occurrence reported
+/// but a word's glued to another (`Literals::count_as_words`).
 pub(crate) struct Literals {
     /// Where each byte's column starts in the table.
     offsets: [u32; 256],
@@ -37,8 +38,17 @@ pub(crate) struct Literals {
     matches: Vec<(u32, u32)>,
     /// The length of the longest literal.
     longest: usize,
+    /// Per match state: the length its literals share when each of them counts only as a
+    /// word (`count_as_words`), else 0. `scan` and `collect` do not report such a state's
+    /// hits when the literal is glued to an ASCII letter or `_`: `hit_counts` would throw
+    /// them away, after their cost (a JSON body's prose has an `or` in every `door` and a
+    /// `w` in every `women`).
+    word_len: Vec<u8>,
     #[cfg(test)]
     pub(crate) patterns: Vec<Vec<u8>>,
+    /// Per pattern, what `count_as_words` was told.
+    #[cfg(test)]
+    words: Vec<bool>,
 }
 
 /// Automata of more than `u16::MAX` states fall back to 4-byte ids.
@@ -256,9 +266,48 @@ impl Literals {
             match_bounds,
             matches,
             longest: patterns.iter().map(|p| p.len()).max().unwrap_or(0),
+            word_len: vec![0; matching],
             #[cfg(test)]
             patterns: patterns.iter().map(|p| p.to_vec()).collect(),
+            #[cfg(test)]
+            words: vec![false; patterns.len()],
         }))
+    }
+
+    /// Says which patterns count only where they stand as words: a hit of pattern `p`
+    /// with `counts_as_word(p)` glued to an ASCII letter or `_` before or after it counts
+    /// for nothing, so `scan` and `collect` need not report it. They still do when its
+    /// state also reports other literals, or when the glue lies outside the data.
+    pub(crate) fn count_as_words(&mut self, counts_as_word: impl Fn(usize) -> bool) {
+        #[cfg(test)]
+        for (p, word) in self.words.iter_mut().enumerate() {
+            *word = counts_as_word(p);
+        }
+        for (sid, len) in self.word_len.iter_mut().enumerate() {
+            let (from, to) = (self.match_bounds[sid], self.match_bounds[sid + 1]);
+            let found = &self.matches[from as usize..to as usize];
+            let shared = found.first().map_or(0, |&(_, l)| l);
+            *len = match u8::try_from(shared) {
+                Ok(shared)
+                    if found
+                        .iter()
+                        .all(|&(p, l)| l == u32::from(shared) && counts_as_word(p as usize)) =>
+                {
+                    shared
+                }
+                _ => 0,
+            };
+        }
+    }
+
+    /// Whether the hit of match state `sid` ending at `end` of `data` is a word's literal
+    /// glued to an ASCII letter or `_` (see `word_len`).
+    #[inline]
+    fn glued(&self, sid: usize, data: &[u8], end: usize) -> bool {
+        match self.word_len.get(sid) {
+            Some(&len) if len != 0 => glued_word(usize::from(len), data, end),
+            _ => false,
+        }
     }
 
     /// The bytes the scanner's tables hold.
@@ -275,6 +324,7 @@ impl Literals {
                 .map_or(0, |d| std::mem::size_of_val(&**d))
             + self.match_bounds.len() * std::mem::size_of::<u32>()
             + self.matches.len() * std::mem::size_of::<(u32, u32)>()
+            + self.word_len.len()
     }
 
     /// Whether a literal occurs in `data` once the bytes given to `new` are
@@ -327,8 +377,8 @@ impl Literals {
         Some(from)
     }
 
-    /// Calls `hit(pattern, start, end)` for every occurrence of every literal in `data`,
-    /// in order of their ends.
+    /// Calls `hit(pattern, start, end)` for every occurrence of every literal in `data`
+    /// but glued words' (`count_as_words`), in order of their ends.
     #[inline]
     pub(crate) fn scan(&self, data: &[u8], mut hit: impl FnMut(usize, usize, usize)) {
         match &self.table {
@@ -337,8 +387,8 @@ impl Literals {
         }
     }
 
-    /// Appends every occurrence of every literal in `data` to `hits` as (pattern, start,
-    /// end), in order of their ends, keeping at most `max` in all; returns false if there
+    /// Appends every occurrence of every literal in `data` but glued words' to `hits` as
+    /// (pattern, start, end), in order of their ends, keeping at most `max` in all; returns false if there
     /// were more. Long data is walked as two interleaved halves that never wait for each
     /// other (unlike `scan`, whose callback must see hits in order): the second half's
     /// hits go to `later` and are appended after the first's. A body walk hits often (a
@@ -392,12 +442,13 @@ impl Literals {
         while i < both {
             (i, sa, sb) =
                 Self::both_to_match(d, &self.offsets, &first[..both], &second[..both], i, sa, sb);
-            if d.is_match(sa) {
+            if d.is_match(sa) && !self.glued(sa, data, i) {
                 self.report(sa, i, &mut |p, s, e| keep(hits, p, s, e));
             }
             // The first walk reports the hits ending up to the middle.
-            if d.is_match(sb) && second_from + i > mid {
-                self.report(sb, second_from + i, &mut |p, s, e| keep(later, p, s, e));
+            let b_end = second_from + i;
+            if d.is_match(sb) && b_end > mid && !self.glued(sb, data, b_end) {
+                self.report(sb, b_end, &mut |p, s, e| keep(later, p, s, e));
             }
         }
         self.scan_from(d, first, i, sa, &mut |p, s, e| keep(hits, p, s, e));
@@ -422,7 +473,8 @@ impl Literals {
         }
     }
 
-    /// Walks `data` from state `sid` at `at` to its end, reporting every hit.
+    /// Walks `data` from state `sid` at `at` to its end, reporting every hit but glued
+    /// words'.
     #[inline]
     fn scan_from<S: Sid>(
         &self,
@@ -437,7 +489,9 @@ impl Literals {
             if !d.is_match(sid) {
                 return;
             }
-            self.report(sid, at, hit);
+            if !self.glued(sid, data, at) {
+                self.report(sid, at, hit);
+            }
         }
     }
 
@@ -490,10 +544,10 @@ impl Literals {
         while i < both {
             (i, sa, sb) =
                 Self::both_to_match(d, &self.offsets, &first[..both], &second[..both], i, sa, sb);
-            if d.is_match(sa) {
+            if d.is_match(sa) && !self.glued(sa, data, i) {
                 self.report(sa, i, hit);
             }
-            if d.is_match(sb) && second_from + i > mid {
+            if d.is_match(sb) && second_from + i > mid && !self.glued(sb, data, second_from + i) {
                 second_pending = true;
                 break;
             }
@@ -600,6 +654,21 @@ impl Literals {
     }
 }
 
+/// `Literals::glued` for a word's literal of `len` bytes: whether an ASCII letter or `_`
+/// stands just before it or just after it in `data`.
+fn glued_word(len: usize, data: &[u8], end: usize) -> bool {
+    end.checked_sub(len + 1)
+        .is_some_and(|before| is_glue(data[before]))
+        || data.get(end).is_some_and(|&after| is_glue(after))
+}
+
+/// The bytes that glue a literal to a word for every word-bounded check of
+/// `ruleset::hit_counts`: each of them ends both a keyword's standing alone
+/// (`detect::keyword_stands_alone`) and a word's standing as one, before it and after it.
+pub(crate) fn is_glue(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
 /// Data split for a walk in two halves (`Literals::halves`).
 struct Halves<'d> {
     mid: usize,
@@ -691,8 +760,10 @@ mod tests {
         }
 
         /// The old scanner's hits: one walk over the crate's DFA, a match state's
-        /// patterns in the crate's order.
-        fn old_walk(&self, data: &[u8]) -> Hits {
+        /// patterns in the crate's order. With `words`, without the hits a scan leaves
+        /// out: those at one position whose patterns all count as words (`words[p]`) with
+        /// one length, glued to an ASCII letter or `_` before or after.
+        fn old_walk(&self, data: &[u8], words: Option<&[bool]>) -> Hits {
             let dfa = &self.dfa;
             let mut sid = dfa.start_state(Anchored::No).expect("unanchored");
             let mut out = Vec::new();
@@ -701,20 +772,38 @@ mod tests {
                 if !dfa.is_match(sid) {
                     continue;
                 }
-                for k in 0..dfa.match_len(sid) {
-                    let p = dfa.match_pattern(sid, k);
-                    out.push((p.as_usize(), i + 1 - dfa.pattern_len(p), i + 1));
+                let found: Vec<usize> = (0..dfa.match_len(sid))
+                    .map(|k| dfa.match_pattern(sid, k).as_usize())
+                    .collect();
+                let len = |p: usize| dfa.pattern_len(aho_corasick::PatternID::must(p));
+                let glue = |at: Option<usize>| {
+                    at.and_then(|at| data.get(at))
+                        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+                };
+                if let Some(words) = words {
+                    let first = len(found[0]);
+                    if found.iter().all(|&p| words[p] && len(p) == first)
+                        && first <= 255
+                        && (glue((i + 1).checked_sub(first + 1)) || glue(Some(i + 1)))
+                    {
+                        continue;
+                    }
+                }
+                for p in found {
+                    out.push((p, i + 1 - len(p), i + 1));
                 }
             }
             out
         }
 
-        /// Checks `scanner` against the old scanner (the exact sequence) and the crate's
-        /// overlapping search (the same hits); returns the number of hits.
+        /// Checks `scanner` against the old scanner (the exact sequence, without the
+        /// glued words' hits it leaves out) and the crate's overlapping search (the same
+        /// hits, with them); returns the number of hits.
         fn check(&self, scanner: &Literals, data: &[u8], what: &str) -> usize {
             let mut got = Vec::new();
             scanner.scan(data, |p, s, e| got.push((p, s, e)));
-            assert_eq!(got, self.old_walk(data), "{what}");
+            assert_eq!(got, self.old_walk(data, Some(&scanner.words)), "{what}");
+            let mut got = self.old_walk(data, None);
             let mut every: Hits = self
                 .ac
                 .find_overlapping_iter(data)
