@@ -796,14 +796,23 @@ mod tests {
             out
         }
 
-        /// Checks `scanner` against the old scanner (the exact sequence, without the
-        /// glued words' hits it leaves out) and the crate's overlapping search (the same
-        /// hits, with them); returns the number of hits.
+        /// Checks `scanner` against the old scanner: its sequence of hits, less some of
+        /// the glued words' hits and none of the others (a walk in halves may keep a
+        /// glued hit at the middle, where it cannot see the byte after). Then checks the
+        /// old scanner against the crate's overlapping search (the same hits). Returns
+        /// the number of hits.
         fn check(&self, scanner: &Literals, data: &[u8], what: &str) -> usize {
             let mut got = Vec::new();
             scanner.scan(data, |p, s, e| got.push((p, s, e)));
-            assert_eq!(got, self.old_walk(data, Some(&scanner.words)), "{what}");
-            let mut got = self.old_walk(data, None);
+            let every = self.old_walk(data, None);
+            let counted = self.old_walk(data, Some(&scanner.words));
+            let within = |part: &Hits, whole: &Hits| {
+                let mut rest = whole.iter();
+                part.iter().all(|h| rest.any(|w| w == h))
+            };
+            assert!(within(&got, &every), "{what}: a hit the old scanner lacks");
+            assert!(within(&counted, &got), "{what}: a counted hit left out");
+            let mut got = every;
             let mut every: Hits = self
                 .ac
                 .find_overlapping_iter(data)
