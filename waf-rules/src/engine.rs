@@ -1051,7 +1051,8 @@ impl<'r> Inspection<'r> {
         // The walk leaves out the hits of a word's literal glued to a letter
         // (`Literals::count_as_words`), judging the glue by the body's bytes: a value whose
         // neighbours in the body glue could lose a hit at its edge to them, so it is walked
-        // on its own. Parsers hardly give one (strings are quoted, pairs split at `=`).
+        // on its own. No value of the CRS or benign corpus takes this path (strings are
+        // quoted, pairs split at `=` and `&`).
         let glues = |at: Option<usize>| {
             at.and_then(|at| self.body.get(at))
                 .is_some_and(|&b| crate::scan::is_glue(b))

@@ -388,8 +388,8 @@ impl Literals {
     }
 
     /// Appends every occurrence of every literal in `data` but glued words' to `hits` as
-    /// (pattern, start, end), in order of their ends, keeping at most `max` in all; returns false if there
-    /// were more. Long data is walked as two interleaved halves that never wait for each
+    /// (pattern, start, end), in order of their ends, keeping at most `max` in all;
+    /// returns false if there were more. Long data is walked as two interleaved halves that never wait for each
     /// other (unlike `scan`, whose callback must see hits in order): the second half's
     /// hits go to `later` and are appended after the first's. A body walk hits often (a
     /// JSON document has a quote or `;` every few dozen bytes), and `scan`'s halves pause
