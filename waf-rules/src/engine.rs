@@ -563,7 +563,7 @@ impl Scratch {
                 masks.header_chains(&value.name, level)
             } else {
                 masks.by_kind_at[value.kind as usize][level]
-            };
+            } & masks.beyond_length(level, value.kind, raw.len());
             // A long value that no chain it reaches can transform (a raw body: its chains
             // are triggered by `BYTE_FEATURES` only, and it holds none of their bytes)
             // needs no features, and its classes only if a gate asks for them: its

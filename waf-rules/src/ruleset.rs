@@ -185,6 +185,12 @@ pub(crate) struct ChainMasks {
     /// Per value kind and paranoia level, the chains with a rule that needs no literal
     /// and targets the kind.
     pub unconditional_at: [[u64; 4]; KIND_COUNT],
+    /// Per value kind and paranoia level, the chains without transformations whose every
+    /// rule there is a length check (`Op::LengthOver`), and the shortest length any of
+    /// them lets pass: a value no longer has nothing to show them. Without it every
+    /// argument name opened the chain of the too-long-name check.
+    length_only_at: [[u64; 4]; KIND_COUNT],
+    length_only_floor: [[usize; 4]; KIND_COUNT],
     /// Per paranoia level and value kind (`level * KIND_COUNT + kind`), every chain's
     /// `unconditional_gate`, to test them all at once.
     unconditional_gates: Vec<GateSet>,
@@ -216,6 +222,8 @@ impl ChainMasks {
             rest_triggered_by: [[0; 64]; 3],
             decoding_first: 0,
             unconditional_at: [[0; 4]; KIND_COUNT],
+            length_only_at: [[0; 4]; KIND_COUNT],
+            length_only_floor: [[usize::MAX; 4]; KIND_COUNT],
             unconditional_gates: (0..4 * KIND_COUNT)
                 .map(|at| {
                     GateSet::new(
@@ -245,6 +253,32 @@ impl ChainMasks {
                 for (kind, at) in masks.unconditional_at.iter_mut().enumerate() {
                     if chain.unconditional_at[level] & (1 << kind) != 0 {
                         at[level] |= bit;
+                    }
+                }
+                // Only a chain that leaves values as they are: its length checks see
+                // the value's own length.
+                for kind in (0..KIND_COUNT).filter(|_| chain.transforms.is_empty()) {
+                    let mut looking = chain
+                        .rules
+                        .iter()
+                        .map(|&r| &rules[r as usize])
+                        .filter(|r| usize::from(r.paranoia) <= level + 1)
+                        .filter(|r| r.targets.kind_mask() & 1 << kind != 0)
+                        .filter(|r| !matches!(r.op, Op::ArgCountOver(_)))
+                        .peekable();
+                    if looking.peek().is_none() {
+                        continue;
+                    }
+                    let lengths: Option<Vec<usize>> = looking
+                        .map(|r| match r.op {
+                            Op::LengthOver(max) => Some(max),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(shortest) = lengths.and_then(|l| l.into_iter().min()) {
+                        masks.length_only_at[kind][level] |= bit;
+                        let floor = &mut masks.length_only_floor[kind][level];
+                        *floor = (*floor).min(shortest);
                     }
                 }
             }
@@ -307,6 +341,17 @@ impl ChainMasks {
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .fold(self.every_header_at[level], |acc, (_, at)| acc | at[level])
+    }
+
+    /// Of the chains, those a value of `kind` of `len` bytes may show something at
+    /// paranoia <= `level` + 1: all but the length checks it is too short for.
+    #[inline]
+    pub(crate) fn beyond_length(&self, level: usize, kind: Kind, len: usize) -> u64 {
+        if len <= self.length_only_floor[kind as usize][level] {
+            !self.length_only_at[kind as usize][level]
+        } else {
+            !0
+        }
     }
 
     /// The chains whose `Chain::unconditional_admits` admits a value of `kind` with

@@ -1117,3 +1117,50 @@ fn chains_dropped_after_url_decoding_are_only_those_the_decoded_value_cannot_fir
     assert_eq!(fired(b"a%2Cb"), Vec::<u32>::new());
     assert_eq!(fired(b"%61lpha %26lt;b> %00 omeg%61"), [1, 2, 3, 4]);
 }
+
+#[test]
+fn length_checks_fire_past_their_limit_on_every_kind_they_target() {
+    // Rules 1 and 2 are the empty chain's only rules on names: the engine passes names no
+    // longer than 8 bytes over that chain. On values it also holds literal rule 3.
+    let yaml = r#"rules:
+  - id: 1
+    message: long name
+    tags: [probe]
+    severity: critical
+    targets: [arg_names]
+    operator: {length_over: 8}
+  - id: 2
+    message: longer name or value
+    tags: [probe]
+    severity: critical
+    targets: [arg_names, args]
+    operator: {length_over: 12}
+  - id: 3
+    message: a literal of values
+    tags: [probe]
+    severity: critical
+    targets: [args]
+    operator:
+      literals: [zebra]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("lengths.yaml", yaml).expect("compiles"));
+    let s = WafSettings::default();
+    let query = |target: &str| fired_rules(&e, &Request::new("GET", target), &s);
+    let json = |body: &str| {
+        let req = Request::new("POST", "/")
+            .header("content-type", b"application/json")
+            .body(body.as_bytes());
+        fired_rules(&e, &req, &s)
+    };
+    assert_eq!(query("/?abcdefgh=1"), Vec::<u32>::new());
+    assert_eq!(query("/?abcdefghi=1"), [1]);
+    assert_eq!(query("/?abcdefghijklm=1"), [1, 2]);
+    assert_eq!(query("/?a=abcdefghijkl"), Vec::<u32>::new());
+    assert_eq!(query("/?a=abcdefghijklm"), [2]);
+    assert_eq!(json(r#"{"abcdefgh":"zebra"}"#), [3]);
+    assert_eq!(json(r#"{"abcdefghi":"x"}"#), [1]);
+    assert_eq!(
+        json(r#"{"abcdefghijklm":{"b":"abcdefghijklm"}}"#),
+        [1, 2, 2]
+    );
+}
