@@ -207,7 +207,8 @@ pub(crate) struct ChainMasks {
     /// Per paranoia level, the chains with a rule that looks at every header.
     every_header_at: [u64; 4],
     /// Per header a rule names (lowercase), and paranoia level, the chains with a rule
-    /// that looks at that header.
+    /// that looks at that header; shortest names first, so a header's name is compared
+    /// only with those of its length.
     named_headers: Vec<(String, [u64; 4])>,
 }
 
@@ -329,6 +330,7 @@ impl ChainMasks {
                 }
             }
         }
+        masks.named_headers.sort_by_key(|(name, _)| name.len());
         masks.triggered_by_text = masks.triggered(!classes::BYTE_FEATURES);
         Some(masks)
     }
@@ -337,10 +339,15 @@ impl ChainMasks {
     /// Most rules look at a few headers by name, so a header value skips the chains of
     /// the others without testing each rule.
     pub(crate) fn header_chains(&self, name: &str, level: usize) -> u64 {
-        self.named_headers
+        let len = name.len();
+        let from = self.named_headers.partition_point(|(n, _)| n.len() < len);
+        self.named_headers[from..]
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .fold(self.every_header_at[level], |acc, (_, at)| acc | at[level])
+            .take_while(|(n, _)| n.len() == len)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(self.every_header_at[level], |(_, at)| {
+                self.every_header_at[level] | at[level]
+            })
     }
 
     /// Of the chains, those a value of `kind` of `len` bytes may show something at
