@@ -1,7 +1,7 @@
 //! WAF engine micro-benchmarks: benign 1 KB GET, benign 4 KB JSON POST (an order, also
 //! with `charset=utf-8`, and a catalog page of English descriptions, repeated or unique),
 //! a malicious request, and prefilter throughput, at paranoia 1 and 2 with the full base
-//! rule set.
+//! rule set; for scale, the time to parse the JSON bodies into `serde_json::Value`.
 //!
 //! `cargo bench -p palisade-benches --bench waf`
 //!
@@ -260,6 +260,18 @@ fn bench_waf(c: &mut Criterion) {
         );
         g.finish();
     }
+    // What the application behind the proxy spends on the same documents: parsing them
+    // into `serde_json::Value`, the inspection's yardstick in BENCHMARKS.md.
+    let mut g = c.benchmark_group("waf/reference");
+    for (name, body) in [
+        ("serde_json_value_4k", &json),
+        ("serde_json_value_catalog_unique_4k", &catalog_unique),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).is_ok())
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench_waf);
