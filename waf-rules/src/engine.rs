@@ -920,6 +920,9 @@ impl Scratch {
                 continue;
             }
             let (start, end) = (start - offset, end - offset);
+            let Some(end) = walk.scan.literal_end(p as usize, raw, end) else {
+                continue;
+            };
             if !hit_counts(pattern.flags, raw, start, end) {
                 continue;
             }
@@ -967,11 +970,13 @@ impl Scratch {
         let mut hit = None;
         if let Some(ac) = &scan.automaton {
             ac.scan(data, |p, start, end| {
-                if hit.is_none()
-                    && scan.pattern_rule[p] as usize == ri
-                    && hit_counts(scan.pattern_flags[p], data, start, end)
-                {
-                    hit = Some((start as u32, end as u32));
+                if hit.is_some() || scan.pattern_rule[p] as usize != ri {
+                    return;
+                }
+                if let Some(end) = scan.literal_end(p, data, end) {
+                    if hit_counts(scan.pattern_flags[p], data, start, end) {
+                        hit = Some((start as u32, end as u32));
+                    }
                 }
             });
         }
@@ -1299,6 +1304,9 @@ fn scan_hits(
     if let Some(ac) = &scan.automaton {
         ac.scan(data, |p, start, end| {
             let flags = scan.pattern_flags[p];
+            let Some(end) = scan.literal_end(p, data, end) else {
+                return;
+            };
             if !hit_counts(flags, data, start, end) {
                 return;
             }

@@ -517,9 +517,22 @@ const FOREIGN_SHARE_MAX: usize = 20;
 pub(crate) struct Scan {
     pub automaton: Option<Literals>,
     pub pattern_rule: Vec<u32>,
-    /// Per pattern: `WHOLE_WORD`, `SQL_KEYWORD`, `WORD_BOUNDED` and `COMMAND` bits.
+    /// Per pattern: `WHOLE_WORD`, `SQL_KEYWORD`, `WORD_BOUNDED`, `COMMAND` and `TAIL`
+    /// bits.
     pub pattern_flags: Vec<u8>,
+    /// Per pattern, the bytes of its literal past the `PREFIX_MAX` the automaton holds
+    /// (empty for shorter literals).
+    pattern_tail: Vec<Box<[u8]>>,
 }
+
+/// The automata hold at most this many leading bytes of a literal; a hit of such a
+/// prefix counts only where the rest of the literal follows (`Scan::literal_end`). Two
+/// interleaved walks over a value must overlap by the longest literal less one byte, so
+/// the full literals (up to 47 bytes: scanner names, file paths) kept every header and
+/// argument value to one walk, whose every step waits on the load of the last; with
+/// prefixes of 8 bytes a value of a few dozen bytes is walked as two halves
+/// (`Literals::scan`).
+pub(crate) const PREFIX_MAX: usize = 8;
 
 /// A pattern that counts only as a whole word (an SQL keyword: `or` in `door` is none).
 pub(crate) const WHOLE_WORD: u8 = 1;
@@ -531,6 +544,9 @@ pub(crate) const WORD_BOUNDED: u8 = 4;
 /// A pattern that counts only where a command name stands (`requires_commands`); always
 /// with `WORD_BOUNDED`.
 pub(crate) const COMMAND: u8 = 8;
+/// A pattern longer than `PREFIX_MAX`: its hits are of the prefix, and count only where
+/// the rest follows (`Scan::literal_end`).
+pub(crate) const TAIL: u8 = 16;
 
 /// Whether a hit at `start..end` of `data` of a pattern with `flags` counts. Flagged
 /// patterns are few and rarely hit, so the checks cost nothing on most hits.
@@ -587,21 +603,48 @@ impl Scan {
     /// The automaton of `patterns`, able to walk a value as if the bytes `dropped` were
     /// not there.
     fn new(patterns: Vec<(&[u8], u32, &Rule)>, dropped: &[u8]) -> Result<Scan, RuleError> {
-        let literals: Vec<&[u8]> = patterns.iter().map(|(l, _, _)| *l).collect();
+        let prefixes: Vec<&[u8]> = patterns
+            .iter()
+            .map(|(l, _, _)| &l[..l.len().min(PREFIX_MAX)])
+            .collect();
         let pattern_flags: Vec<u8> = patterns
             .iter()
-            .map(|(l, _, rule)| pattern_flags(rule, l))
+            .map(|(l, _, rule)| {
+                pattern_flags(rule, l) | if l.len() > PREFIX_MAX { TAIL } else { 0 }
+            })
             .collect();
-        let mut automaton = Literals::new(&literals, dropped)?;
+        let mut automaton = Literals::new(&prefixes, dropped)?;
         if let Some(ac) = &mut automaton {
-            // Every reader of a scan's hits judges them with `hit_counts`.
-            ac.count_as_words(|p| pattern_flags[p] & (WHOLE_WORD | WORD_BOUNDED) != 0);
+            // Every reader of a scan's hits judges them with `hit_counts`, on the whole
+            // literal: a prefix's hit does not end where the word would.
+            ac.count_as_words(|p| {
+                pattern_flags[p] & (WHOLE_WORD | WORD_BOUNDED) != 0 && pattern_flags[p] & TAIL == 0
+            });
         }
         Ok(Scan {
             automaton,
             pattern_rule: patterns.iter().map(|(_, r, _)| *r).collect(),
             pattern_flags,
+            pattern_tail: patterns
+                .iter()
+                .map(|(l, _, _)| l.get(PREFIX_MAX..).unwrap_or_default().into())
+                .collect(),
         })
+    }
+
+    /// Where pattern `p`'s literal ends in `data` at a hit of the automaton ending at
+    /// `end`: there for a literal the automaton holds whole, else past the rest of it
+    /// (ASCII case-insensitively), or `None` where the rest does not follow.
+    #[inline]
+    pub(crate) fn literal_end(&self, p: usize, data: &[u8], end: usize) -> Option<usize> {
+        if self.pattern_flags[p] & TAIL == 0 {
+            return Some(end);
+        }
+        let tail = &self.pattern_tail[p];
+        let full = end + tail.len();
+        data.get(end..full)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(tail))
+            .then_some(full)
     }
 }
 

@@ -1164,3 +1164,66 @@ fn length_checks_fire_past_their_limit_on_every_kind_they_target() {
         [1, 2, 2]
     );
 }
+
+#[test]
+fn a_literal_longer_than_the_automata_hold_counts_only_whole() {
+    // The automata hold 8-byte prefixes; the rest of a literal is checked where one hits,
+    // in the value itself (the body walk's hits too), and word checks see the whole.
+    let yaml = r#"rules:
+  - id: 1
+    message: long literal
+    tags: [probe]
+    severity: critical
+    targets: [headers, args]
+    operator:
+      literals: ["nmap scripting engine"]
+  - id: 2
+    message: nine bytes
+    tags: [probe]
+    severity: critical
+    targets: [headers, args]
+    operator:
+      literals: ["ninebytes"]
+  - id: 3
+    message: a long word, then a digit
+    tags: [probe]
+    severity: critical
+    targets: [headers, args]
+    operator:
+      regex: 'unicornsparkle\d'
+      requires_words: ["unicornsparkle"]
+"#;
+    let e = Engine::new(RuleSet::from_yaml("long.yaml", yaml).expect("compiles"));
+    let s = WafSettings::default();
+    let header = |value: &str| {
+        let req = Request::new("GET", "/").header("x-probe", value.as_bytes());
+        fired_rules(&e, &req, &s)
+    };
+    let json = |body: &str| {
+        let req = Request::new("POST", "/")
+            .header("content-type", b"application/json")
+            .body(body.as_bytes());
+        fired_rules(&e, &req, &s)
+    };
+    let none = Vec::<u32>::new();
+    assert_eq!(header("ua nmap Scripting ENGINE x"), [1]);
+    assert_eq!(header("ua nmap scripting"), none);
+    assert_eq!(header("ua nmap scripting engin"), none);
+    assert_eq!(header("ua nmap scriptXng engine"), none);
+    assert_eq!(header("NINEBYTEs"), [2]);
+    assert_eq!(header("ninebyte"), none);
+    assert_eq!(header("say unicornsparkle7"), [3]);
+    assert_eq!(header("sayunicornsparkle7"), none);
+    // Long enough to be walked in two halves, the literal across the middle.
+    let long = format!(
+        "{}nmap scripting engine{}",
+        "a, ".repeat(20),
+        ", b".repeat(20)
+    );
+    assert_eq!(header(&long), [1]);
+    assert_eq!(json(r#"{"a":"x nmap scripting engine y"}"#), [1]);
+    assert_eq!(json(r#"{"a":"x nmap scr","b":"ipting engine"}"#), none);
+    assert_eq!(json(r#"{"a":"x nmap scripting","b":" engine"}"#), none);
+    assert_eq!(json(r#"{"a":"ninebyte","b":"s"}"#), none);
+    assert_eq!(json(r#"{"a":"say unicornsparkle7"}"#), [3]);
+}
