@@ -9,9 +9,7 @@ use std::sync::Arc;
 use crate::classes::Classes;
 use crate::request::{extract, Kind, Request, Value};
 use crate::rule::{CaptureSlot, Condition, Op, Rule};
-use crate::ruleset::{
-    hit_counts, BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD,
-};
+use crate::ruleset::{BodyWalk, Chain, Level, RuleSet, Scan, BODY_WALK_KINDS, SQL_KEYWORD};
 use crate::settings::{Exclusion, Mode, OverLimit, WafSettings};
 use crate::transform::{self, feature, Transform};
 use crate::util::{half, same_bytes, word};
@@ -920,12 +918,12 @@ impl Scratch {
                 continue;
             }
             let (start, end) = (start - offset, end - offset);
-            let Some(end) = walk.scan.literal_end(p as usize, raw, end) else {
+            let Some(end) = walk
+                .scan
+                .counted_end(p as usize, pattern.flags, raw, start, end)
+            else {
                 continue;
             };
-            if !hit_counts(pattern.flags, raw, start, end) {
-                continue;
-            }
             keywords |= pattern.flags & SQL_KEYWORD != 0;
             mark(
                 &mut self.hit,
@@ -973,10 +971,8 @@ impl Scratch {
                 if hit.is_some() || scan.pattern_rule[p] as usize != ri {
                     return;
                 }
-                if let Some(end) = scan.literal_end(p, data, end) {
-                    if hit_counts(scan.pattern_flags[p], data, start, end) {
-                        hit = Some((start as u32, end as u32));
-                    }
+                if let Some(end) = scan.counted_end(p, scan.pattern_flags[p], data, start, end) {
+                    hit = Some((start as u32, end as u32));
                 }
             });
         }
@@ -1304,12 +1300,9 @@ fn scan_hits(
     if let Some(ac) = &scan.automaton {
         ac.scan(data, |p, start, end| {
             let flags = scan.pattern_flags[p];
-            let Some(end) = scan.literal_end(p, data, end) else {
+            let Some(end) = scan.counted_end(p, flags, data, start, end) else {
                 return;
             };
-            if !hit_counts(flags, data, start, end) {
-                return;
-            }
             keywords |= flags & SQL_KEYWORD != 0;
             mark(hit, span, hits, scan.pattern_rule[p], stamp, start, end);
         });

@@ -526,7 +526,7 @@ pub(crate) struct Scan {
 }
 
 /// The automata hold at most this many leading bytes of a literal; a hit of such a
-/// prefix counts only where the rest of the literal follows (`Scan::literal_end`). Two
+/// prefix counts only where the rest of the literal follows (`Scan::counted_end`). Two
 /// interleaved walks over a value must overlap by the longest literal less one byte, so
 /// the full literals (up to 47 bytes: scanner names, file paths) kept every header and
 /// argument value to one walk, whose every step waits on the load of the last; with
@@ -545,13 +545,13 @@ pub(crate) const WORD_BOUNDED: u8 = 4;
 /// with `WORD_BOUNDED`.
 pub(crate) const COMMAND: u8 = 8;
 /// A pattern longer than `PREFIX_MAX`: its hits are of the prefix, and count only where
-/// the rest follows (`Scan::literal_end`).
+/// the rest follows (`Scan::counted_end`).
 pub(crate) const TAIL: u8 = 16;
 
 /// Whether a hit at `start..end` of `data` of a pattern with `flags` counts. Flagged
 /// patterns are few and rarely hit, so the checks cost nothing on most hits.
 #[inline]
-pub(crate) fn hit_counts(flags: u8, data: &[u8], start: usize, end: usize) -> bool {
+fn hit_counts(flags: u8, data: &[u8], start: usize, end: usize) -> bool {
     (flags & WHOLE_WORD == 0 || crate::detect::keyword_stands_alone(data, start, end))
         && (flags & WORD_BOUNDED == 0 || stands_as_word(flags, data, start, end))
 }
@@ -615,7 +615,7 @@ impl Scan {
             .collect();
         let mut automaton = Literals::new(&prefixes, dropped)?;
         if let Some(ac) = &mut automaton {
-            // Every reader of a scan's hits judges them with `hit_counts`, on the whole
+            // Every reader of a scan's hits judges them with `counted_end`, on the whole
             // literal: a prefix's hit does not end where the word would.
             ac.count_as_words(|p| {
                 pattern_flags[p] & (WHOLE_WORD | WORD_BOUNDED) != 0 && pattern_flags[p] & TAIL == 0
@@ -632,19 +632,38 @@ impl Scan {
         })
     }
 
-    /// Where pattern `p`'s literal ends in `data` at a hit of the automaton ending at
-    /// `end`: there for a literal the automaton holds whole, else past the rest of it
-    /// (ASCII case-insensitively), or `None` where the rest does not follow.
-    #[inline]
-    pub(crate) fn literal_end(&self, p: usize, data: &[u8], end: usize) -> Option<usize> {
-        if self.pattern_flags[p] & TAIL == 0 {
-            return Some(end);
-        }
+    /// Where the hit of pattern `p` (whose `pattern_flags` are `flags`) found by the
+    /// automaton at `start..end` of `data` ends, if it counts: for a literal longer than
+    /// the automaton holds, where its rest follows (ASCII case-insensitively), and for
+    /// a word's literal, where the whole stands as one (`hit_counts`).
+    #[inline(always)]
+    pub(crate) fn counted_end(
+        &self,
+        p: usize,
+        flags: u8,
+        data: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Option<usize> {
+        let end = if flags & TAIL == 0 {
+            end
+        } else {
+            self.tail_end(p, data, end)?
+        };
+        hit_counts(flags, data, start, end).then_some(end)
+    }
+
+    /// Where the rest of pattern `p`'s literal ends, if it follows `end` in `data`. Out of
+    /// line: few hits are of long literals, and inlined it made the callers' loops
+    /// costlier for every hit.
+    #[cold]
+    #[inline(never)]
+    fn tail_end(&self, p: usize, data: &[u8], end: usize) -> Option<usize> {
         let tail = &self.pattern_tail[p];
         let full = end + tail.len();
         data.get(end..full)
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(tail))
-            .then_some(full)
+            .filter(|rest| rest.eq_ignore_ascii_case(tail))
+            .map(|_| full)
     }
 }
 
