@@ -259,18 +259,14 @@ impl ChainMasks {
                 // Only a chain that leaves values as they are: its length checks see
                 // the value's own length.
                 for kind in (0..KIND_COUNT).filter(|_| chain.transforms.is_empty()) {
-                    let mut looking = chain
+                    // `None` if a rule there is no length check; no minimum if none is.
+                    let lengths: Option<Vec<usize>> = chain
                         .rules
                         .iter()
                         .map(|&r| &rules[r as usize])
                         .filter(|r| usize::from(r.paranoia) <= level + 1)
                         .filter(|r| r.targets.kind_mask() & 1 << kind != 0)
                         .filter(|r| !matches!(r.op, Op::ArgCountOver(_)))
-                        .peekable();
-                    if looking.peek().is_none() {
-                        continue;
-                    }
-                    let lengths: Option<Vec<usize>> = looking
                         .map(|r| match r.op {
                             Op::LengthOver(max) => Some(max),
                             _ => None,

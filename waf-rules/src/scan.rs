@@ -135,7 +135,8 @@ impl<S: Sid> Dense<S> {
     }
 }
 
-/// A body at least this long is walked as two interleaved halves (see `collect`).
+/// A body (`collect`), or a value asked whether a literal occurs with bytes dropped
+/// (`occurs_with`), at least this long is walked as two interleaved halves.
 const HALVES_MIN: usize = 512;
 /// A value at least this long is walked as two interleaved halves (see `scan_halves`),
 /// when the literals are short enough for them to overlap little.
@@ -887,12 +888,14 @@ mod tests {
     fn long_data_walked_in_halves_reports_what_one_walk_does() {
         let scanner = overlapping_scanner();
         let mut rng = Rng(0x2545_f491);
-        for len in [512usize, 513, 600, 1001, 2048] {
+        // From the shortest value walked in halves (`SCAN_HALVES_MIN`, and more than four
+        // times the longest literal) to bodies.
+        for len in [32usize, 40, 41, 42, 57, 100, 511, 512, 513, 600, 1001, 2048] {
             let data: Vec<u8> = (0..len).map(|_| b"abcz"[rng.below(4)]).collect();
             let mut halves = Vec::new();
             scanner.scan(&data, |p, s, e| halves.push((p, s, e)));
             let whole = one_walk(&scanner, &data);
-            assert!(whole.len() > 100, "{len}: {} hits only", whole.len());
+            assert!(whole.len() > len / 8, "{len}: {} hits only", whole.len());
             assert_eq!(halves, whole, "{len}");
         }
     }
