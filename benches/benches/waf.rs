@@ -1,7 +1,8 @@
 //! WAF engine micro-benchmarks: benign 1 KB GET, benign 4 KB JSON POST (an order, also
 //! with `charset=utf-8`, and a catalog page of English descriptions, repeated or unique),
 //! a malicious request, and prefilter throughput, at paranoia 1 and 2 with the full base
-//! rule set; for scale, the time to parse the JSON bodies into `serde_json::Value`.
+//! rule set; for scale, the time to parse the JSON bodies into `serde_json::Value`; and
+//! the stages of an inspection timed one at a time (`waf/stages`).
 //!
 //! `cargo bench -p palisade-benches --bench waf`
 //!
@@ -17,7 +18,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use palisade_waf::{Action, Engine, Request, RuleSet, WafSettings};
+use palisade_waf::{stages, Action, Engine, Request, RuleSet, WafSettings};
 
 const HEADERS: &[(&str, &[u8])] = &[
     ("host", b"shop.example.com"),
@@ -269,6 +270,35 @@ fn bench_waf(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).is_ok())
+        });
+    }
+    g.finish();
+    // The stages of the paranoia-1 inspection of the order and of the unique catalog, one
+    // at a time: the request without its body (its headers, path and the fixed cost of an
+    // inspection), reading the JSON body into values, and the automaton's walk over the
+    // body. Whatever the whole inspection takes beyond their sum is the work per value.
+    let mut g = c.benchmark_group("waf/stages");
+    let settings = WafSettings::default();
+    let no_body = request("POST", "/api/v1/orders", Some(b"application/json"), b"");
+    g.bench_function("without_body", |b| {
+        b.iter(|| engine.inspect(black_box(&no_body), &settings, None))
+    });
+    let set = RuleSet::embedded().expect("base rules compile");
+    let mut walk = stages::BodyWalk::new(&set, 1).expect("the base rules have body literals");
+    for (name, body) in [("4k", &json), ("catalog_unique_4k", &catalog_unique)] {
+        assert!(
+            stages::json_values(body) > 100,
+            "{name}: the body reads as JSON"
+        );
+        assert!(
+            walk.walk(body) > 0,
+            "{name}: the walk stops at the prose's words"
+        );
+        g.bench_function(format!("json_values_{name}"), |b| {
+            b.iter(|| stages::json_values(black_box(body)))
+        });
+        g.bench_function(format!("body_walk_{name}"), |b| {
+            b.iter(|| walk.walk(black_box(body)))
         });
     }
     g.finish();

@@ -1081,7 +1081,7 @@ fn first_ending_after(hits: &[(u32, u32, u32)], from: usize, offset: usize) -> u
 /// `or`, `select` of the SQL rules, and each rule's copy of a shared literal is a hit of
 /// its own): 17.6 k hits in the 64 KiB bench body, whose walk at 16 k was abandoned and
 /// both of its values walked again (2.4 M instructions of its 5.8 M).
-const BODY_HITS_MAX: usize = 32 * 1024;
+pub(crate) const BODY_HITS_MAX: usize = 32 * 1024;
 
 /// The two buffers transformations ping-pong between.
 #[derive(Default)]

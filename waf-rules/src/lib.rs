@@ -23,6 +23,8 @@ mod rule;
 mod ruleset;
 mod scan;
 mod settings;
+#[doc(hidden)]
+pub mod stages;
 #[cfg(test)]
 mod test_rng;
 mod transform;

@@ -253,6 +253,13 @@ pub(crate) struct Extracted<'a> {
     pub body_values: usize,
 }
 
+/// The room `extract` makes for the values of a request with a body of `body_len` bytes:
+/// about one value per 16 bytes of body (JSON keys and strings), so a typical request
+/// grows the vector at most once.
+pub(crate) fn values_capacity(body_len: usize) -> usize {
+    32 + body_len.min(MAX_BODY_VALUES * 16) / 16
+}
+
 /// `names` is per-request storage for body argument names built by the parser (JSON
 /// key paths), so values borrow their names instead of owning one each.
 pub(crate) fn extract<'a>(
@@ -260,9 +267,7 @@ pub(crate) fn extract<'a>(
     body: &'a [u8],
     names: &'a mut String,
 ) -> Extracted<'a> {
-    // About one value per 16 bytes of body (JSON keys and strings), so a typical request
-    // grows the vector at most once.
-    let mut values = Vec::with_capacity(32 + body.len().min(MAX_BODY_VALUES * 16) / 16);
+    let mut values = Vec::with_capacity(values_capacity(body.len()));
     let mut arg_count = 0;
     let plain = |kind, data: &'a [u8]| Value {
         kind,
