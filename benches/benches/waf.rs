@@ -262,14 +262,26 @@ fn bench_waf(c: &mut Criterion) {
         g.finish();
     }
     // What the application behind the proxy spends on the same documents: parsing them
-    // into `serde_json::Value`, the inspection's yardstick in BENCHMARKS.md.
+    // into `serde_json::Value`, the inspection's yardstick in BENCHMARKS.md. And what two
+    // of the inspection's stages (`waf/stages`) compare with: serde_json checking the
+    // document without building anything, and the aho-corasick crate's DFA reporting
+    // every occurrence of the body walk's literals.
     let mut g = c.benchmark_group("waf/reference");
-    for (name, body) in [
-        ("serde_json_value_4k", &json),
-        ("serde_json_value_catalog_unique_4k", &catalog_unique),
-    ] {
-        g.bench_function(name, |b| {
+    let literals = stages::body_walk_literals(&RuleSet::embedded().expect("base rules"), 1);
+    let crate_dfa = aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .ascii_case_insensitive(true)
+        .build(&literals)
+        .expect("the body walk's literals build a DFA");
+    for (name, body) in [("4k", &json), ("catalog_unique_4k", &catalog_unique)] {
+        g.bench_function(format!("serde_json_value_{name}"), |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).is_ok())
+        });
+        g.bench_function(format!("serde_json_ignored_any_{name}"), |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body)).is_ok())
+        });
+        g.bench_function(format!("aho_corasick_dfa_overlapping_{name}"), |b| {
+            b.iter(|| crate_dfa.find_overlapping_iter(black_box(body)).count())
         });
     }
     g.finish();

@@ -442,6 +442,32 @@ impl BodyWalk {
         at_level: impl Fn(&u32) -> bool,
         built: &mut Built,
     ) -> Result<Option<BodyWalk>, RuleError> {
+        let WalkPatterns {
+            key,
+            patterns,
+            kinds,
+        } = Self::patterns(set, at_level);
+        let scan = match built.get(&key) {
+            Some(scan) => scan.clone(),
+            None => {
+                let scan = Arc::new(Scan::new(patterns, &[])?);
+                built.insert(key, scan.clone());
+                scan
+            }
+        };
+        let patterns = kinds
+            .iter()
+            .zip(scan.pattern_rule.iter().zip(&scan.pattern_flags))
+            .map(|(&kinds, (&rule, &flags))| WalkPattern { kinds, rule, flags })
+            .collect();
+        Ok(scan
+            .automaton
+            .is_some()
+            .then_some(BodyWalk { scan, patterns }))
+    }
+
+    /// The walk's patterns at the level `at_level` admits.
+    pub(crate) fn patterns(set: &RuleSet, at_level: impl Fn(&u32) -> bool) -> WalkPatterns<'_> {
         let mut groups: Vec<u8> = Vec::new();
         for kind in BODY_WALK_KINDS {
             let g = set.global_by_kind[kind as usize];
@@ -482,24 +508,22 @@ impl BodyWalk {
                 }
             }
         }
-        let scan = match built.get(&key) {
-            Some(scan) => scan.clone(),
-            None => {
-                let scan = Arc::new(Scan::new(patterns, &[])?);
-                built.insert(key, scan.clone());
-                scan
-            }
-        };
-        let patterns = kinds
-            .iter()
-            .zip(scan.pattern_rule.iter().zip(&scan.pattern_flags))
-            .map(|(&kinds, (&rule, &flags))| WalkPattern { kinds, rule, flags })
-            .collect();
-        Ok(scan
-            .automaton
-            .is_some()
-            .then_some(BodyWalk { scan, patterns }))
+        WalkPatterns {
+            key,
+            patterns,
+            kinds,
+        }
     }
+}
+
+/// What a body walk's automaton is built from (`BodyWalk::patterns`).
+pub(crate) struct WalkPatterns<'s> {
+    /// The key the automaton is shared under in `Built`.
+    pub key: Vec<u32>,
+    /// In the order of the global automata of `BODY_WALK_KINDS`: literal, rule index, rule.
+    pub patterns: Vec<(&'s [u8], u32, &'s Rule)>,
+    /// Per pattern, the kinds (`Kind::bit`) it serves.
+    pub kinds: Vec<u32>,
 }
 
 /// Kinds share a global automaton when each of them would have at most this share

@@ -5,7 +5,7 @@
 use crate::engine::BODY_HITS_MAX;
 use crate::json::json;
 use crate::request::values_capacity;
-use crate::ruleset::RuleSet;
+use crate::ruleset::{BodyWalk as Walk, RuleSet};
 use crate::scan::Literals;
 
 /// Reads a JSON body into values as an inspection does, into a vector of the capacity an
@@ -46,6 +46,42 @@ impl<'s> BodyWalk<'s> {
         {
             true => self.hits.len(),
             false => 0,
+        }
+    }
+}
+
+/// The literals the body walk at `paranoia` looks for, each once: for comparing its walk
+/// with other multi-pattern matchers on the same set.
+pub fn body_walk_literals(set: &RuleSet, paranoia: u8) -> Vec<Vec<u8>> {
+    let mut literals: Vec<Vec<u8>> =
+        Walk::patterns(set, |&r| set.rules[r as usize].paranoia <= paranoia)
+            .patterns
+            .iter()
+            .map(|&(literal, ..)| literal.to_vec())
+            .collect();
+    literals.sort_unstable();
+    literals.dedup();
+    literals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stages_read_and_walk_a_body_as_an_inspection_does() {
+        // Three keys and two strings; the number is no value of its own.
+        assert_eq!(json_values(br#"{"a": ["x", 1], "b": {"c": "y"}}"#), 5);
+        let set = RuleSet::embedded().expect("base rules compile");
+        let mut walk = BodyWalk::new(&set, 1).expect("the base rules have body literals");
+        let literals = body_walk_literals(&set, 1);
+        assert!(literals.len() > 100, "{} literals", literals.len());
+        for literal in &literals {
+            assert!(
+                walk.walk(literal) > 0,
+                "{:?}",
+                String::from_utf8_lossy(literal)
+            );
         }
     }
 }
