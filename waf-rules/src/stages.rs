@@ -51,8 +51,10 @@ impl<'s> BodyWalk<'s> {
 }
 
 /// The literals the body walk at `paranoia` looks for, each once: for comparing its walk
-/// with other multi-pattern matchers on the same set.
+/// with other multi-pattern matchers on the same set. Levels outside 1-4 are taken as
+/// the nearest, as the engine takes them.
 pub fn body_walk_literals(set: &RuleSet, paranoia: u8) -> Vec<Vec<u8>> {
+    let paranoia = paranoia.clamp(1, 4);
     let mut literals: Vec<Vec<u8>> =
         Walk::patterns(set, |&r| set.rules[r as usize].paranoia <= paranoia)
             .patterns
@@ -76,6 +78,7 @@ mod tests {
         let mut walk = BodyWalk::new(&set, 1).expect("the base rules have body literals");
         let literals = body_walk_literals(&set, 1);
         assert!(literals.len() > 100, "{} literals", literals.len());
+        assert_eq!(body_walk_literals(&set, 0), literals);
         for literal in &literals {
             assert!(
                 walk.walk(literal) > 0,
