@@ -5,6 +5,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::classes::{self, Gate, GateSet};
@@ -133,6 +134,9 @@ impl Chain {
 
 /// A compiled rule set. Build it once per load and share it (it is immutable).
 pub struct RuleSet {
+    /// Unique in the process: what a thread's inspections remember of a rule set
+    /// (`engine::CleanNames`) is kept under it, and a set built later must not inherit it.
+    pub(crate) id: u64,
     pub(crate) rules: Vec<Rule>,
     pub(crate) chains: Vec<Chain>,
     /// For each rule, the index of its chain.
@@ -1034,7 +1038,9 @@ impl RuleSet {
         let arg_count_rules = (0..rules.len() as u32)
             .filter(|&r| matches!(rules[r as usize].op, Op::ArgCountOver(_)))
             .collect();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let set = RuleSet {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             chain_masks: ChainMasks::new(&chains, &rules),
             arg_count_rules,
             rules,

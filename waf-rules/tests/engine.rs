@@ -1227,3 +1227,75 @@ fn a_literal_longer_than_the_automata_hold_counts_only_whole() {
     assert_eq!(json(r#"{"a":"ninebyte","b":"s"}"#), none);
     assert_eq!(json(r#"{"a":"say unicornsparkle7"}"#), [3]);
 }
+
+/// Header names found to match nothing are remembered by the thread and skipped in later
+/// requests: only where they were found so (the same rule set, the same paranoia level),
+/// and never when a rule's test matched and a condition or an exclusion set it aside.
+#[test]
+fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
+    let rules = |literal: &str| {
+        format!(
+            r#"rules:
+  - id: 1
+    message: probing header name, paranoia 2
+    tags: [probe]
+    severity: critical
+    paranoia: 2
+    targets: [header_names]
+    operator:
+      literals: ["{literal}"]
+  - id: 2
+    message: debugging header name on a request with a body
+    tags: [probe]
+    severity: critical
+    targets: [header_names]
+    when: has_body
+    operator:
+      literals: ["x-debug-token"]
+"#
+        )
+    };
+    let fired =
+        |e: &Engine, req: &Request<'_>, settings: &WafSettings| fired_rules(e, req, settings);
+    let probing =
+        Engine::new(RuleSet::from_yaml("probe.yaml", &rules("x-probe")).expect("compiles"));
+    let other = Engine::new(RuleSet::from_yaml("other.yaml", &rules("x-other")).expect("compiles"));
+    let p1 = WafSettings::default();
+    let p2 = WafSettings::default().with_paranoia(2);
+    let probe = Request::new("GET", "/").header("x-probe", b"1");
+    for _ in 0..2 {
+        // Clean at paranoia 1, and under the rule set that does not look for the name...
+        assert_eq!(fired(&probing, &probe, &p1), [] as [u32; 0]);
+        assert_eq!(fired(&other, &probe, &p2), [] as [u32; 0]);
+        // ...which says nothing of paranoia 2 under the set that does.
+        assert_eq!(fired(&probing, &probe, &p2), [1]);
+    }
+    // A condition that does not hold sets the match aside; the name is not clean.
+    let debug_get = Request::new("GET", "/").header("x-debug-token", b"1");
+    let debug_post = Request::new("POST", "/")
+        .header("x-debug-token", b"1")
+        .header("content-type", b"text/plain")
+        .body(b"hello");
+    assert_eq!(fired(&probing, &debug_get, &p1), [] as [u32; 0]);
+    assert_eq!(fired(&probing, &debug_post, &p1), [2]);
+    // Neither does an exclusion.
+    let excluding = WafSettings {
+        exclusions: vec![Exclusion {
+            rules: vec![1],
+            ..Exclusion::default()
+        }],
+        ..WafSettings::default().with_paranoia(2)
+    };
+    assert_eq!(fired(&probing, &probe, &excluding), [] as [u32; 0]);
+    assert_eq!(fired(&probing, &probe, &p2), [1]);
+    // The base rules: the usual names pass again and again, `Proxy` is refused each time.
+    let e = engine();
+    let usual = Request::new("GET", "/")
+        .header("host", b"shop")
+        .header("accept", b"*/*");
+    let httpoxy = Request::new("GET", "/").header("proxy", b"http://evil.example");
+    for _ in 0..3 {
+        assert_eq!(e.inspect(&usual, &p1, None).action, Action::Pass);
+        assert_eq!(fired(&e, &httpoxy, &p1), [1015]);
+    }
+}
