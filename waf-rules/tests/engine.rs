@@ -1255,8 +1255,6 @@ fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
 "#
         )
     };
-    let fired =
-        |e: &Engine, req: &Request<'_>, settings: &WafSettings| fired_rules(e, req, settings);
     let probing =
         Engine::new(RuleSet::from_yaml("probe.yaml", &rules("x-probe")).expect("compiles"));
     let other = Engine::new(RuleSet::from_yaml("other.yaml", &rules("x-other")).expect("compiles"));
@@ -1265,10 +1263,10 @@ fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
     let probe = Request::new("GET", "/").header("x-probe", b"1");
     for _ in 0..2 {
         // Clean at paranoia 1, and under the rule set that does not look for the name...
-        assert_eq!(fired(&probing, &probe, &p1), [] as [u32; 0]);
-        assert_eq!(fired(&other, &probe, &p2), [] as [u32; 0]);
+        assert_eq!(fired_rules(&probing, &probe, &p1), [] as [u32; 0]);
+        assert_eq!(fired_rules(&other, &probe, &p2), [] as [u32; 0]);
         // ...which says nothing of paranoia 2 under the set that does.
-        assert_eq!(fired(&probing, &probe, &p2), [1]);
+        assert_eq!(fired_rules(&probing, &probe, &p2), [1]);
     }
     // A condition that does not hold sets the match aside; the name is not clean.
     let debug_get = Request::new("GET", "/").header("x-debug-token", b"1");
@@ -1276,8 +1274,8 @@ fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
         .header("x-debug-token", b"1")
         .header("content-type", b"text/plain")
         .body(b"hello");
-    assert_eq!(fired(&probing, &debug_get, &p1), [] as [u32; 0]);
-    assert_eq!(fired(&probing, &debug_post, &p1), [2]);
+    assert_eq!(fired_rules(&probing, &debug_get, &p1), [] as [u32; 0]);
+    assert_eq!(fired_rules(&probing, &debug_post, &p1), [2]);
     // Neither does an exclusion.
     let excluding = WafSettings {
         exclusions: vec![Exclusion {
@@ -1286,8 +1284,8 @@ fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
         }],
         ..WafSettings::default().with_paranoia(2)
     };
-    assert_eq!(fired(&probing, &probe, &excluding), [] as [u32; 0]);
-    assert_eq!(fired(&probing, &probe, &p2), [1]);
+    assert_eq!(fired_rules(&probing, &probe, &excluding), [] as [u32; 0]);
+    assert_eq!(fired_rules(&probing, &probe, &p2), [1]);
     // The base rules: the usual names pass again and again, `Proxy` is refused each time.
     let e = engine();
     let usual = Request::new("GET", "/")
@@ -1296,6 +1294,6 @@ fn header_names_found_clean_are_skipped_only_where_they_were_found_clean() {
     let httpoxy = Request::new("GET", "/").header("proxy", b"http://evil.example");
     for _ in 0..3 {
         assert_eq!(e.inspect(&usual, &p1, None).action, Action::Pass);
-        assert_eq!(fired(&e, &httpoxy, &p1), [1015]);
+        assert_eq!(fired_rules(&e, &httpoxy, &p1), [1015]);
     }
 }
